@@ -1,0 +1,17 @@
+/*
+ * cmds.h — the table of subcommands. Add a line here and a cli/NAME.c that
+ * defines the function; aisle.c builds its dispatch table and help from this.
+ */
+#ifndef AISLE_CLI_CMDS_H
+#define AISLE_CLI_CMDS_H
+
+int cmd_ingest(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#define AISLE_COMMANDS \
+    X("ingest", cmd_ingest, "load products, reviews, Q&A, offers and orders into a store") \
+    X("search", cmd_search, "lexical (BM25) search over a store's evidence passages") \
+    X("demo", cmd_demo, "generate the demo store's offers and orders (seeded)")
+
+#endif
