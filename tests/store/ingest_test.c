@@ -1,0 +1,460 @@
+/*
+ * ingest_test.c — loading merchant files: formats, upserts, every class of bad
+ * input (clear error with location, non-zero exit, database unchanged), --skip-bad,
+ * and a kill -9 in the middle of a load.
+ */
+#include "../testutil.h"
+
+#include "core/error.h"
+#include "store/ingest.h"
+#include "store/store.h"
+
+#include <signal.h>
+#include <time.h>
+
+static const char *PRODUCTS =
+    "{\"id\": \"P1\", \"title\": \"Frigidaire 240337103 Crisper Pan\", \"brand\": \"Frigidaire\","
+    " \"category\": [\"Appliances\", \"Refrigerator Parts\"], \"bullets\": [\"replaces 240337107\","
+    " \"stores fruits and vegetables\"], \"description\": \"a crisper drawer.\","
+    " \"attributes\": {\"color\": \"clear\", \"number_of_items\": 1}}\n"
+    "{\"id\": \"P2\", \"title\": \"Whirlpool W10130695 Latch Assembly\", \"bullets\": [],"
+    " \"attributes\": {\"color\": \"white\"}}\n"
+    "{\"id\": 3, \"title\": \"Avalon Bay Ice Maker\"}\n";
+
+struct fx {
+    char *dir, *db;
+    struct store *s;
+};
+
+static void fx_init(struct fx *f)
+{
+    f->dir = tu_tmpdir();
+    f->db = tu_path(f->dir, "shop.db");
+    char err[512];
+    cr_assert_eq(store_open(&f->s, f->db, 0, err, sizeof(err)), 0, "%s", err);
+    char *p = tu_path(f->dir, "products.jsonl");
+    tu_write_str(p, PRODUCTS);
+    struct ingest_opts o = {.format_csv = -1};
+    struct ingest_stats st;
+    cr_assert_eq(ingest_file(f->s, INGEST_PRODUCTS, p, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(st.loaded, 3);
+    free(p);
+}
+
+static void fx_release(struct fx *f)
+{
+    store_close(f->s);
+    free(f->db);
+    tu_rmdir(f->dir);
+}
+
+/* Load content as kind; expect failure whose message contains want, and the
+ * database exactly as before. */
+static void expect_rejected(struct fx *f, enum ingest_kind kind, const char *name, const void *content, size_t len,
+                            const char *want)
+{
+    char *p = tu_path(f->dir, name);
+    tu_write(p, content, len);
+    uint64_t before = tu_db_digest(f->db);
+    struct ingest_opts o = {.format_csv = -1};
+    struct ingest_stats st = {99, 99};
+    char err[1024] = "";
+    int rc = ingest_file(f->s, kind, p, &o, &st, err, sizeof(err));
+    cr_assert_lt(rc, 0, "%s should be rejected", name);
+    cr_assert(strstr(err, want) != NULL, "error for %s names the problem:\n  got:  %s\n  want: %s", name, err, want);
+    cr_assert_eq(strncmp(err, p, strlen(p)), 0, "error starts with the file name: %s", err);
+    cr_assert_eq(st.loaded, 99, "stats untouched on failure");
+    cr_assert_eq(tu_db_digest(f->db), before, "database unchanged after rejecting %s", name);
+    free(p);
+}
+
+Test(ingest, loads_products_and_their_passages)
+{
+    struct fx f;
+    fx_init(&f);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM products"), 3);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM products WHERE id='3'"), 1, "integer ids kept as text");
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM products WHERE category='Appliances > Refrigerator Parts'"),
+                 1);
+    /* P1: title + 2 bullets + 2 attributes + 1 description chunk */
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM passages WHERE product_id='P1'"), 6);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM passages WHERE text='number_of_items: 1'"), 1,
+                 "numeric attribute values become 'name: value'");
+    fx_release(&f);
+}
+
+Test(ingest, reload_is_idempotent_and_upserts)
+{
+    struct fx f;
+    fx_init(&f);
+    char *p = tu_path(f.dir, "products.jsonl");
+    uint64_t d1 = tu_db_digest(f.db);
+    struct ingest_opts o = {.format_csv = -1};
+    struct ingest_stats st;
+    char err[512];
+    cr_assert_eq(ingest_file(f.s, INGEST_PRODUCTS, p, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tu_db_digest(f.db), d1, "loading the same file twice gives the same database");
+
+    char *p2 = tu_path(f.dir, "update.jsonl");
+    tu_write_str(p2, "{\"id\": \"P2\", \"title\": \"Whirlpool Latch, Black\", \"bullets\": [\"only black\"]}\n");
+    cr_assert_eq(ingest_file(f.s, INGEST_PRODUCTS, p2, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM products"), 3);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM products WHERE title='Whirlpool Latch, Black'"), 1);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM passages WHERE product_id='P2'"), 2,
+                 "old passages (the white attribute) replaced: title + one bullet");
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM catalog_fts WHERE catalog_fts MATCH 'white'"), 0,
+                 "the FTS index forgot the old text");
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM catalog_fts WHERE catalog_fts MATCH 'black'"), 2);
+    free(p);
+    free(p2);
+    fx_release(&f);
+}
+
+Test(ingest, reviews_qa_offers_orders)
+{
+    struct fx f;
+    fx_init(&f);
+    struct ingest_opts o = {.format_csv = -1};
+    struct ingest_stats st;
+    char err[512];
+    char *r = tu_path(f.dir, "reviews.jsonl.gz");
+    tu_write_str(r, "{\"product_id\": \"P1\", \"text\": \"came cracked\"}\n"
+                    "{\"id\": \"R9\", \"product_id\": \"P1\", \"rating\": 4, \"title\": \"fits\", \"text\": \"fits my "
+                    "frigidaire\", \"helpful_votes\": 3, \"date\": \"2024-05-01\", \"author\": \"kim\"}\n");
+    cr_assert_eq(ingest_file(f.s, INGEST_REVIEWS, r, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(st.loaded, 2);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM reviews WHERE rating=4 AND helpful_votes=3"), 1);
+
+    char *q = tu_path(f.dir, "qa.jsonl");
+    /* one line per answer (the demo store's shape) and the grouped shape */
+    tu_write_str(q, "{\"product_id\": \"P1\", \"question\": \"fits frt18?\", \"answer\": \"yes\"}\n"
+                    "{\"product_id\": \"P1\", \"question\": \"fits frt18?\", \"answer\": \"mine did\"}\n"
+                    "{\"id\": \"Q7\", \"product_id\": \"P2\", \"question\": \"color?\", \"votes\": 2,"
+                    " \"answers\": [\"black\", {\"text\": \"only black now\", \"votes\": 5}]}\n");
+    cr_assert_eq(ingest_file(f.s, INGEST_QA, q, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM questions"), 2);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM answers"), 4);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM passages WHERE source='qa'"), 4, "one passage per answer");
+    cr_assert_eq(ingest_file(f.s, INGEST_QA, q, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM answers"), 4, "reloading Q&A adds nothing");
+
+    char *of = tu_path(f.dir, "offers.jsonl");
+    tu_write_str(of, "{\"product_id\": \"P1\", \"price\": 56.99, \"currency\": \"USD\", \"stock\": 6,"
+                     " \"delivery_days\": 2, \"updated_at\": \"2026-11-01T09:00:00Z\"}\n"
+                     "{\"product_id\": \"P1\", \"seller\": \"Partner\", \"price\": \"1200\", \"currency\": \"JPY\","
+                     " \"stock\": 0}\n");
+    cr_assert_eq(ingest_file(f.s, INGEST_OFFERS, of, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tu_count(f.db, "SELECT price_minor FROM offers WHERE seller='default'"), 5699, "exact cents");
+    cr_assert_eq(tu_count(f.db, "SELECT price_minor FROM offers WHERE seller='Partner'"), 1200, "JPY has no minor unit");
+    /* the live feed alone: a new price replaces the old one */
+    tu_write_str(of, "{\"product_id\": \"P1\", \"price\": 49.5, \"currency\": \"USD\", \"stock\": 2}\n");
+    cr_assert_eq(ingest_file(f.s, INGEST_OFFERS, of, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tu_count(f.db, "SELECT price_minor FROM offers WHERE seller='default'"), 4950);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM offers"), 2);
+
+    char *od = tu_path(f.dir, "orders.jsonl");
+    tu_write_str(od, "{\"id\": \"O1\", \"customer\": \"c1\", \"currency\": \"USD\", \"lines\": [{\"product_id\":"
+                     " \"P1\", \"quantity\": 2, \"unit_price\": 56.99}], \"status_history\": [{\"status\":"
+                     " \"placed\", \"at\": \"2026-10-01T09:00:00Z\"}, {\"status\": \"shipped\", \"at\":"
+                     " \"2026-10-02T10:00:00+02:00\"}]}\n");
+    cr_assert_eq(ingest_file(f.s, INGEST_ORDERS, od, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM order_events WHERE order_id='O1'"), 2);
+    cr_assert_eq(tu_count(f.db, "SELECT unit_price_minor FROM order_lines"), 5699);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM orders WHERE created_at='2026-10-01T09:00:00Z'"), 1,
+                 "created_at defaults to the first event");
+    free(r);
+    free(q);
+    free(of);
+    free(od);
+    fx_release(&f);
+}
+
+/* ---- bad input: each class rejected with location, database unchanged ---- */
+
+Test(ingest_bad, malformed_json)
+{
+    struct fx f;
+    fx_init(&f);
+    const char *s = "{\"id\": \"P9\", \"title\": \"ok\"}\n{\"id\": \"P10\", \"title\": \"broken\",\n";
+    expect_rejected(&f, INGEST_PRODUCTS, "bad.jsonl", s, strlen(s), "bad.jsonl:2: json: ");
+    fx_release(&f);
+}
+
+Test(ingest_bad, truncated_gzip)
+{
+    struct fx f;
+    fx_init(&f);
+    /* A real gzip stream of many records, cut in half. */
+    char *lines = malloc(200000);
+    size_t len = 0;
+    for (int i = 0; i < 2000; i++)
+        len += (size_t)sprintf(lines + len, "{\"id\": \"T%d\", \"title\": \"product %d %x\"}\n", i, i, i * 2654435761u);
+    char *full = tu_path(f.dir, "full.jsonl.gz");
+    tu_write(full, lines, len);
+    FILE *in = fopen(full, "rb");
+    char *gz = malloc(400000);
+    size_t gzlen = fread(gz, 1, 400000, in);
+    fclose(in);
+    expect_rejected(&f, INGEST_PRODUCTS, "cut.jsonl.gz.raw", gz, gzlen / 2, "gzip");
+    free(lines);
+    free(gz);
+    free(full);
+    fx_release(&f);
+}
+
+Test(ingest_bad, invalid_utf8)
+{
+    struct fx f;
+    fx_init(&f);
+    const char *s = "{\"id\": \"P9\", \"title\": \"caf\xc3\xa9 ok\"}\n{\"id\": \"P10\", \"title\": \"bad \xff\xfe byte\"}\n";
+    expect_rejected(&f, INGEST_PRODUCTS, "utf8.jsonl", s, strlen(s), "utf8.jsonl:2: record: invalid UTF-8 at byte 28 (column 29)");
+    fx_release(&f);
+}
+
+Test(ingest_bad, ten_megabyte_field)
+{
+    struct fx f;
+    fx_init(&f);
+    size_t big = 10u << 20;
+    char *s = malloc(big + 100);
+    size_t n = (size_t)sprintf(s, "{\"id\": \"P9\", \"title\": \"huge\", \"description\": \"");
+    memset(s + n, 'a', big);
+    n += big;
+    n += (size_t)sprintf(s + n, "\"}\n");
+    expect_rejected(&f, INGEST_PRODUCTS, "huge.jsonl", s, n, "huge.jsonl:1: record: line longer than the 1048576-byte limit");
+    free(s);
+    fx_release(&f);
+}
+
+Test(ingest_bad, missing_id)
+{
+    struct fx f;
+    fx_init(&f);
+    const char *s = "{\"title\": \"no id here\"}\n";
+    expect_rejected(&f, INGEST_PRODUCTS, "noid.jsonl", s, strlen(s), "noid.jsonl:1: id: missing (required)");
+    const char *r = "{\"text\": \"nice\"}\n";
+    expect_rejected(&f, INGEST_REVIEWS, "noprod.jsonl", r, strlen(r), "noprod.jsonl:1: product_id: missing (required)");
+    fx_release(&f);
+}
+
+Test(ingest_bad, duplicate_ids_in_one_file)
+{
+    struct fx f;
+    fx_init(&f);
+    const char *s = "{\"id\": \"P9\", \"title\": \"a\"}\n{\"id\": \"P8\", \"title\": \"b\"}\n{\"id\": \"P9\", \"title\": \"c\"}\n";
+    expect_rejected(&f, INGEST_PRODUCTS, "dup.jsonl", s, strlen(s), "dup.jsonl:3: id: duplicate id \"P9\" (first at line 1)");
+    const char *r = "{\"product_id\": \"P1\", \"text\": \"same\"}\n{\"product_id\": \"P1\", \"text\": \"same\"}\n";
+    expect_rejected(&f, INGEST_REVIEWS, "dupr.jsonl", r, strlen(r), "dupr.jsonl:2: text: duplicate review");
+    fx_release(&f);
+}
+
+Test(ingest_bad, wrong_types)
+{
+    struct fx f;
+    fx_init(&f);
+    const struct {
+        enum ingest_kind kind;
+        const char *rec, *want;
+    } cases[] = {
+        {INGEST_PRODUCTS, "{\"id\": \"P9\", \"title\": 42}", "title: expected a string, got an integer"},
+        {INGEST_PRODUCTS, "{\"id\": \"P9\", \"title\": \"t\", \"bullets\": \"one\"}", "bullets: expected an array of strings, got a string"},
+        {INGEST_PRODUCTS, "{\"id\": \"P9\", \"title\": \"t\", \"bullets\": [\"a\", 2]}", "bullets[1]: expected a string, got an integer"},
+        {INGEST_PRODUCTS, "{\"id\": \"P9\", \"title\": \"t\", \"attributes\": [1]}", "attributes: expected an object, got an array"},
+        {INGEST_PRODUCTS, "[1, 2]", "record: expected a JSON object, got an array"},
+        {INGEST_PRODUCTS, "{\"id\": true, \"title\": \"t\"}", "id: expected a string, got a boolean"},
+        {INGEST_REVIEWS, "{\"product_id\": \"P1\", \"text\": \"x\", \"rating\": 9}", "rating: 9 is out of range [1, 5]"},
+        {INGEST_REVIEWS, "{\"product_id\": \"P1\", \"text\": \"x\", \"date\": \"May 1st\"}", "date: \"May 1st\" is not an ISO 8601 date"},
+        {INGEST_REVIEWS, "{\"product_id\": \"NOPE\", \"text\": \"x\"}", "unknown product \"NOPE\""},
+        {INGEST_OFFERS, "{\"product_id\": \"P1\", \"price\": -1, \"currency\": \"USD\", \"stock\": 1}", "price: -1 is out of range"},
+        {INGEST_OFFERS, "{\"product_id\": \"P1\", \"price\": 1.999, \"currency\": \"USD\", \"stock\": 1}", "price: 1.999 has more decimals than USD allows"},
+        {INGEST_OFFERS, "{\"product_id\": \"P1\", \"price\": 1, \"currency\": \"usd\", \"stock\": 1}", "currency: \"usd\" is not an ISO 4217 code"},
+        {INGEST_OFFERS, "{\"product_id\": \"P1\", \"price\": 1, \"currency\": \"USD\", \"stock\": \"many\"}", "stock: expected an integer, got a string"},
+        {INGEST_ORDERS, "{\"id\": \"O1\", \"customer\": \"c\", \"lines\": [], \"status_history\": []}", "lines: expected a non-empty array"},
+        {INGEST_ORDERS, "{\"id\": \"O1\", \"customer\": \"c\", \"lines\": [{\"product_id\": \"P1\", \"quantity\": 0}], \"status_history\": [{\"status\": \"placed\", \"at\": \"2026-01-01T00:00:00Z\"}]}", "lines[0].quantity: 0 is out of range"},
+        {INGEST_ORDERS, "{\"id\": \"O1\", \"customer\": \"c\", \"lines\": [{\"product_id\": \"P1\", \"quantity\": 1}], \"status_history\": [{\"status\": \"placed\", \"at\": \"2026-02-01T00:00:00Z\"}, {\"status\": \"paid\", \"at\": \"2026-01-01T00:00:00Z\"}]}", "status_history[1].at: 2026-01-01T00:00:00Z is before the previous event"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char name[32], rec[1024];
+        snprintf(name, sizeof(name), "types%zu.jsonl", i);
+        snprintf(rec, sizeof(rec), "%s\n", cases[i].rec);
+        char want[512];
+        snprintf(want, sizeof(want), "%s:1: %s", name, cases[i].want);
+        if (strstr(cases[i].want, "unknown product"))
+            snprintf(want, sizeof(want), "%s", cases[i].want);
+        expect_rejected(&f, cases[i].kind, name, rec, strlen(rec), want);
+    }
+    fx_release(&f);
+}
+
+Test(ingest_bad, empty_file)
+{
+    struct fx f;
+    fx_init(&f);
+    expect_rejected(&f, INGEST_PRODUCTS, "empty.jsonl", "", 0, "empty file");
+    expect_rejected(&f, INGEST_PRODUCTS, "blank.jsonl", "\n  \n", 4, "empty file");
+    expect_rejected(&f, INGEST_PRODUCTS, "empty.csv", "", 0, "empty file");
+    expect_rejected(&f, INGEST_PRODUCTS, "header-only.csv", "id,title\n", 9, "empty file");
+    fx_release(&f);
+}
+
+Test(ingest_bad, csv_unbalanced_quotes)
+{
+    struct fx f;
+    fx_init(&f);
+    const char *s = "id,title,brand\nC1,\"Mug, blue\",Acme\nC2,\"Plate,Acme\nC3,Bowl,Acme\n";
+    expect_rejected(&f, INGEST_PRODUCTS, "quotes.csv", s, strlen(s), "quotes.csv:3: record: field 2: unbalanced quotes");
+    const char *t = "id,title\nC1,Mu\"g\n";
+    expect_rejected(&f, INGEST_PRODUCTS, "stray.csv", t, strlen(t), "stray.csv:2: record: field 2: quote inside an unquoted field");
+    const char *u = "id,title\nC1,Mug,extra\n";
+    expect_rejected(&f, INGEST_PRODUCTS, "width.csv", u, strlen(u), "width.csv:2: record: 3 fields, but the header has 2");
+    const char *v = "id,title\nC1,bad \xc3\x28 utf8\n";
+    expect_rejected(&f, INGEST_PRODUCTS, "utf8.csv", v, strlen(v), "utf8.csv:2: title: invalid UTF-8 at byte 4");
+    const char *w = "sku,color\nC1,red\n";
+    expect_rejected(&f, INGEST_PRODUCTS, "nohead.csv", w, strlen(w), "nohead.csv:1: header: no column for \"title\"");
+    fx_release(&f);
+}
+
+Test(ingest, csv_with_header_mapping)
+{
+    struct fx f;
+    fx_init(&f);
+    /* The shape of a real export (BigBasket's columns), with a quoted comma,
+     * a trailing space and a byte order mark. */
+    const char *s = "\xEF\xBB\xBFindex,product,category,sub_category,brand,sale_price,type,rating\n"
+                    "1,Garlic Oil - Vegetarian Capsule 500 mg,Beauty & Hygiene,Hair Care,Sri Sri Ayurveda ,220,Hair Oil & Serum,4.1\n"
+                    "2,Water Bottle - Orange,\"Kitchen, Garden & Pets\",Storage & Accessories,Mastercook,180,Water & Fridge Bottles,2.3\n";
+    char *p = tu_path(f.dir, "bigbasket.csv");
+    tu_write_str(p, s);
+    struct ingest_opts o = {.format_csv = -1, .csv_map = "id=index,category=category>sub_category>type,skip=rating"};
+    struct ingest_stats st;
+    char err[512];
+    cr_assert_eq(ingest_file(f.s, INGEST_PRODUCTS, p, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(st.loaded, 2);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM products WHERE id='2' AND title='Water Bottle - Orange'"
+                                " AND category='Kitchen, Garden & Pets > Storage & Accessories > Water & Fridge Bottles'"),
+                 1);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM products WHERE brand='Sri Sri Ayurveda'"), 1, "trimmed");
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM passages WHERE text='sale_price: 220'"), 1,
+                 "unmapped columns become attributes");
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM passages WHERE text LIKE 'rating:%'"), 0, "skipped column");
+    free(p);
+    fx_release(&f);
+}
+
+Test(ingest, skip_bad_loads_the_rest_and_counts)
+{
+    struct fx f;
+    fx_init(&f);
+    const char *s = "{\"id\": \"S1\", \"title\": \"good one\"}\n"
+                    "{\"id\": \"S2\", \"title\": 5}\n"
+                    "not json\n"
+                    "{\"id\": \"S3\", \"title\": \"good two\"}\n"
+                    "{\"id\": \"S1\", \"title\": \"dup\"}\n";
+    char *p = tu_path(f.dir, "mixed.jsonl");
+    tu_write_str(p, s);
+    struct ingest_opts o = {.format_csv = -1, .skip_bad = 1};
+    struct ingest_stats st;
+    char err[512];
+    cr_assert_eq(ingest_file(f.s, INGEST_PRODUCTS, p, &o, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(st.loaded, 2);
+    cr_assert_eq(st.skipped, 3);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM products WHERE id IN ('S1','S3')"), 2);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM products WHERE title='dup'"), 0, "the duplicate was skipped");
+    free(p);
+    fx_release(&f);
+}
+
+/* ---- the program: exit codes and messages ---- */
+
+Test(ingest_cli, bad_file_exits_nonzero_with_location)
+{
+    char *dir = tu_tmpdir();
+    char *out;
+    int st = tu_run(&out, "cd %s && printf '{\"id\":\"A\",\"title\":\"t\"}\\n{\"id\":\"B\"}\\n' > p.jsonl &&"
+                          " %s ingest --db s.db --products p.jsonl", dir, tu_aisle());
+    cr_assert_eq(st, 1, "exit status: %s", out);
+    cr_assert(strstr(out, "p.jsonl:2: title: missing (required)") != NULL, "%s", out);
+    free(out);
+    char *db = tu_path(dir, "s.db");
+    cr_assert_eq(tu_count(db, "SELECT count(*) FROM products"), 0, "nothing from the bad file");
+    free(db);
+    st = tu_run(&out, "%s ingest --db %s/x.db --bogus", tu_aisle(), dir);
+    cr_assert_eq(st, 2, "usage errors exit 2: %s", out);
+    free(out);
+    tu_rmdir(dir);
+}
+
+Test(ingest_cli, help_and_version)
+{
+    char *out;
+    cr_assert_eq(tu_run(&out, "%s --help", tu_aisle()), 0);
+    cr_assert(strstr(out, "ingest") && strstr(out, "search"), "%s", out);
+    free(out);
+    cr_assert_eq(tu_run(&out, "%s ingest --help", tu_aisle()), 0);
+    cr_assert(strstr(out, "usage: aisle ingest") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(tu_run(&out, "%s help search", tu_aisle()), 0);
+    cr_assert(strstr(out, "usage: aisle search") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(tu_run(&out, "%s --version", tu_aisle()), 0);
+    cr_assert(strncmp(out, "aisle ", 6) == 0, "%s", out);
+    free(out);
+    cr_assert_eq(tu_run(&out, "%s frobnicate", tu_aisle()), 2);
+    free(out);
+}
+
+/* ---- crash safety ---- */
+
+Test(ingest_cli, kill_9_mid_load_leaves_database_as_before, .timeout = 120)
+{
+    char *dir = tu_tmpdir();
+    char *db = tu_path(dir, "s.db"), *prod = tu_path(dir, "p.jsonl"), *rev = tu_path(dir, "r.jsonl");
+    tu_write_str(prod, PRODUCTS);
+    char *out;
+    cr_assert_eq(tu_run(&out, "%s ingest -q --db %s --products %s", tu_aisle(), db, prod), 0, "%s", out);
+    free(out);
+    uint64_t before = tu_db_digest(db);
+
+    /* Enough reviews that the load takes a while. */
+    FILE *f = fopen(rev, "w");
+    for (int i = 0; i < 300000; i++)
+        fprintf(f, "{\"id\": \"R%d\", \"product_id\": \"P%d\", \"text\": \"review number %d says the drawer %s\"}\n", i,
+                1 + i % 2, i, i % 3 ? "fits" : "cracked");
+    fclose(f);
+
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        execl(tu_aisle(), "aisle", "ingest", "-q", "--db", db, "--reviews", rev, (char *)NULL);
+        _exit(127);
+    }
+    /* Wait until the load is writing (the WAL grows past a few pages), then kill. */
+    char wal[512];
+    snprintf(wal, sizeof(wal), "%s-wal", db);
+    struct stat sb;
+    int waited = 0;
+    while (waited < 60000 && (stat(wal, &sb) != 0 || sb.st_size < 512 * 1024)) {
+        usleep(5000);
+        waited += 5;
+    }
+    cr_assert_lt(waited, 60000, "the load never started writing");
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "killed mid-load (not finished already)");
+
+    cr_assert_eq(tu_db_digest(db), before, "the database is as it was before the killed load");
+    cr_assert_eq(tu_count(db, "SELECT count(*) FROM reviews"), 0);
+    /* And it is healthy: integrity checks pass, and the same load now succeeds. */
+    cr_assert_eq(tu_run(&out, "sqlite3 %s 'PRAGMA integrity_check' | grep -qx ok", db), 0);
+    free(out);
+    tu_write_str(rev, "{\"id\": \"R1\", \"product_id\": \"P1\", \"text\": \"loads after recovery\"}\n");
+    cr_assert_eq(tu_run(&out, "%s ingest -q --db %s --reviews %s", tu_aisle(), db, rev), 0, "%s", out);
+    free(out);
+    cr_assert_eq(tu_count(db, "SELECT count(*) FROM reviews"), 1);
+    cr_assert_eq(tu_count(db, "SELECT count(*) FROM review_fts WHERE review_fts MATCH 'recovery'"), 1);
+    free(db);
+    free(prod);
+    free(rev);
+    tu_rmdir(dir);
+}
