@@ -357,7 +357,8 @@ int lex_search(struct store *s, const struct lex_query *q, struct lex_hit **out,
         lex_hits_free(hits, n);
         return rc;
     }
-    qsort(hits, n, sizeof(*hits), cmp_hit);
+    if (n > 1) /* qsort(NULL, 0, ...) is undefined behaviour (found by fuzz/query_fuzz.c) */
+        qsort(hits, n, sizeof(*hits), cmp_hit);
     if (n > q->k) {
         for (size_t i = q->k; i < n; i++) {
             free(hits[i].id);
