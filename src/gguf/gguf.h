@@ -60,7 +60,7 @@
 #define GGUF_MAX_KV (1u << 20)             /* metadata entries */
 #define GGUF_MAX_TENSORS (1u << 20)        /* tensor infos */
 #define GGUF_MAX_KEY 65535u                /* bytes in a key */
-#define GGUF_MAX_NAME 64u                  /* bytes in a tensor name (ggml's GGML_MAX_NAME) */
+#define GGUF_MAX_NAME 63u                  /* bytes in a tensor name (ggml's GGML_MAX_NAME 64, less its NUL) */
 #define GGUF_MAX_STRING (64u << 20)        /* bytes in one string value */
 #define GGUF_MAX_ARRAY ((uint64_t)1 << 30) /* elements in one array */
 #define GGUF_MAX_DEPTH 8                   /* nesting of arrays of arrays */
@@ -205,6 +205,10 @@ size_t gguf_n_tensors(const struct gguf *g);
 const struct gguf_tensor *gguf_tensor(const struct gguf *g, size_t i);
 /* Tensor by name, O(1); NULL when absent. */
 const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *name);
+
+/* Validate a serialized value of `type` (size bytes at p, exactly one value):
+ * 0, AISLE_EFORMAT or AISLE_ETOOBIG with detail in err. */
+int gguf_value_check(enum gguf_type type, const void *p, size_t size, char *err, size_t errlen);
 
 /* Human name of a metadata type ("u32", "string", ...); "?" when unknown. */
 const char *gguf_type_name(enum gguf_type t);
