@@ -18,7 +18,7 @@ SAN     ?=
 CFLAGS  ?= $(OPT) -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN) -Isrc -MMD -MP
-LDLIBS  := -lsqlite3 -ljansson -lz -lutf8proc -lpcre2-8 -lm -pthread
+LDLIBS  := -lopenblas -lsqlite3 -ljansson -lz -lutf8proc -lpcre2-8 -lm -pthread
 ALL_LDFLAGS = $(LDFLAGS) $(SAN)
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)

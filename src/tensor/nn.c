@@ -1,0 +1,100 @@
+/*
+ * nn.c — the per-token kernels of a Llama forward: RMSNorm, RoPE, softmax,
+ * SwiGLU, and the dot/axpy/conversion entry points that dispatch to the
+ * current SIMD path.
+ *
+ * Dims legend: T rows (tokens), C channels, NH heads, HD head dimension, n vector length.
+ *
+ * The elementwise kernels are plain C that gcc vectorizes well enough; they
+ * are a small share of a forward next to the matrix products. exp is libm's
+ * expf (exact to an ulp), so they double as their own references.
+ */
+#include "tensor/tensor.h"
+#include "tensor/tensor_impl.h"
+
+#include <math.h>
+
+void nn_rmsnorm_forward(float *out, const float *inp, const float *weight, int T, int C, float eps)
+{
+    for (int t = 0; t < T; t++) {
+        const float *x = inp + (size_t)t * C;
+        float *o = out + (size_t)t * C;
+        /* double sum: C up to ~16k squares without drift, negligible cost */
+        double ss = 0.0;
+        for (int i = 0; i < C; i++)
+            ss += (double)x[i] * x[i];
+        float scale = (float)(1.0 / sqrt(ss / C + eps));
+        for (int i = 0; i < C; i++)
+            o[i] = x[i] * scale * weight[i];
+    }
+}
+
+void nn_rope_forward(float *x, const int *pos, int T, int nheads, int head_dim, float freq_base)
+{
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < head_dim / 2; i++) {
+            /* theta computed in double: positions up to ~1e6 keep full float accuracy */
+            double theta = pos[t] * pow(freq_base, -2.0 * i / head_dim);
+            float c = (float)cos(theta), s = (float)sin(theta);
+            for (int h = 0; h < nheads; h++) {
+                float *v = x + ((size_t)t * nheads + h) * head_dim + 2 * i;
+                float a = v[0], b = v[1];
+                v[0] = a * c - b * s;
+                v[1] = a * s + b * c;
+            }
+        }
+    }
+}
+
+void nn_softmax_forward(float *x, int n)
+{
+    float m = x[0];
+    for (int i = 1; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+void nn_swiglu_forward(float *out, const float *gate, const float *up, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+float nn_dot_f32(const float *a, const float *b, int n)
+{
+    return tensor_kernels()->dot_f32(a, b, n);
+}
+
+void nn_axpy_f32(float *y, float a, const float *x, int n)
+{
+    tensor_kernels()->axpy_f32(y, a, x, n);
+}
+
+float nn_dot_f16(const float *a, const uint16_t *b, int n)
+{
+    return tensor_kernels()->dot_f16(a, b, n);
+}
+
+void nn_axpy_f16(float *y, float a, const uint16_t *x, int n)
+{
+    tensor_kernels()->axpy_f16(y, a, x, n);
+}
+
+void nn_f32_to_f16(uint16_t *out, const float *in, int n)
+{
+    tensor_kernels()->f32_to_f16(out, in, n);
+}
+
+void nn_f16_to_f32(float *out, const uint16_t *in, int n)
+{
+    tensor_kernels()->f16_to_f32(out, in, n);
+}

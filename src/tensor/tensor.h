@@ -1,0 +1,120 @@
+/*
+ * tensor.h — the compute kernels of Aisle: a persistent thread pool, matrix
+ * products against weights stored in ggml block formats, and the small
+ * per-token kernels of a Llama forward (RMSNorm, RoPE, softmax, SwiGLU, dot,
+ * axpy).
+ *
+ * Dims legend: T rows of activations (tokens), K input channels, N output
+ * channels, C channels of a norm, n plain vector length.
+ *
+ * Design: SIMD lives only in src/tensor/. Each fast kernel has a portable
+ * scalar version and AVX2/FMA/F16C and AVX-512 versions compiled with
+ * target attributes, so the library builds for any x86-64 and picks a path
+ * once at runtime (tensor_set_path or AISLE_TENSOR_PATH=scalar|avx2|avx512
+ * force one, for tests and benchmarks). tensor_matmul splits its N output
+ * rows into chunks that the pool's threads claim from a shared counter; for
+ * Q8_0/Q4_0/Q4_K/Q6_K weights the activations are first quantized to 8-bit
+ * blocks (llama.cpp's scheme) and dotted with integer arithmetic; for large T
+ * it uses OpenBLAS sgemm on F32 weights.
+ *
+ * Ownership: every pointer argument is borrowed for the duration of the call;
+ * nothing is retained. The pool owns its threads and its scratch memory.
+ *
+ * THREAD SAFETY: the nn_* and *_ref functions are pure and thread-safe. A
+ * struct tpool runs one tpool_run / tensor_matmul at a time: calls on the same
+ * pool must be serialized by the caller (the scheduler thread owns it).
+ * tensor_set_path must not race with running kernels.
+ */
+#ifndef AISLE_TENSOR_TENSOR_H
+#define AISLE_TENSOR_TENSOR_H
+
+#include "gguf/gguf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- thread pool ---------------------------------------------------------- */
+
+struct tpool; /* persistent worker threads, created once */
+
+/* A pool of nthreads threads counting the caller (nthreads - 1 workers are
+ * started). nthreads <= 0: the number of online CPUs. NULL when out of memory
+ * or when a thread cannot be started. */
+struct tpool *tpool_new(int nthreads);
+/* Stops and joins the workers. tpool_free(NULL) is a no-op. */
+void tpool_free(struct tpool *p);
+/* Threads in the pool, counting the caller. */
+int tpool_nthreads(const struct tpool *p);
+/* Run fn(ctx, ith, nth) on every thread (the caller is thread 0, nth =
+ * tpool_nthreads) and return when all are done. Workers spin briefly for the
+ * next job, then sleep on a futex. No allocation. p may be NULL: fn runs once
+ * on the caller with ith 0, nth 1. */
+void tpool_run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
+
+/* ---- matrix products ------------------------------------------------------ */
+
+/* out (T, N) = x (T, K) · W^T where W is N rows of K elements stored in ggml
+ * type wt (row-major, each row ggml_row_size(wt, K) bytes, as in GGUF; any
+ * alignment). Types: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K. Picks the best
+ * path: matrix-vector kernels for small T, OpenBLAS sgemm for large-T F32,
+ * blocked kernels (several activation rows per weight row) otherwise. Uses
+ * the pool (p may be NULL: one thread). out must not alias x.
+ * 0 or AISLE_EINVAL (unsupported type, K not a multiple of the block size,
+ * T, K or N <= 0) or AISLE_ENOMEM (scratch for the quantized activations
+ * could not grow; the pool keeps it between calls). */
+int tensor_matmul(struct tpool *p, float *out, const float *x, const void *w, enum ggml_type wt, int T, int K, int N);
+/* Plain-C reference of the same contract (dequantize each row, double
+ * accumulation): the oracle for tests. 0, AISLE_EINVAL or AISLE_ENOMEM. */
+int tensor_matmul_ref(float *out, const float *x, const void *w, enum ggml_type wt, int T, int K, int N);
+
+/* ---- small kernels -------------------------------------------------------- */
+
+/* out (T, C) = inp (T, C) / sqrt(mean(inp^2) + eps) * weight (C). out may equal inp. */
+void nn_rmsnorm_forward(float *out, const float *inp, const float *weight, int T, int C, float eps);
+/* In place on x (T, nheads, head_dim): llama.cpp's "normal" rope for
+ * LLM_ARCH_LLAMA: rotates pairs (x[2i], x[2i+1]) of each head by
+ * pos[t] * base^(-2i/head_dim). head_dim even. */
+void nn_rope_forward(float *x, const int *pos, int T, int nheads, int head_dim, float freq_base);
+/* In place, max-subtracted: x (n) = exp(x - max) / sum. n >= 1. */
+void nn_softmax_forward(float *x, int n);
+/* out (n) = silu(gate) * up, silu(g) = g / (1 + exp(-g)). out may equal gate or up. */
+void nn_swiglu_forward(float *out, const float *gate, const float *up, int n);
+/* sum a[i] b[i], SIMD. */
+float nn_dot_f32(const float *a, const float *b, int n);
+/* y (n) += a x (n), SIMD. */
+void nn_axpy_f32(float *y, float a, const float *x, int n);
+/* For an F16 KV cache: sum a[i] * half(b[i]); y += a * half(x). */
+float nn_dot_f16(const float *a, const uint16_t *b, int n);
+void nn_axpy_f16(float *y, float a, const uint16_t *x, int n);
+/* Conversions of n values (round to nearest even), SIMD. */
+void nn_f32_to_f16(uint16_t *out, const float *in, int n);
+void nn_f16_to_f32(float *out, const uint16_t *in, int n);
+
+/* ---- CPU features and path selection -------------------------------------- */
+
+/* Detected once at runtime (cpuid + OS support for the wide registers). */
+int tensor_cpu_has_avx2(void);   /* AVX2 + FMA + F16C */
+int tensor_cpu_has_avx512(void); /* AVX-512 F, BW, VL, DQ */
+
+enum tensor_path {
+    TENSOR_PATH_AUTO = 0, /* the best the CPU supports */
+    TENSOR_PATH_SCALAR,   /* portable C */
+    TENSOR_PATH_AVX2,
+    TENSOR_PATH_AVX512,
+};
+/* Force a kernel path (AUTO: the default; env AISLE_TENSOR_PATH, read once,
+ * sets the initial value). AISLE_EINVAL when the CPU lacks it (unchanged). */
+int tensor_set_path(enum tensor_path path);
+/* The path kernels run now (never AUTO). */
+enum tensor_path tensor_path(void);
+/* "scalar", "avx2", "avx512". */
+const char *tensor_path_name(enum tensor_path path);
+/* Smallest T for which tensor_matmul uses OpenBLAS sgemm on F32 weights
+ * (measured default; 0 = never; tests and benchmarks change it). Returns the
+ * previous value. */
+int tensor_set_blas_min_t(int min_t);
+/* Smallest T for which other weight types are dequantized by tiles and
+ * multiplied with sgemm (0 = never). Returns the previous value. */
+int tensor_set_deq_min_t(int min_t);
+
+#endif

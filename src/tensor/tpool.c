@@ -1,0 +1,183 @@
+/*
+ * tpool.c — the persistent thread pool behind tensor_matmul and the forward.
+ *
+ * Design: nthreads - 1 workers are started once; a job is published by
+ * bumping a generation counter. Workers spin on it for a short while (the
+ * next matmul of a forward usually follows within microseconds), then sleep
+ * on a futex. The caller runs thread 0's share itself and waits for a pending
+ * counter to reach zero the same way (spin, then futex). Nothing is allocated
+ * per job.
+ *
+ * Invariants: `gen` only grows; a worker runs exactly one fn call per
+ * generation it observes; `pending` counts workers that have not finished the
+ * current generation; futex_wake is only called when a sleeper count says
+ * somebody may be asleep (seq_cst ordering of the counter and the word makes
+ * the "check, then sleep" race safe: futex_wait re-checks the word).
+ */
+#include "tensor/tensor.h"
+#include "tensor/tensor_impl.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Spin iterations before sleeping: about 50-100 µs with a pause each. */
+#define TPOOL_SPIN 20000
+
+struct tpool_worker {
+    struct tpool *pool;
+    int ith;
+    pthread_t thread;
+};
+
+struct tpool {
+    int nthreads;
+    struct tpool_worker *workers; /* (nthreads - 1) */
+    void (*fn)(void *ctx, int ith, int nth);
+    void *ctx;
+    _Alignas(64) atomic_int gen;      /* futex word: job generation */
+    atomic_int gen_sleepers;          /* workers asleep (or about to be) on gen */
+    atomic_int stop;
+    _Alignas(64) atomic_int pending;  /* futex word: workers still running */
+    atomic_int pending_sleeper;       /* 1 while the caller sleeps on pending */
+    struct tensor_scratch scratch;    /* matmul scratch, owned */
+};
+
+static void futex_wait(atomic_int *addr, int val)
+{
+    syscall(SYS_futex, (int *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(atomic_int *addr)
+{
+    syscall(SYS_futex, (int *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Wait until *addr != val: spin, then sleep, counting ourselves in *sleepers. */
+static void wait_change(atomic_int *addr, int val, atomic_int *sleepers)
+{
+    for (int i = 0; i < TPOOL_SPIN; i++) {
+        if (atomic_load_explicit(addr, memory_order_acquire) != val)
+            return;
+        cpu_relax();
+    }
+    while (atomic_load(addr) == val) {
+        atomic_fetch_add(sleepers, 1);
+        if (atomic_load(addr) == val)
+            futex_wait(addr, val);
+        atomic_fetch_sub(sleepers, 1);
+    }
+}
+
+static void *tpool_main(void *arg)
+{
+    struct tpool_worker *w = arg;
+    struct tpool *p = w->pool;
+    int seen = 0;
+    for (;;) {
+        wait_change(&p->gen, seen, &p->gen_sleepers);
+        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+        if (atomic_load(&p->stop))
+            return NULL;
+        p->fn(p->ctx, w->ith, p->nthreads);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->pending_sleeper))
+            futex_wake(&p->pending);
+    }
+}
+
+struct tpool *tpool_new(int nthreads)
+{
+    if (nthreads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = n > 0 ? (int)n : 1;
+    }
+    if (nthreads > 1024)
+        nthreads = 1024;
+    struct tpool *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->nthreads = nthreads;
+    p->workers = calloc((size_t)nthreads, sizeof(*p->workers));
+    if (!p->workers) {
+        free(p);
+        return NULL;
+    }
+    int started = 0;
+    for (int i = 1; i < nthreads; i++) {
+        p->workers[i].pool = p;
+        p->workers[i].ith = i;
+        if (pthread_create(&p->workers[i].thread, NULL, tpool_main, &p->workers[i]) != 0)
+            goto fail;
+        started = i;
+    }
+    return p;
+fail:
+    atomic_store(&p->stop, 1);
+    atomic_fetch_add(&p->gen, 1);
+    futex_wake(&p->gen);
+    for (int i = 1; i <= started; i++)
+        pthread_join(p->workers[i].thread, NULL);
+    free(p->workers);
+    free(p);
+    return NULL;
+}
+
+void tpool_free(struct tpool *p)
+{
+    if (!p)
+        return;
+    atomic_store(&p->stop, 1);
+    atomic_fetch_add(&p->gen, 1);
+    futex_wake(&p->gen);
+    for (int i = 1; i < p->nthreads; i++)
+        pthread_join(p->workers[i].thread, NULL);
+    tensor_scratch_release(&p->scratch);
+    free(p->workers);
+    free(p);
+}
+
+int tpool_nthreads(const struct tpool *p)
+{
+    return p ? p->nthreads : 1;
+}
+
+void tpool_run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx)
+{
+    if (!p || p->nthreads == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    atomic_store(&p->pending, p->nthreads - 1);
+    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes fn, ctx, pending */
+    if (atomic_load(&p->gen_sleepers) > 0)
+        futex_wake(&p->gen);
+    fn(ctx, 0, p->nthreads);
+    for (int i = 0; i < TPOOL_SPIN; i++) {
+        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+            return;
+        cpu_relax();
+    }
+    atomic_store(&p->pending_sleeper, 1);
+    int v;
+    while ((v = atomic_load(&p->pending)) != 0)
+        futex_wait(&p->pending, v);
+    atomic_store(&p->pending_sleeper, 0);
+}
+
+struct tensor_scratch *tpool_scratch(struct tpool *p)
+{
+    return p ? &p->scratch : NULL;
+}

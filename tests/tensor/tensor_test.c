@@ -1,0 +1,261 @@
+/* tensor_test.c — thread pool, matrix products and the small kernels against
+ * plain reference loops, on every kernel path this CPU can run.
+ *
+ * Tolerances (u = 2^-24, the float unit roundoff):
+ *  - float activations (F32/F16/BF16 weights): the fast and the reference
+ *    paths see the same weights exactly (F16/BF16 widen exactly), so the only
+ *    difference is float summation, bounded by K*u*sum|x||w| for any order of
+ *    summation; we allow 2*K*u*S (S = sum |x_i w_i|).
+ *  - quantized weights (Q8_0/Q4_0/Q4_K/Q6_K): the activations are rounded to
+ *    8 bits per block of 32, x_i = d_b q_i + e_i with |e_i| <= d_b/2 =
+ *    amax_b/254, so the product moves by at most
+ *    E = sum_b amax_b/254 * sum_{i in b} |w_i|; we allow E + 4*K*u*S (the
+ *    float part also covers the per-block scale products).
+ */
+#include <criterion/criterion.h>
+
+#include "core/error.h"
+#include "gguf/quant.h"
+#include "tensor/tensor.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+/* uniform in [-1, 1) */
+static float frand(void)
+{
+    return (float)((double)rnd() / 2147483648.0 - 1.0);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* N random rows of type t: random bits for the quants and the packed scales
+ * (every code point, including Q8_0's -128), sane positive f16 scales. */
+static void *random_weights(enum ggml_type t, int K, int N)
+{
+    size_t row = ggml_row_size(t, K), total = row * N;
+    uint8_t *w = malloc(total + 1);
+    cr_assert_not_null(w);
+    for (size_t i = 0; i < total; i++)
+        w[i] = (uint8_t)rnd();
+    for (int n = 0; n < N; n++) {
+        uint8_t *r = w + n * row;
+        switch (t) {
+        case GGML_TYPE_F32:
+            for (int i = 0; i < K; i++) {
+                float f = frand();
+                memcpy(r + 4 * i, &f, 4);
+            }
+            break;
+        case GGML_TYPE_F16:
+            for (int i = 0; i < K; i++)
+                put16(r + 2 * i, ggml_fp32_to_fp16(frand()));
+            break;
+        case GGML_TYPE_BF16:
+            for (int i = 0; i < K; i++)
+                put16(r + 2 * i, ggml_fp32_to_bf16(frand()));
+            break;
+        case GGML_TYPE_Q8_0:
+            for (int b = 0; b < K / 32; b++)
+                put16(r + 34 * b, ggml_fp32_to_fp16(0.001f + 0.01f * (frand() + 1)));
+            break;
+        case GGML_TYPE_Q4_0:
+            for (int b = 0; b < K / 32; b++)
+                put16(r + 18 * b, ggml_fp32_to_fp16(0.01f + 0.1f * (frand() + 1)));
+            break;
+        case GGML_TYPE_Q4_K:
+            for (int b = 0; b < K / 256; b++) {
+                put16(r + 144 * b, ggml_fp32_to_fp16(0.001f + 0.002f * (frand() + 1)));
+                put16(r + 144 * b + 2, ggml_fp32_to_fp16(0.001f + 0.002f * (frand() + 1)));
+            }
+            break;
+        case GGML_TYPE_Q6_K:
+            for (int b = 0; b < K / 256; b++)
+                put16(r + 210 * b + 208, ggml_fp32_to_fp16(0.0005f + 0.001f * (frand() + 1)));
+            break;
+        default: cr_assert_fail("type");
+        }
+    }
+    return w;
+}
+
+static int is_quant(enum ggml_type t)
+{
+    return t == GGML_TYPE_Q8_0 || t == GGML_TYPE_Q4_0 || t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K;
+}
+
+/* Check tensor_matmul against tensor_matmul_ref with the bound from the top comment. */
+static void check_matmul(struct tpool *p, enum ggml_type t, int T, int K, int N)
+{
+    float *x = malloc(sizeof(float) * T * K), *out = malloc(sizeof(float) * T * N),
+          *ref = malloc(sizeof(float) * T * N), *wrow = malloc(sizeof(float) * K);
+    for (int i = 0; i < T * K; i++)
+        x[i] = frand() * (i % 7 == 0 ? 4.0f : 1.0f);
+    void *w = random_weights(t, K, N);
+    for (int i = 0; i < T * N; i++)
+        out[i] = NAN;
+    cr_assert_eq(tensor_matmul(p, out, x, w, t, T, K, N), 0);
+    cr_assert_eq(tensor_matmul_ref(ref, x, w, t, T, K, N), 0);
+    const double u = 1.0 / (1 << 24);
+    size_t row = ggml_row_size(t, K);
+    for (int n = 0; n < N; n++) {
+        cr_assert_eq(ggml_dequantize_row(t, (uint8_t *)w + n * row, wrow, K), 0);
+        for (int tt = 0; tt < T; tt++) {
+            const float *xr = x + (size_t)tt * K;
+            double S = 0, E = 0;
+            for (int b = 0; b < K / 32; b++) {
+                double amax = 0, sw = 0;
+                for (int i = 32 * b; i < 32 * b + 32; i++) {
+                    S += fabs((double)xr[i] * wrow[i]);
+                    amax = fmax(amax, fabs(xr[i]));
+                    sw += fabs(wrow[i]);
+                }
+                E += amax / 254.0 * sw;
+            }
+            double tol = is_quant(t) ? E + 4.0 * K * u * S : 2.0 * K * u * S;
+            double got = out[(size_t)tt * N + n], want = ref[(size_t)tt * N + n];
+            cr_assert(fabs(got - want) <= tol, "%s path %s T=%d K=%d N=%d [%d,%d]: got %.9g want %.9g tol %.3g",
+                      ggml_type_name(t), tensor_path_name(tensor_path()), T, K, N, tt, n, got, want, tol);
+        }
+    }
+    free(x), free(out), free(ref), free(wrow), free(w);
+}
+
+static const enum ggml_type all_types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0,
+                                           GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+
+/* Paths this CPU can run (AVX-512 is skipped where absent: it cannot be tested there). */
+static int paths(enum tensor_path *out)
+{
+    int n = 0;
+    out[n++] = TENSOR_PATH_SCALAR;
+    if (tensor_cpu_has_avx2())
+        out[n++] = TENSOR_PATH_AVX2;
+    if (tensor_cpu_has_avx512())
+        out[n++] = TENSOR_PATH_AVX512;
+    return n;
+}
+
+Test(tensor_matmul, every_type_path_and_odd_shape)
+{
+    struct tpool *p = tpool_new(3);
+    cr_assert_not_null(p);
+    enum tensor_path ps[3];
+    int np = paths(ps);
+    int prev_b = tensor_set_blas_min_t(0), prev_d = tensor_set_deq_min_t(0);
+    for (int pi = 0; pi < np; pi++) {
+        cr_assert_eq(tensor_set_path(ps[pi]), 0);
+        for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
+            enum ggml_type t = all_types[ti];
+            int kb = ggml_blck_size(t) == 256 ? 256 : 32;
+            static const int shapes[][3] = {{1, 1, 1}, {1, 2, 37}, {3, 3, 5}, {5, 8, 67}, {7, 24, 129}, {1, 64, 300}};
+            for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+                int T = shapes[si][0], K = kb * shapes[si][1], N = shapes[si][2];
+                if (K > 4096)
+                    K = kb * (4096 / kb);
+                check_matmul(p, t, T, K, N);
+                check_matmul(NULL, t, T, K, N);
+            }
+        }
+    }
+    tensor_set_path(TENSOR_PATH_AUTO);
+    tensor_set_blas_min_t(prev_b);
+    tensor_set_deq_min_t(prev_d);
+    tpool_free(p);
+}
+
+Test(tensor_matmul, sgemm_paths)
+{
+    struct tpool *p = tpool_new(2);
+    int prev_b = tensor_set_blas_min_t(1), prev_d = tensor_set_deq_min_t(1);
+    for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
+        enum ggml_type t = all_types[ti];
+        int kb = ggml_blck_size(t) == 256 ? 256 : 32;
+        check_matmul(p, t, 1, kb * 3, 131);
+        check_matmul(p, t, 33, kb * 2, 77);
+        check_matmul(NULL, t, 9, kb, 200);
+    }
+    tensor_set_blas_min_t(prev_b);
+    tensor_set_deq_min_t(prev_d);
+    tpool_free(p);
+}
+
+Test(tensor_matmul, rejects_bad_arguments)
+{
+    float x[64] = {0}, out[64];
+    uint8_t w[256] = {0};
+    cr_assert_eq(tensor_matmul(NULL, out, x, w, GGML_TYPE_Q8_0, 1, 33, 1), AISLE_EINVAL);
+    cr_assert_eq(tensor_matmul(NULL, out, x, w, GGML_TYPE_Q4_K, 1, 32, 1), AISLE_EINVAL);
+    cr_assert_eq(tensor_matmul(NULL, out, x, w, GGML_TYPE_Q5_0, 1, 32, 1), AISLE_EINVAL);
+    cr_assert_eq(tensor_matmul(NULL, out, x, w, GGML_TYPE_F32, 0, 4, 1), AISLE_EINVAL);
+    cr_assert_eq(tensor_matmul_ref(out, x, w, GGML_TYPE_Q5_0, 1, 32, 1), AISLE_EINVAL);
+}
+
+/* ---- thread pool ---- */
+
+struct count_ctx {
+    atomic_int hits[64];
+    atomic_int calls;
+    int nth_seen;
+};
+
+static void count_fn(void *ctx, int ith, int nth)
+{
+    struct count_ctx *c = ctx;
+    atomic_fetch_add(&c->hits[ith], 1);
+    atomic_fetch_add(&c->calls, 1);
+    c->nth_seen = nth;
+}
+
+Test(tpool, every_index_exactly_once)
+{
+    static const int sizes[] = {1, 2, 3, 8};
+    for (size_t s = 0; s < 4; s++) {
+        struct tpool *p = tpool_new(sizes[s]);
+        cr_assert_not_null(p);
+        cr_assert_eq(tpool_nthreads(p), sizes[s]);
+        for (int round = 0; round < 2000; round++) {
+            struct count_ctx c;
+            memset(&c, 0, sizeof(c));
+            tpool_run(p, count_fn, &c);
+            cr_assert_eq(atomic_load(&c.calls), sizes[s]);
+            cr_assert_eq(c.nth_seen, sizes[s]);
+            for (int i = 0; i < sizes[s]; i++)
+                cr_assert_eq(atomic_load(&c.hits[i]), 1, "thread %d of %d ran %d times", i, sizes[s],
+                             atomic_load(&c.hits[i]));
+            if (round % 500 == 499)
+                usleep(200000); /* let workers fall asleep on the futex, then wake them */
+        }
+        tpool_free(p);
+    }
+    tpool_free(NULL);
+    struct count_ctx c;
+    memset(&c, 0, sizeof(c));
+    tpool_run(NULL, count_fn, &c);
+    cr_assert_eq(atomic_load(&c.calls), 1);
+}
+
+Test(tpool, default_size_is_cpu_count)
+{
+    struct tpool *p = tpool_new(0);
+    cr_assert_eq(tpool_nthreads(p), (int)sysconf(_SC_NPROCESSORS_ONLN));
+    tpool_free(p);
+}
