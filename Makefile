@@ -18,7 +18,7 @@ SAN     ?=
 CFLAGS  ?= $(OPT) -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN) -Isrc -MMD -MP
-LDLIBS  := -lopenblas -lsqlite3 -ljansson -lz -lutf8proc -lpcre2-8 -lm -pthread
+LDLIBS  := -lopenblas -lsqlite3 -lcurl -ljansson -lz -lutf8proc -lpcre2-8 -lm -pthread
 ALL_LDFLAGS = $(LDFLAGS) $(SAN)
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
@@ -65,7 +65,7 @@ $(AISLE): $(CLI_OBJ) $(LIB)
 
 $(TESTBIN): $(TEST_OBJ) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(TEST_OBJ) $(LIB) -lcriterion $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(TEST_OBJ) $(LIB) -lcriterion -lmicrohttpd $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(@D)
@@ -73,7 +73,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 
 # Corpus replay: each fuzz target linked with a plain driver, so the corpus
 # runs in ordinary CI with gcc and no libFuzzer.
-$(BUILD)/fuzz/%-replay: fuzz/%_fuzz.c fuzz/replay.c $(LIB)
+$(BUILD)/fuzz/%-replay: fuzz/%_fuzz.c fuzz/replay.c $(wildcard fuzz/*.h) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ fuzz/replay.c $< $(LIB) $(LDLIBS)
 
@@ -97,14 +97,17 @@ asan:
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@mkdir -p build-fuzz
-	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 SAN="-fsanitize=address,undefined" build-fuzz/libaisle.a
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 \
+		SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" build-fuzz/libaisle.a
 	@set -e; for f in $(FUZZ_SRC); do \
 		name=$$(basename $$f _fuzz.c); \
-		clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+		clang -std=c11 -D_GNU_SOURCE -pthread $(WARN) -g -O1 -Isrc \
+			-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 			-o build-fuzz/$$name $$f build-fuzz/libaisle.a $(LDLIBS); \
 		mkdir -p build-fuzz/corpus-$$name; \
 		echo "fuzzing $$name for $(FUZZ_SECONDS)s"; \
-		./build-fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+		./build-fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+			$$(test -f fuzz/$$name.dict && echo -dict=fuzz/$$name.dict) \
 			build-fuzz/corpus-$$name fuzz/corpus/$$name; \
 	done
 

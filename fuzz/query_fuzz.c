@@ -24,6 +24,8 @@
 #include "store/ingest.h"
 #include "store/store.h"
 
+#include "fuzz.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,16 +35,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            fprintf(stderr, "query_fuzz: invariant failed: %s: ", #cond);                                    \
-            fprintf(stderr, __VA_ARGS__);                                                                    \
-            fprintf(stderr, "\n");                                                                           \
-            abort();                                                                                         \
-        }                                                                                                    \
-    } while (0)
 
 static const char products[] =
     "{\"id\":\"P1\",\"title\":\"Trail running shoe\",\"brand\":\"Acme\",\"category\":\"Shoes > Running\","
@@ -72,16 +64,16 @@ static struct store *st;
 static void load(enum ingest_kind kind, const char *text)
 {
     int fd = memfd_create("query-fixture", 0);
-    CHECK(fd >= 0, "memfd_create");
+    FUZZ_CHECK(fd >= 0, "memfd_create");
     size_t n = strlen(text);
-    CHECK(write(fd, text, n) == (ssize_t)n, "write");
+    FUZZ_CHECK(write(fd, text, n) == (ssize_t)n, "write");
     char path[64], err[512];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     struct ingest_opts o;
     struct ingest_stats stats;
     memset(&o, 0, sizeof(o));
     int rc = ingest_file(st, kind, path, &o, &stats, err, sizeof(err));
-    CHECK(rc == 0, "loading the fixed %s: %s", ingest_kind_name(kind), err);
+    FUZZ_CHECK(rc == 0, "loading the fixed %s: %s", ingest_kind_name(kind), err);
     close(fd);
 }
 
@@ -90,7 +82,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     char msg[256];
-    CHECK(store_open(&st, ":memory:", 0, msg, sizeof(msg)) == 0, "store_open: %s", msg);
+    FUZZ_CHECK(store_open(&st, ":memory:", 0, msg, sizeof(msg)) == 0, "store_open: %s", msg);
     load(INGEST_PRODUCTS, products);
     load(INGEST_REVIEWS, reviews);
     load(INGEST_QA, qa);
@@ -101,21 +93,21 @@ static void check_terms(const char *text, size_t len, int drop_stop, size_t max)
 {
     char **terms = NULL;
     int n = lex_terms(text, len, drop_stop, &terms, max);
-    CHECK(n >= 0 && (size_t)n <= max, "lex_terms returned %d for max %zu", n, max);
-    CHECK(terms != NULL, "no term array");
+    FUZZ_CHECK(n >= 0 && (size_t)n <= max, "lex_terms returned %d for max %zu", n, max);
+    FUZZ_CHECK(terms != NULL, "no term array");
     for (int i = 0; i < n; i++) {
         const char *w = terms[i];
         size_t wl = strlen(w);
-        CHECK(wl > 0, "term %d is empty", i);
-        CHECK(utf8_valid(w, wl), "term %d is not valid UTF-8", i);
+        FUZZ_CHECK(wl > 0, "term %d is empty", i);
+        FUZZ_CHECK(utf8_valid(w, wl), "term %d is not valid UTF-8", i);
         for (size_t j = 0; j < wl; j++) {
             unsigned char ch = (unsigned char)w[j];
-            CHECK(ch >= 0x80 || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z'),
-                  "term %d \"%s\" has byte 0x%02x (only folded letters and digits below 0x80)", i, w, ch);
+            FUZZ_CHECK(ch >= 0x80 || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z'),
+                       "term %d \"%s\" has byte 0x%02x (only folded letters and digits below 0x80)", i, w, ch);
         }
-        CHECK(!drop_stop || !lex_is_stopword(w), "stop word \"%s\" kept", w);
+        FUZZ_CHECK(!drop_stop || !lex_is_stopword(w), "stop word \"%s\" kept", w);
         for (int j = 0; j < i; j++)
-            CHECK(strcmp(terms[j], w) != 0, "term \"%s\" twice", w);
+            FUZZ_CHECK(strcmp(terms[j], w) != 0, "term \"%s\" twice", w);
     }
     free(terms);
 }
@@ -131,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* lex_search reads a C string: cut at the first NUL, as a caller would. */
     char *q = malloc(size + 1);
-    CHECK(q != NULL, "malloc");
+    FUZZ_CHECK(q != NULL, "malloc");
     memcpy(q, data, size);
     q[size] = '\0';
     uint32_t h = 2166136261u;
@@ -147,14 +139,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = 0;
     char err[512] = "";
     int rc = lex_search(st, &lq, &hits, &n, err, sizeof(err));
-    CHECK(rc == 0, "lex_search failed (%d): %s", rc, err);
-    CHECK(n <= lq.k, "%zu hits for k %zu", n, lq.k);
+    FUZZ_CHECK(rc == 0, "lex_search failed (%d): %s", rc, err);
+    FUZZ_CHECK(n <= lq.k, "%zu hits for k %zu", n, lq.k);
     for (size_t i = 0; i < n; i++) {
-        CHECK(hits[i].id && hits[i].source && hits[i].product_id && hits[i].title && hits[i].text,
-              "hit %zu has a NULL string", i);
-        CHECK(i == 0 || hits[i - 1].score >= hits[i].score, "hits not best first at %zu", i);
-        CHECK(!lq.product_id || !strcmp(hits[i].product_id, lq.product_id), "hit from %s, asked for %s",
-              hits[i].product_id, lq.product_id);
+        FUZZ_CHECK(hits[i].id && hits[i].source && hits[i].product_id && hits[i].title && hits[i].text,
+                   "hit %zu has a NULL string", i);
+        FUZZ_CHECK(i == 0 || hits[i - 1].score >= hits[i].score, "hits not best first at %zu", i);
+        FUZZ_CHECK(!lq.product_id || !strcmp(hits[i].product_id, lq.product_id), "hit from %s, asked for %s",
+                   hits[i].product_id, lq.product_id);
     }
     lex_hits_free(hits, n);
     free(q);
