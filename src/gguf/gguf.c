@@ -302,6 +302,8 @@ static int parse_kvs(struct gguf *g, struct rd *r)
         uint32_t t;
         if ((rc = rd_u32(r, &t, "value type")))
             return rc;
+        if (t >= GGUF_TYPE_COUNT)
+            return fail(r, AISLE_EFORMAT, r->off - 4, "unknown value type %u", t);
         kv->type = (enum gguf_type)t;
         kv->val_off = r->off;
         if ((rc = parse_value(r, kv->type, 0, &kv->elem, &kv->n)))
