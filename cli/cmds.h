@@ -8,10 +8,12 @@
 int cmd_ingest(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_shop(int argc, char **argv);
 
 #define AISLE_COMMANDS \
     X("ingest", cmd_ingest, "load products, reviews, Q&A, offers and orders into a store") \
     X("search", cmd_search, "lexical (BM25) search over a store's evidence passages") \
-    X("demo", cmd_demo, "generate the demo store's offers and orders (seeded)")
+    X("demo", cmd_demo, "generate the demo store's offers and orders (seeded)") \
+    X("shop", cmd_shop, "ask live store data: offers, delivery to a postcode, order status")
 
 #endif

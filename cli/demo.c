@@ -3,7 +3,8 @@
  *
  * The demo store's products, reviews and Q&A are real; it has no prices, stock
  * or orders, so this command makes them up, deterministically from a seed, into
- * files whose names say "generated". Prices are log-uniform between $4 and $400
+ * files whose names say "generated". Offers carry no updated_at, so they are
+ * as fresh as the load that brings them in. Prices are log-uniform between $4 and $400
  * ending in .99 or .49; about 1 in 12 products is out of stock; about 1 in 5
  * also has a marketplace seller with a different price and slower delivery.
  */
@@ -132,7 +133,6 @@ int cmd_demo(int argc, char **argv)
 
     char path[1024];
     gzFile f = open_out(out, "offers.generated.jsonl.gz", path, sizeof(path));
-    const char *updated = "2026-11-01T09:00:00Z";
     size_t noffers = 0;
     for (size_t i = 0; i < nids; i++) {
         double price = exp(log(4.0) + uniform() * (log(400.0) - log(4.0)));
@@ -140,15 +140,15 @@ int cmd_demo(int argc, char **argv)
         price = floor(price) + cents;
         int stock = uniform() < 1.0 / 12 ? 0 : range(1, 250);
         int days = range(1, 5);
-        write_line(f, json_pack("{s:s, s:s, s:f, s:s, s:i, s:i, s:s}", "product_id", ids[i], "seller",
+        write_line(f, json_pack("{s:s, s:s, s:f, s:s, s:i, s:i}", "product_id", ids[i], "seller",
                                 "Aisle Demo Store", "price", price, "currency", "USD", "stock", stock,
-                                "delivery_days", days, "updated_at", updated));
+                                "delivery_days", days));
         noffers++;
         if (uniform() < 0.2) {
             double mp = floor(price * (0.85 + uniform() * 0.3)) + 0.95;
-            write_line(f, json_pack("{s:s, s:s, s:f, s:s, s:i, s:i, s:s}", "product_id", ids[i], "seller",
+            write_line(f, json_pack("{s:s, s:s, s:f, s:s, s:i, s:i}", "product_id", ids[i], "seller",
                                     "Marketplace Partner", "price", mp, "currency", "USD", "stock",
-                                    range(0, 40), "delivery_days", range(4, 12), "updated_at", updated));
+                                    range(0, 40), "delivery_days", range(4, 12)));
             noffers++;
         }
     }

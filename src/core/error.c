@@ -16,6 +16,7 @@ const char *aisle_strerror(int err)
     case AISLE_EEOF: return "end of input";
     case AISLE_EEXIST: return "already exists";
     case AISLE_EBUSY: return "busy";
+    case AISLE_EUNAVAIL: return "unavailable";
     }
     return "unknown error";
 }

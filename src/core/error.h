@@ -23,6 +23,7 @@ enum aisle_err {
     AISLE_EEOF = -9,      /* end of input (not an error for iterators) */
     AISLE_EEXIST = -10,   /* a duplicate where uniqueness is required */
     AISLE_EBUSY = -11,    /* resource busy or locked */
+    AISLE_EUNAVAIL = -12, /* a remote service is down, slow or answered garbage */
 };
 
 /* Short, stable English text for an error code; never NULL. */

@@ -570,7 +570,8 @@ static int get_currency(struct ctx *c, json_t *obj, const char *field, int requi
     return 0;
 }
 
-static int parse_offer(struct ctx *c, json_t *obj)
+/* Validate an offer into *o (strings borrowed from obj); writes nothing. */
+static int check_offer(struct ctx *c, json_t *obj, struct store_offer *out)
 {
     struct store_offer o = {0};
     int rc;
@@ -586,6 +587,16 @@ static int parse_offer(struct ctx *c, json_t *obj)
         o.seller = "default";
     if (!o.updated_at)
         o.updated_at = c->nowbuf;
+    *out = o;
+    return 0;
+}
+
+static int parse_offer(struct ctx *c, json_t *obj)
+{
+    struct store_offer o;
+    int rc = check_offer(c, obj, &o);
+    if (rc)
+        return rc;
     char key[INGEST_MAX_ID + INGEST_MAX_SHORT + 2];
     snprintf(key, sizeof(key), "%s\x1f%s", o.product_id, o.seller);
     uint64_t first;
@@ -599,7 +610,9 @@ static int parse_offer(struct ctx *c, json_t *obj)
 
 /* ---- orders ---- */
 
-static int parse_order(struct ctx *c, json_t *obj)
+/* Validate an order into *out (strings borrowed from obj, lines and events in
+ * the context's scratch); writes nothing. */
+static int check_order(struct ctx *c, json_t *obj, struct store_order *out)
 {
     struct store_order o = {0};
     int rc;
@@ -661,6 +674,16 @@ static int parse_order(struct ctx *c, json_t *obj)
     o.nevents = json_array_size(hist);
     if (!o.created_at)
         o.created_at = c->events[0].at;
+    *out = o;
+    return 0;
+}
+
+static int parse_order(struct ctx *c, json_t *obj)
+{
+    struct store_order o;
+    int rc = check_order(c, obj, &o);
+    if (rc)
+        return rc;
     if ((rc = check_unique(c, "id", o.id, "id")))
         return rc;
     return store_upsert_order(c->s, &o);
@@ -993,6 +1016,66 @@ static int parse_record(struct ctx *c, json_t *obj)
     case INGEST_ORDERS: return parse_order(c, obj);
     }
     return AISLE_EINVAL;
+}
+
+/* ---- validation without a file: records that arrive from a merchant's API ---- */
+
+struct ingest_checker {
+    struct ctx c;
+};
+
+int ingest_checker_new(struct ingest_checker **out)
+{
+    struct ingest_checker *k = calloc(1, sizeof(*k));
+    if (!k)
+        return AISLE_ENOMEM;
+    k->c.lines = calloc(INGEST_MAX_ITEMS, sizeof(*k->c.lines));
+    k->c.events = calloc(INGEST_MAX_ITEMS, sizeof(*k->c.events));
+    if (!k->c.lines || !k->c.events) {
+        ingest_checker_free(k);
+        return AISLE_ENOMEM;
+    }
+    *out = k;
+    return 0;
+}
+
+void ingest_checker_free(struct ingest_checker *k)
+{
+    if (!k)
+        return;
+    free(k->c.lines);
+    free(k->c.events);
+    free(k);
+}
+
+const char *ingest_checker_msg(const struct ingest_checker *k)
+{
+    return k->c.msg;
+}
+
+static void checker_now(struct ingest_checker *k)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(k->c.nowbuf, sizeof(k->c.nowbuf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    k->c.msg[0] = '\0';
+}
+
+int ingest_check_offer(struct ingest_checker *k, json_t *obj, struct store_offer *out)
+{
+    checker_now(k);
+    if (!json_is_object(obj))
+        return bad(&k->c, "offer: expected a JSON object, got %s", type_name(obj));
+    return check_offer(&k->c, obj, out);
+}
+
+int ingest_check_order(struct ingest_checker *k, json_t *obj, struct store_order *out)
+{
+    checker_now(k);
+    if (!json_is_object(obj))
+        return bad(&k->c, "order: expected a JSON object, got %s", type_name(obj));
+    return check_order(&k->c, obj, out);
 }
 
 int ingest_file(struct store *s, enum ingest_kind kind, const char *path, const struct ingest_opts *opts,

@@ -19,6 +19,8 @@
 
 #include "store/store.h"
 
+#include <jansson.h>
+
 enum ingest_kind {
     INGEST_PRODUCTS,
     INGEST_REVIEWS,
@@ -58,6 +60,18 @@ const char *ingest_kind_name(enum ingest_kind k);
  * "file:line: field: what" in err (the database is then exactly as before). */
 int ingest_file(struct store *s, enum ingest_kind kind, const char *path, const struct ingest_opts *opts,
                 struct ingest_stats *stats, char *err, size_t errlen);
+
+/* Validation of single records that arrive from elsewhere (a merchant's HTTP
+ * API), with exactly the checks ingest_file applies. The checker owns scratch
+ * for order lines and events; a checked record borrows strings from obj and
+ * that scratch until the next check. 0 or AISLE_EFORMAT with "field: what" in
+ * ingest_checker_msg(). THREAD SAFETY: one checker per thread. */
+struct ingest_checker;
+int ingest_checker_new(struct ingest_checker **out);
+void ingest_checker_free(struct ingest_checker *k);
+const char *ingest_checker_msg(const struct ingest_checker *k);
+int ingest_check_offer(struct ingest_checker *k, json_t *obj, struct store_offer *out);
+int ingest_check_order(struct ingest_checker *k, json_t *obj, struct store_order *out);
 
 /* 1 when s is a valid ISO 8601 date (YYYY-MM-DD) or date-time
  * (YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM]); date-time required when need_time. */
