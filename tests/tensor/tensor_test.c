@@ -103,7 +103,24 @@ static int is_quant(enum ggml_type t)
 }
 
 /* Check tensor_matmul against tensor_matmul_ref with the bound from the top comment. */
-static void check_matmul(struct tpool *p, enum ggml_type t, int T, int K, int N)
+/* x as the quantized kernels see it: per 32-block d = amax/127, q = round(x/d). */
+static void requantize(const float *x, float *xq, int n)
+{
+    for (int b = 0; b < n / 32; b++) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++)
+            amax = fmaxf(amax, fabsf(x[32 * b + i]));
+        float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int i = 0; i < 32; i++)
+            xq[32 * b + i] = d * nearbyintf(x[32 * b + i] * id);
+    }
+}
+
+/* Check tensor_matmul against tensor_matmul_ref with the bound from the top
+ * comment; with `intdot` (the quantized row-dot path is the one taken) also
+ * against the reference on the re-quantized activations, where only float
+ * rounding may differ (4*K*u*S): this catches errors far below E. */
+static void check_matmul_x(struct tpool *p, enum ggml_type t, int T, int K, int N, int intdot)
 {
     float *x = malloc(sizeof(float) * T * K), *out = malloc(sizeof(float) * T * N),
           *ref = malloc(sizeof(float) * T * N), *wrow = malloc(sizeof(float) * K);
@@ -114,6 +131,9 @@ static void check_matmul(struct tpool *p, enum ggml_type t, int T, int K, int N)
         out[i] = NAN;
     cr_assert_eq(tensor_matmul(p, out, x, w, t, T, K, N), 0);
     cr_assert_eq(tensor_matmul_ref(ref, x, w, t, T, K, N), 0);
+    float *xq = malloc(sizeof(float) * T * K), *refq = malloc(sizeof(float) * T * N);
+    requantize(x, xq, T * K);
+    cr_assert_eq(tensor_matmul_ref(refq, xq, w, t, T, K, N), 0);
     const double u = 1.0 / (1 << 24);
     size_t row = ggml_row_size(t, K);
     for (int n = 0; n < N; n++) {
@@ -134,9 +154,19 @@ static void check_matmul(struct tpool *p, enum ggml_type t, int T, int K, int N)
             double got = out[(size_t)tt * N + n], want = ref[(size_t)tt * N + n];
             cr_assert(fabs(got - want) <= tol, "%s path %s T=%d K=%d N=%d [%d,%d]: got %.9g want %.9g tol %.3g",
                       ggml_type_name(t), tensor_path_name(tensor_path()), T, K, N, tt, n, got, want, tol);
+            if (is_quant(t) && intdot) {
+                double wq = refq[(size_t)tt * N + n], tq = 4.0 * K * u * (S + E);
+                cr_assert(fabs(got - wq) <= tq, "%s path %s T=%d K=%d N=%d [%d,%d]: got %.9g, on quantized x %.9g tol %.3g",
+                          ggml_type_name(t), tensor_path_name(tensor_path()), T, K, N, tt, n, got, wq, tq);
+            }
         }
     }
-    free(x), free(out), free(ref), free(wrow), free(w);
+    free(x), free(out), free(ref), free(wrow), free(w), free(xq), free(refq);
+}
+
+static void check_matmul(struct tpool *p, enum ggml_type t, int T, int K, int N)
+{
+    check_matmul_x(p, t, T, K, N, 0);
 }
 
 static const enum ggml_type all_types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0,
@@ -171,8 +201,8 @@ Test(tensor_matmul, every_type_path_and_odd_shape)
                 int T = shapes[si][0], K = kb * shapes[si][1], N = shapes[si][2];
                 if (K > 4096)
                     K = kb * (4096 / kb);
-                check_matmul(p, t, T, K, N);
-                check_matmul(NULL, t, T, K, N);
+                check_matmul_x(p, t, T, K, N, 1);
+                check_matmul_x(NULL, t, T, K, N, 1);
             }
         }
     }
@@ -258,4 +288,121 @@ Test(tpool, default_size_is_cpu_count)
     struct tpool *p = tpool_new(0);
     cr_assert_eq(tpool_nthreads(p), (int)sysconf(_SC_NPROCESSORS_ONLN));
     tpool_free(p);
+}
+
+/* ---- small kernels ---- */
+
+Test(nn, rmsnorm_matches_formula)
+{
+    enum { T = 3, C = 37 };
+    float x[T * C], wt[C], out[T * C];
+    for (int i = 0; i < T * C; i++)
+        x[i] = frand() * 3;
+    for (int i = 0; i < C; i++)
+        wt[i] = frand();
+    nn_rmsnorm_forward(out, x, wt, T, C, 1e-5f);
+    for (int t = 0; t < T; t++) {
+        double ss = 0;
+        for (int i = 0; i < C; i++)
+            ss += (double)x[t * C + i] * x[t * C + i];
+        double r = 1.0 / sqrt(ss / C + 1e-5);
+        /* three float roundings per element (scale, two products): 4 ulps */
+        for (int i = 0; i < C; i++) {
+            double want = x[t * C + i] * r * wt[i];
+            cr_assert(fabs(out[t * C + i] - want) <= 4.0 / (1 << 24) * fabs(want) + 1e-30);
+        }
+    }
+    nn_rmsnorm_forward(x, x, wt, T, C, 1e-5f); /* in place gives the same */
+    cr_assert(memcmp(x, out, sizeof(out)) == 0);
+}
+
+Test(nn, rope_matches_direct_formula)
+{
+    enum { T = 4, NH = 3, HD = 16 };
+    float x[T * NH * HD], y[T * NH * HD];
+    int pos[T] = {0, 1, 17, 4095};
+    for (int i = 0; i < T * NH * HD; i++)
+        x[i] = y[i] = frand();
+    nn_rope_forward(y, pos, T, NH, HD, 10000.0f);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < HD / 2; i++) {
+                /* (a + ib) e^{i theta}, theta = pos * base^(-2i/HD), computed independently via exp/log */
+                double theta = pos[t] * exp(-2.0 * i / HD * log(10000.0));
+                const float *v = x + (t * NH + h) * HD + 2 * i;
+                double re = v[0] * cos(theta) - v[1] * sin(theta), im = v[0] * sin(theta) + v[1] * cos(theta);
+                const float *g = y + (t * NH + h) * HD + 2 * i;
+                /* |v| <= 1.5; cos/sin rounded to float and 2 products + 1 sum: ~4 ulp of 1.5 */
+                cr_assert(fabs(g[0] - re) < 1e-6 && fabs(g[1] - im) < 1e-6, "t=%d h=%d i=%d", t, h, i);
+            }
+    cr_assert(memcmp(x, y, sizeof(float) * NH * HD) == 0, "position 0 is the identity");
+}
+
+Test(nn, softmax_and_swiglu)
+{
+    float x[19], y[19], g[19], u[19], o[19];
+    for (int i = 0; i < 19; i++)
+        x[i] = y[i] = frand() * 50 + (i == 3 ? 1000.0f : 0.0f); /* large values: max subtraction needed */
+    nn_softmax_forward(y, 19);
+    double m = -INFINITY, sum = 0;
+    for (int i = 0; i < 19; i++)
+        m = fmax(m, x[i]);
+    for (int i = 0; i < 19; i++)
+        sum += exp(x[i] - m);
+    for (int i = 0; i < 19; i++)
+        cr_assert(fabs(y[i] - exp(x[i] - m) / sum) <= 1e-6 * (exp(x[i] - m) / sum) + 1e-30, "softmax[%d]", i);
+    for (int i = 0; i < 19; i++) {
+        g[i] = frand() * 10;
+        u[i] = frand();
+    }
+    nn_swiglu_forward(o, g, u, 19);
+    for (int i = 0; i < 19; i++) {
+        double want = g[i] / (1 + exp(-(double)g[i])) * u[i];
+        cr_assert(fabs(o[i] - want) <= 1e-6 * fabs(want) + 1e-30, "swiglu[%d]", i);
+    }
+}
+
+Test(nn, dot_axpy_f16_every_path)
+{
+    enum { N = 203 };
+    float a[N], b[N], y[N], y0[N], bf[N];
+    uint16_t h[N], h2[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = frand(), b[i] = frand(), y0[i] = frand();
+        h[i] = ggml_fp32_to_fp16(b[i]);
+        bf[i] = ggml_fp16_to_fp32(h[i]);
+    }
+    double S = 0, d = 0, dh = 0;
+    for (int i = 0; i < N; i++) {
+        S += fabs(a[i] * b[i]);
+        d += (double)a[i] * b[i];
+        dh += (double)a[i] * bf[i];
+    }
+    const double u = 1.0 / (1 << 24);
+    enum tensor_path ps[3];
+    int np = paths(ps);
+    for (int pi = 0; pi < np; pi++) {
+        cr_assert_eq(tensor_set_path(ps[pi]), 0);
+        cr_assert_eq(tensor_path(), ps[pi]);
+        /* any summation order: N*u*S */
+        cr_assert(fabs(nn_dot_f32(a, b, N) - d) <= N * u * S, "%s", tensor_path_name(ps[pi]));
+        cr_assert(fabs(nn_dot_f16(a, h, N) - dh) <= N * u * S * 1.01, "%s", tensor_path_name(ps[pi]));
+        memcpy(y, y0, sizeof(y));
+        nn_axpy_f32(y, 0.37f, a, N);
+        for (int i = 0; i < N; i++) /* one fma or a product and a sum: 2 ulps of the terms */
+            cr_assert(fabs(y[i] - (y0[i] + 0.37 * a[i])) <= 2 * u * (fabs(y0[i]) + fabs(0.37 * a[i])));
+        memcpy(y, y0, sizeof(y));
+        nn_axpy_f16(y, -1.5f, h, N);
+        for (int i = 0; i < N; i++)
+            cr_assert(fabs(y[i] - (y0[i] - 1.5 * bf[i])) <= 2 * u * (fabs(y0[i]) + fabs(1.5 * bf[i])));
+        /* conversions are exact roundings: identical to the scalar reference */
+        nn_f32_to_f16(h2, b, N);
+        cr_assert(memcmp(h2, h, sizeof(h)) == 0, "%s", tensor_path_name(ps[pi]));
+        float back[N];
+        nn_f16_to_f32(back, h, N);
+        cr_assert(memcmp(back, bf, sizeof(bf)) == 0);
+    }
+    tensor_set_path(TENSOR_PATH_AUTO);
+    cr_assert_eq(tensor_set_path(TENSOR_PATH_AVX512), tensor_cpu_has_avx512() ? 0 : AISLE_EINVAL);
+    tensor_set_path(TENSOR_PATH_AUTO);
 }

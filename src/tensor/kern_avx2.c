@@ -1,0 +1,428 @@
+/*
+ * kern_avx2.c — AVX2 + FMA + F16C kernels (Haswell/Zen and later).
+ *
+ * Dims legend: K input channels, nx activation rows per weight row (1..4),
+ * n vector length.
+ *
+ * Every function carries a target attribute instead of the file being built
+ * with -mavx2, so the library still builds and runs on any x86-64; cpu.c only
+ * hands this table out when cpuid says the CPU and OS support it.
+ *
+ * Float weights (F32/F16/BF16): each 8-wide slice of the weight row is loaded
+ * (and widened) once and FMA'd into one accumulator per activation row; one
+ * row alone gets four accumulators so the FMA latency is hidden.
+ * Quantized weights against q8x activation blocks (tensor_impl.h):
+ *   Q8_0: |w| (unsigned) x sign(w)*q with _mm256_maddubs_epi16 — pairs fit
+ *         int16 since 128*127*2 < 32768 — then _mm256_madd_epi16 by ones to
+ *         int32 and one float FMA per block with d_w*d_x.
+ *   Q4_0, Q4_K, Q6_K: the unsigned quants (0..15 / 0..63) go straight into
+ *         maddubs; the offsets (-8, the K-quant mins, -32) are folded out with
+ *         the activation block sums in a scalar side accumulator.
+ * All integer sums are exact, so the results equal the scalar path's up to
+ * the order of the float additions.
+ */
+#include "tensor/tensor_impl.h"
+
+#include "gguf/quant.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+
+#define XROW(x, j, stride) ((const void *)((const char *)(x) + (size_t)(j) * (stride)))
+
+AVX2_INLINE float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2_INLINE float f16(const uint8_t *p)
+{
+    return _cvtsh_ss(tensor_rd16(p));
+}
+
+enum { W_F32, W_F16, W_BF16 };
+
+/* 8 weights starting at element k, widened to float. */
+AVX2_INLINE __m256 load_w(int kind, const uint8_t *w, int k)
+{
+    if (kind == W_F32)
+        return _mm256_loadu_ps((const float *)(const void *)(w + 4 * (size_t)k));
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(w + 2 * (size_t)k));
+    if (kind == W_F16)
+        return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+AVX2_INLINE float load_w1(int kind, const uint8_t *w, int k)
+{
+    if (kind == W_F32) {
+        float f;
+        memcpy(&f, w + 4 * (size_t)k, 4);
+        return f;
+    }
+    if (kind == W_F16)
+        return f16(w + 2 * (size_t)k);
+    return ggml_bf16_to_fp32(tensor_rd16(w + 2 * (size_t)k));
+}
+
+AVX2_INLINE void rowdot_float(int kind, int K, const void *wv, const void *x, size_t xs, int nx, float *out,
+                              size_t os)
+{
+    const uint8_t *w = wv;
+    int k = 0;
+    if (nx == 1) {
+        const float *x0 = x;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (; k + 32 <= K; k += 32) {
+            a0 = _mm256_fmadd_ps(load_w(kind, w, k), _mm256_loadu_ps(x0 + k), a0);
+            a1 = _mm256_fmadd_ps(load_w(kind, w, k + 8), _mm256_loadu_ps(x0 + k + 8), a1);
+            a2 = _mm256_fmadd_ps(load_w(kind, w, k + 16), _mm256_loadu_ps(x0 + k + 16), a2);
+            a3 = _mm256_fmadd_ps(load_w(kind, w, k + 24), _mm256_loadu_ps(x0 + k + 24), a3);
+        }
+        for (; k + 8 <= K; k += 8)
+            a0 = _mm256_fmadd_ps(load_w(kind, w, k), _mm256_loadu_ps(x0 + k), a0);
+        float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; k < K; k++)
+            s += load_w1(kind, w, k) * x0[k];
+        out[0] = s;
+        return;
+    }
+    const float *xr[TENSOR_NX];
+    __m256 acc[TENSOR_NX][2];
+    for (int j = 0; j < nx; j++) {
+        xr[j] = XROW(x, j, xs);
+        acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    }
+    for (; k + 16 <= K; k += 16) {
+        __m256 w0 = load_w(kind, w, k), w1 = load_w(kind, w, k + 8);
+        for (int j = 0; j < nx; j++) {
+            acc[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[j] + k), acc[j][0]);
+            acc[j][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr[j] + k + 8), acc[j][1]);
+        }
+    }
+    for (; k + 8 <= K; k += 8) {
+        __m256 w0 = load_w(kind, w, k);
+        for (int j = 0; j < nx; j++)
+            acc[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[j] + k), acc[j][0]);
+    }
+    for (int j = 0; j < nx; j++) {
+        float s = hsum8(_mm256_add_ps(acc[j][0], acc[j][1]));
+        for (int kk = k; kk < K; kk++)
+            s += load_w1(kind, w, kk) * xr[j][kk];
+        out[j * os] = s;
+    }
+}
+
+static AVX2 void rowdot_f32(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    rowdot_float(W_F32, K, w, x, xs, nx, out, os);
+}
+
+static AVX2 void rowdot_f16(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    rowdot_float(W_F16, K, w, x, xs, nx, out, os);
+}
+
+static AVX2 void rowdot_bf16(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    rowdot_float(W_BF16, K, w, x, xs, nx, out, os);
+}
+
+/* int32x8 sums of u[i] * s[i] over 32 bytes (u unsigned, s signed, pairs must fit int16). */
+AVX2_INLINE __m256i dot_us(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+AVX2_INLINE __m256i load_q(const int8_t *q)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)q);
+}
+
+static AVX2 void rowdot_q8_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    const int nb = K / 32;
+    const struct q8x_block *xb[TENSOR_NX];
+    __m256 acc[TENSOR_NX];
+    for (int j = 0; j < nx; j++) {
+        xb[j] = XROW(x, j, xs);
+        acc[j] = _mm256_setzero_ps();
+    }
+    const uint8_t *wb = w;
+    for (int b = 0; b < nb; b++, wb += 34) {
+        float dw = f16(wb);
+        __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 2));
+        __m256i aq = _mm256_sign_epi8(q, q);
+        for (int j = 0; j < nx; j++) {
+            __m256i sy = _mm256_sign_epi8(load_q(xb[j][b].q), q);
+            __m256 f = _mm256_cvtepi32_ps(dot_us(aq, sy));
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[j][b].d), f, acc[j]);
+        }
+    }
+    for (int j = 0; j < nx; j++)
+        out[j * os] = hsum8(acc[j]);
+}
+
+/* 16 packed bytes -> 32 nibbles: low nibbles in bytes 0..15, high in 16..31. */
+AVX2_INLINE __m256i unpack_nibbles16(const uint8_t *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i m = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+
+static AVX2 void rowdot_q4_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    const int nb = K / 32;
+    const struct q8x_block *xb[TENSOR_NX];
+    __m256 acc[TENSOR_NX];
+    float corr[TENSOR_NX];
+    for (int j = 0; j < nx; j++) {
+        xb[j] = XROW(x, j, xs);
+        acc[j] = _mm256_setzero_ps();
+        corr[j] = 0.0f;
+    }
+    const uint8_t *wb = w;
+    for (int b = 0; b < nb; b++, wb += 18) {
+        float dw = f16(wb);
+        __m256i u = unpack_nibbles16(wb + 2);
+        for (int j = 0; j < nx; j++) {
+            const struct q8x_block *y = &xb[j][b];
+            float s = dw * y->d;
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(dot_us(u, load_q(y->q))), acc[j]);
+            corr[j] += s * (float)(y->s[0] + y->s[1]);
+        }
+    }
+    for (int j = 0; j < nx; j++)
+        out[j * os] = hsum8(acc[j]) - 8.0f * corr[j];
+}
+
+static void q4k_scales(const uint8_t *s, int *sc, int *m)
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 15) | (s[j] >> 6) << 4;
+        m[j + 4] = (s[j + 8] >> 4) | (s[j + 4] >> 6) << 4;
+    }
+}
+
+static AVX2 void rowdot_q4_k(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    const int nb = K / 256;
+    const struct q8x_block *xb[TENSOR_NX];
+    __m256 acc[TENSOR_NX];
+    float corr[TENSOR_NX];
+    for (int j = 0; j < nx; j++) {
+        xb[j] = XROW(x, j, xs);
+        acc[j] = _mm256_setzero_ps();
+        corr[j] = 0.0f;
+    }
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const uint8_t *wb = w;
+    for (int b = 0; b < nb; b++, wb += 144) {
+        float d = f16(wb), dmin = f16(wb + 2);
+        int sc[8], m[8];
+        q4k_scales(wb + 4, sc, m);
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 16 + 32 * c));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            float dlo = d * (float)sc[2 * c], dhi = d * (float)sc[2 * c + 1];
+            float mlo = dmin * (float)m[2 * c], mhi = dmin * (float)m[2 * c + 1];
+            for (int j = 0; j < nx; j++) {
+                const struct q8x_block *y = &xb[j][8 * b + 2 * c];
+                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dlo * y[0].d), _mm256_cvtepi32_ps(dot_us(lo, load_q(y[0].q))),
+                                         acc[j]);
+                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dhi * y[1].d), _mm256_cvtepi32_ps(dot_us(hi, load_q(y[1].q))),
+                                         acc[j]);
+                corr[j] += mlo * y[0].d * (float)(y[0].s[0] + y[0].s[1]) + mhi * y[1].d * (float)(y[1].s[0] + y[1].s[1]);
+            }
+        }
+    }
+    for (int j = 0; j < nx; j++)
+        out[j * os] = hsum8(acc[j]) - corr[j];
+}
+
+static AVX2 void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    const int nb = K / 256;
+    const struct q8x_block *xb[TENSOR_NX];
+    __m256 acc[TENSOR_NX];
+    float corr[TENSOR_NX];
+    for (int j = 0; j < nx; j++) {
+        xb[j] = XROW(x, j, xs);
+        acc[j] = _mm256_setzero_ps();
+        corr[j] = 0.0f;
+    }
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    const uint8_t *wb = w;
+    for (int b = 0; b < nb; b++, wb += 210) {
+        const int8_t *sc = (const int8_t *)(wb + 192);
+        float d = f16(wb + 208);
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 64 * h + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 128 + 32 * h));
+            __m256i u[4];
+            u[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+            u[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+            u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            for (int c = 0; c < 4; c++) {
+                int sa = sc[8 * h + 2 * c], sb = sc[8 * h + 2 * c + 1];
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)sb), _mm_set1_epi16((short)sa));
+                for (int j = 0; j < nx; j++) {
+                    const struct q8x_block *y = &xb[j][8 * b + 4 * h + c];
+                    __m256i p16 = _mm256_maddubs_epi16(u[c], load_q(y->q));
+                    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, scv));
+                    float s = d * y->d;
+                    acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(s), f, acc[j]);
+                    corr[j] += s * (float)(sa * y->s[0] + sb * y->s[1]);
+                }
+            }
+        }
+    }
+    for (int j = 0; j < nx; j++)
+        out[j * os] = hsum8(acc[j]) - 32.0f * corr[j];
+}
+
+/* Same arithmetic as the scalar quantize_x (d = amax/127, q = round-to-even
+ * of x * 127/amax), so both paths produce identical blocks. */
+static AVX2 void quantize_x(const float *x, struct q8x_block *y, int K)
+{
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < K / 32; b++, x += 32) {
+        __m256 v[4];
+        __m256 mx = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(signbit, v[i]));
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        float amax = _mm_cvtss_f32(m);
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        y[b].d = amax / 127.0f;
+        __m256 idv = _mm256_set1_ps(id);
+        __m256i qi[4];
+        for (int i = 0; i < 4; i++)
+            qi[i] = _mm256_cvtps_epi32(
+                _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m256i s0 = _mm256_add_epi32(qi[0], qi[1]), s1 = _mm256_add_epi32(qi[2], qi[3]);
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(void *)y[b].q, p);
+        __m256i hs = _mm256_hadd_epi32(s0, s1); /* lane: s0 pairs, s1 pairs per 128-bit half */
+        hs = _mm256_hadd_epi32(hs, hs);
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(hs), _mm256_extracti128_si256(hs, 1));
+        y[b].s[0] = (int16_t)_mm_cvtsi128_si32(t);
+        y[b].s[1] = (int16_t)_mm_extract_epi32(t, 1);
+    }
+}
+
+static AVX2 float dot_f32(const float *a, const float *b, int n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+    float s = hsum8(_mm256_add_ps(a0, a1));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static AVX2 void axpy_f32(float *y, float a, const float *x, int n)
+{
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static AVX2 float dot_f16(const float *a, const uint16_t *b, int n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8))),
+                             a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), a0);
+    float s = hsum8(_mm256_add_ps(a0, a1));
+    for (; i < n; i++)
+        s += a[i] * _cvtsh_ss(b[i]);
+    return s;
+}
+
+static AVX2 void axpy_f16(float *y, float a, const uint16_t *x, int n)
+{
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
+                                                _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * _cvtsh_ss(x[i]);
+}
+
+static AVX2 void f32_to_f16(uint16_t *out, const float *in, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        out[i] = ggml_fp32_to_fp16(in[i]);
+}
+
+static AVX2 void f16_to_f32(float *out, const uint16_t *in, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
+    for (; i < n; i++)
+        out[i] = _cvtsh_ss(in[i]);
+}
+
+const struct tensor_kernels tensor_kernels_avx2 = {
+    .name = "avx2",
+    .rowdot_f32 = rowdot_f32,
+    .rowdot_f16 = rowdot_f16,
+    .rowdot_bf16 = rowdot_bf16,
+    .rowdot_q8_0 = rowdot_q8_0,
+    .rowdot_q4_0 = rowdot_q4_0,
+    .rowdot_q4_k = rowdot_q4_k,
+    .rowdot_q6_k = rowdot_q6_k,
+    .quantize_x = quantize_x,
+    .dot_f32 = dot_f32,
+    .axpy_f32 = axpy_f32,
+    .dot_f16 = dot_f16,
+    .axpy_f16 = axpy_f16,
+    .f32_to_f16 = f32_to_f16,
+    .f16_to_f32 = f16_to_f32,
+};
+
+#else
+/* Not x86: cpu.c never selects this table; keep the symbol so it links. */
+const struct tensor_kernels tensor_kernels_avx2 = {.name = "avx2 (unavailable)"};
+#endif
