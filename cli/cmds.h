@@ -9,11 +9,19 @@ int cmd_ingest(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_shop(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+int cmd_model(int argc, char **argv);
 
 #define AISLE_COMMANDS \
     X("ingest", cmd_ingest, "load products, reviews, Q&A, offers and orders into a store") \
     X("search", cmd_search, "lexical (BM25) search over a store's evidence passages") \
     X("demo", cmd_demo, "generate the demo store's offers and orders (seeded)") \
-    X("shop", cmd_shop, "ask live store data: offers, delivery to a postcode, order status")
+    X("shop", cmd_shop, "ask live store data: offers, delivery to a postcode, order status") \
+    X("tokenize", cmd_tokenize, "split text into the tokens of a GGUF model's tokenizer") \
+    X("detokenize", cmd_detokenize, "turn token ids back into text") \
+    X("tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)") \
+    X("model", cmd_model, "inspect a GGUF model (model info) or re-quantize it (model convert)")
 
 #endif
