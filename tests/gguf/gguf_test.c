@@ -822,3 +822,133 @@ Test(gguf, base_of_broken_files_is_valid)
     }
     free(b.p);
 }
+
+/* ---- the fuzz corpus ----------------------------------------------------------- */
+
+/* Valid seeds for fuzz/corpus/gguf/: every metadata type (nested arrays
+ * included), every supported tensor type, a tiny complete Llama. Each stays
+ * under libFuzzer's -max_len of 64 KiB. Returns the number of seeds. */
+static int write_valid_seeds(const char *corpus)
+{
+    char path[768], err[256];
+    /* 1. metadata of every type */
+    struct gguf_writer *w = gguf_writer_new();
+    uint8_t u8 = 7;
+    int16_t i16 = -3;
+    gguf_writer_set_scalar(w, "m.u8", GGUF_TYPE_UINT8, &u8);
+    gguf_writer_set_scalar(w, "m.i16", GGUF_TYPE_INT16, &i16);
+    gguf_writer_set_u32(w, "m.u32", 1);
+    gguf_writer_set_i32(w, "m.i32", -1);
+    gguf_writer_set_u64(w, "m.u64", 1ull << 40);
+    gguf_writer_set_i64(w, "m.i64", -5);
+    gguf_writer_set_f32(w, "m.f32", 0.5f);
+    gguf_writer_set_f64(w, "m.f64", 0.25);
+    gguf_writer_set_bool(w, "m.bool", 1);
+    gguf_writer_set_str(w, "general.name", "seed");
+    const char *strs[] = {"a", "bc", "", "\xf0\x9f\x9b\x92"};
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, 4);
+    float fs[4] = {0, -1, 2.5f, 1e-3f};
+    gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, fs, 4);
+    struct bb nb = {0};
+    bb_u32(&nb, GGUF_TYPE_ARRAY), bb_u64(&nb, 2);
+    bb_u32(&nb, GGUF_TYPE_STRING), bb_u64(&nb, 1), bb_str(&nb, "x");
+    bb_u32(&nb, GGUF_TYPE_ARRAY), bb_u64(&nb, 1), bb_u32(&nb, GGUF_TYPE_UINT8), bb_u64(&nb, 2), bb_put(&nb, "\1\2", 2);
+    cr_assert_eq(gguf_writer_set_raw(w, "m.nested", GGUF_TYPE_ARRAY, nb.p, nb.n), 0);
+    free(nb.p);
+    snprintf(path, sizeof(path), "%s/valid-metadata.gguf", corpus);
+    cr_assert_eq(gguf_writer_write(w, path, err, sizeof(err)), 0, "%s", err);
+    gguf_writer_free(w);
+    /* 2. one small tensor of each supported type, alignment 64 */
+    w = gguf_writer_new();
+    gguf_writer_set_u32(w, "general.alignment", 64);
+    const enum ggml_type types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0,
+                                    GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        int64_t ne[2] = {256, 2};
+        size_t nbytes;
+        void *p = tensor_bytes(types[i], 512, &nbytes);
+        cr_assert_eq(gguf_writer_add_tensor(w, ggml_type_name(types[i]), types[i], 2, ne, p, nbytes), 0);
+        free(p);
+    }
+    snprintf(path, sizeof(path), "%s/valid-tensors.gguf", corpus);
+    cr_assert_eq(gguf_writer_write(w, path, err, sizeof(err)), 0, "%s", err);
+    gguf_writer_free(w);
+    /* 3. a complete Llama: C 32, 1 layer, NH 2, NKV 1, F 64, V 16, q8_0 matrices */
+    w = gguf_writer_new();
+    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer_set_u32(w, "llama.context_length", 64);
+    gguf_writer_set_u32(w, "llama.embedding_length", 32);
+    gguf_writer_set_u32(w, "llama.block_count", 1);
+    gguf_writer_set_u32(w, "llama.feed_forward_length", 64);
+    gguf_writer_set_u32(w, "llama.attention.head_count", 2);
+    gguf_writer_set_u32(w, "llama.attention.head_count_kv", 1);
+    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
+    const struct {
+        const char *name;
+        int64_t ne0, ne1;
+    } ts[] = {{"token_embd.weight", 32, 16},      {"output_norm.weight", 32, 0},    {"blk.0.attn_norm.weight", 32, 0},
+              {"blk.0.attn_q.weight", 32, 32},    {"blk.0.attn_k.weight", 32, 16},  {"blk.0.attn_v.weight", 32, 16},
+              {"blk.0.attn_output.weight", 32, 32}, {"blk.0.ffn_norm.weight", 32, 0}, {"blk.0.ffn_gate.weight", 32, 64},
+              {"blk.0.ffn_up.weight", 32, 64},    {"blk.0.ffn_down.weight", 64, 32}};
+    for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
+        int64_t ne[2] = {ts[i].ne0, ts[i].ne1 ? ts[i].ne1 : 1};
+        enum ggml_type t = ts[i].ne1 ? GGML_TYPE_Q8_0 : GGML_TYPE_F32;
+        size_t nbytes;
+        void *p = tensor_bytes(t, ne[0] * ne[1], &nbytes);
+        cr_assert_eq(gguf_writer_add_tensor(w, ts[i].name, t, ts[i].ne1 ? 2 : 1, ne, p, nbytes), 0);
+        free(p);
+    }
+    snprintf(path, sizeof(path), "%s/valid-llama.gguf", corpus);
+    cr_assert_eq(gguf_writer_write(w, path, err, sizeof(err)), 0, "%s", err);
+    gguf_writer_free(w);
+    return 3;
+}
+
+Test(gguf, fuzz_corpus_replays_as_expected)
+{
+    /* fuzz/corpus/gguf/: valid-* seeds open, bad-* (copies of the broken
+     * fixtures) are rejected. AISLE_WRITE_FIXTURES=1 regenerates both. */
+    char corpus[512], path[1024], err[512];
+    snprintf(corpus, sizeof(corpus), "%s/fuzz/corpus/gguf", root());
+    if (getenv("AISLE_WRITE_FIXTURES")) {
+        mkdir(corpus, 0755);
+        write_valid_seeds(corpus);
+        struct bb b = {0};
+        const struct bad_case *c;
+        for (size_t i = 0; (c = bad_case(i, &b)); i++) {
+            snprintf(path, sizeof(path), "%s/bad-%s", corpus, c->file);
+            FILE *f = fopen(path, "wb");
+            cr_assert_not_null(f);
+            cr_assert_eq(fwrite(b.p, 1, b.n, f), b.n);
+            fclose(f);
+        }
+        free(b.p);
+    }
+    DIR *d = opendir(corpus);
+    cr_assert_not_null(d, "%s", corpus);
+    struct dirent *e;
+    int valid = 0, bad = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", corpus, e->d_name);
+        struct stat st;
+        cr_assert_eq(stat(path, &st), 0);
+        cr_assert_leq(st.st_size, 65536, "%s is over the fuzzer's -max_len", e->d_name);
+        struct gguf *g;
+        int rc = gguf_open(&g, path, err, sizeof(err));
+        if (!strncmp(e->d_name, "valid-", 6)) {
+            cr_expect_eq(rc, 0, "%s: %s", e->d_name, err);
+            valid++;
+        } else if (!strncmp(e->d_name, "bad-", 4)) {
+            cr_expect_neq(rc, 0, "%s opened", e->d_name);
+            bad++;
+        }
+        if (!rc)
+            gguf_close(g);
+    }
+    closedir(d);
+    cr_assert_geq(valid, 3);
+    cr_assert_geq(bad, 40);
+}
