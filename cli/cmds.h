@@ -13,6 +13,10 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #define AISLE_COMMANDS \
     X("ingest", cmd_ingest, "load products, reviews, Q&A, offers and orders into a store") \
@@ -22,6 +26,10 @@ int cmd_model(int argc, char **argv);
     X("tokenize", cmd_tokenize, "split text into the tokens of a GGUF model's tokenizer") \
     X("detokenize", cmd_detokenize, "turn token ids back into text") \
     X("tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)") \
-    X("model", cmd_model, "inspect a GGUF model (model info) or re-quantize it (model convert)")
+    X("model", cmd_model, "inspect a GGUF model (model info) or re-quantize it (model convert)") \
+    X("generate", cmd_generate, "continue a prompt (or a chat turn) with a GGUF model, streaming") \
+    X("perplexity", cmd_perplexity, "a model's perplexity on a text file, window by window") \
+    X("logits", cmd_logits, "the last position's logits for a list of token ids") \
+    X("bench", cmd_bench, "engine speed on a model (bench model): prefill, batched decode")
 
 #endif

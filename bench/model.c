@@ -1,0 +1,233 @@
+/*
+ * bench/model.c — the engine on a 110M-parameter Llama (dim 768, 12 layers,
+ * 12 heads, FFN 2048, vocab 32000, tied output, random weights) on 2 threads:
+ * single-sequence decode for F32, F16, Q8_0 and Q4_0 as a fraction of the
+ * memory-bandwidth roofline, prefill at Q8_0, and 16 sequences decoding
+ * together against one at Q8_0 and F32.
+ *
+ * Design: each weight type is written to a temporary GGUF (the same seeded
+ * random weights, quantized by the gguf writer's reference quantizers) and
+ * loaded like any model. The baseline is measured in the same run, right
+ * before each decode measurement: a streaming read of a 512 MiB buffer by the
+ * model's own pool threads (best of 5), so the roofline is bandwidth / bytes
+ * of weights one token reads (every matrix plus one embedding row). Decode
+ * and batch figures come from model/speed.h, the code `aisle bench model` runs.
+ *
+ * Output: `name value unit` lines on stdout; `#` lines are context.
+ * Usage: model [--threads N] [--steps N] [--dir DIR] [--types f32,f16,q8_0,q4_0]
+ */
+#include "core/error.h"
+#include "gguf/gguf.h"
+#include "gguf/llama_names.h"
+#include "gguf/quant.h"
+#include "model/model.h"
+#include "model/speed.h"
+#include "tensor/tensor.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { C = 768, L = 12, NH = 12, F = 2048, V = 32000 };
+#define BW_BYTES ((size_t)512 << 20)
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, int rc, const char *detail)
+{
+    fprintf(stderr, "bench/model: %s: %s%s%s\n", what, aisle_strerror(rc), detail ? ": " : "", detail ? detail : "");
+    exit(1);
+}
+
+/* ---- the model file ---------------------------------------------------------------- */
+
+static uint64_t rng;
+static float frand(void)
+{
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+/* A (rows, cols) tensor of random values scale*U(-1,1) + offset, stored as t. */
+static void add(struct gguf_writer *g, const char *name, int rows, int cols, float scale, float offset,
+                enum ggml_type t)
+{
+    size_t rb = ggml_row_size(t, cols);
+    float *row = malloc((size_t)cols * sizeof(float));
+    char *q = malloc(rb * (size_t)rows);
+    if (!row || !q)
+        die("weights", AISLE_ENOMEM, NULL);
+    for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < cols; c++)
+            row[c] = offset + scale * frand();
+        if (ggml_quantize_row(t, row, q + rb * (size_t)r, cols))
+            die("quantize", AISLE_EINVAL, name);
+    }
+    int64_t ne[2] = {cols, rows};
+    int rc = gguf_writer_add_tensor(g, name, t, rows == 1 ? 1 : 2, ne, q, rb * (size_t)rows);
+    if (rc)
+        die("add tensor", rc, name);
+    free(row);
+    free(q);
+}
+
+static void write_model(const char *path, enum ggml_type t)
+{
+    struct gguf_writer *g = gguf_writer_new();
+    if (!g)
+        die("writer", AISLE_ENOMEM, NULL);
+    rng = 42;
+    gguf_writer_set_str(g, LLAMA_KEY_ARCH, "llama");
+    gguf_writer_set_u32(g, LLAMA_KEY_CONTEXT_LENGTH, 1024);
+    gguf_writer_set_u32(g, LLAMA_KEY_EMBEDDING_LENGTH, C);
+    gguf_writer_set_u32(g, LLAMA_KEY_BLOCK_COUNT, L);
+    gguf_writer_set_u32(g, LLAMA_KEY_FEED_FORWARD_LENGTH, F);
+    gguf_writer_set_u32(g, LLAMA_KEY_HEAD_COUNT, NH);
+    gguf_writer_set_u32(g, LLAMA_KEY_HEAD_COUNT_KV, NH);
+    gguf_writer_set_f32(g, LLAMA_KEY_RMS_EPS, 1e-5f);
+    add(g, LLAMA_TENSOR_TOKEN_EMBD, V, C, 1.0f, 0, t);
+    const float s = 0.036f; /* ~1/sqrt(768): activations stay O(1) */
+    char name[64];
+    for (int l = 0; l < L; l++) {
+        static const struct { int which, rows, cols; } m[] = {
+            {LLAMA_ATTN_Q, C, C}, {LLAMA_ATTN_K, C, C}, {LLAMA_ATTN_V, C, C}, {LLAMA_ATTN_OUTPUT, C, C},
+            {LLAMA_FFN_GATE, F, C}, {LLAMA_FFN_UP, F, C}, {LLAMA_FFN_DOWN, C, F},
+        };
+        llama_tensor_name(name, sizeof(name), l, LLAMA_ATTN_NORM);
+        add(g, name, 1, C, 0.1f, 1.0f, GGML_TYPE_F32);
+        llama_tensor_name(name, sizeof(name), l, LLAMA_FFN_NORM);
+        add(g, name, 1, C, 0.1f, 1.0f, GGML_TYPE_F32);
+        for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+            llama_tensor_name(name, sizeof(name), l, (enum llama_blk_tensor)m[i].which);
+            add(g, name, m[i].rows, m[i].cols, s, 0, t);
+        }
+    }
+    add(g, LLAMA_TENSOR_OUTPUT_NORM, 1, C, 0.1f, 1.0f, GGML_TYPE_F32);
+    char err[256];
+    int rc = gguf_writer_write(g, path, err, sizeof(err));
+    if (rc)
+        die("write", rc, err);
+    gguf_writer_free(g);
+}
+
+/* ---- the baseline: streaming read bandwidth ------------------------------------------ */
+
+struct bw_job {
+    const float *buf; /* (n) */
+    size_t n;
+    float sink[64];
+};
+
+static void bw_worker(void *ctx, int ith, int nth)
+{
+    struct bw_job *j = ctx;
+    size_t per = j->n / (size_t)nth, lo = per * (size_t)ith;
+    float s = 0;
+    /* A dot of the slice with itself: one pass over each cache line. */
+    for (size_t o = 0; o < per; o += 1 << 20)
+        s += nn_dot_f32(j->buf + lo + o, j->buf + lo + o, (int)(per - o < (1 << 20) ? per - o : (1 << 20)));
+    j->sink[ith % 64] = s;
+}
+
+static double bandwidth(struct tpool *p, const float *buf)
+{
+    struct bw_job j = {.buf = buf, .n = BW_BYTES / sizeof(float)};
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+        tpool_run(p, bw_worker, &j);
+        double bw = (double)BW_BYTES / (now() - t0);
+        best = bw > best ? bw : best;
+    }
+    return best;
+}
+
+/* ---- the runs ---------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    int threads = 2, steps = 32;
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    const char *types = "f32,f16,q8_0,q4_0";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strcmp(argv[i], "--types") && i + 1 < argc)
+            types = argv[++i];
+        else {
+            fprintf(stderr, "usage: model [--threads N] [--steps N] [--dir DIR] [--types f32,f16,q8_0,q4_0]\n");
+            return 2;
+        }
+    }
+    float *bwbuf = malloc(BW_BYTES);
+    if (!bwbuf)
+        die("bandwidth buffer", AISLE_ENOMEM, NULL);
+    for (size_t i = 0; i < BW_BYTES / sizeof(float); i++)
+        bwbuf[i] = (float)(i & 1023) * 1e-3f;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/aisle-bench-model-%d.gguf", dir, (int)getpid());
+    printf("# 110M Llama: dim %d, %d layers, %d heads, FFN %d, vocab %d, tied output; %d threads; kernels %s\n", C, L,
+           NH, F, V, threads, tensor_path_name(tensor_path()));
+
+    static const char *const names[] = {"f32", "f16", "q8_0", "q4_0"};
+    static const enum ggml_type tps[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    double one[4] = {0};
+    for (int k = 0; k < 4; k++) {
+        if (!strstr(types, names[k]))
+            continue;
+        double t0 = now();
+        write_model(path, tps[k]);
+        struct lm_model *m;
+        char err[256];
+        struct lm_model_opts o = {.nthreads = threads, .max_batch = 512};
+        int rc = lm_model_load(&m, path, &o, err, sizeof(err));
+        if (rc)
+            die("load", rc, err);
+        printf("# %s: file written and loaded in %.1f s\n", names[k], now() - t0);
+        /* Page the weights in (the map is lazy) before anything is timed. */
+        double warm;
+        if ((rc = lm_speed_decode(m, 1, 1, 2, 0, &warm)))
+            die("warm-up", rc, lm_model_errmsg(m));
+        double bw = bandwidth(lm_model_pool(m), bwbuf);
+        size_t bpt = lm_model_bytes_per_token(m);
+        if ((rc = lm_speed_decode(m, 1, 16, steps, 0, &one[k])))
+            die("decode", rc, lm_model_errmsg(m));
+        double roof = bw / (double)bpt;
+        printf("bandwidth_read_%s %.2f GB/s\n", names[k], bw / 1e9);
+        printf("weights_per_token_%s %.1f MB\n", names[k], (double)bpt / 1e6);
+        printf("decode_%s %.1f tok/s\n", names[k], one[k]);
+        printf("decode_%s_roofline %.1f tok/s\n", names[k], roof);
+        printf("decode_%s_of_roofline %.3f ratio\n", names[k], one[k] / roof);
+        fflush(stdout);
+        if (tps[k] == GGML_TYPE_Q8_0) {
+            double pf;
+            if ((rc = lm_speed_prefill(m, 256, 2, 0, &pf)))
+                die("prefill", rc, lm_model_errmsg(m));
+            printf("prefill_256_%s %.1f tok/s\n", names[k], pf);
+        }
+        if (tps[k] == GGML_TYPE_Q8_0 || tps[k] == GGML_TYPE_F32) {
+            double b16;
+            if ((rc = lm_speed_decode(m, 16, 16, steps / 2 > 0 ? steps / 2 : 1, 0, &b16)))
+                die("batch decode", rc, lm_model_errmsg(m));
+            printf("decode_batch16_%s %.1f tok/s\n", names[k], b16);
+            printf("decode_batch16_vs_1_%s %.2f x\n", names[k], b16 / one[k]);
+        }
+        fflush(stdout);
+        lm_model_free(m);
+        unlink(path);
+    }
+    free(bwbuf);
+    return 0;
+}

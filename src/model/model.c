@@ -1,0 +1,501 @@
+/*
+ * model.c — loading a Llama-family GGUF model and the batched forward pass
+ * (lm_decode) over the paged KV cache.
+ *
+ * Dims legend: T batch entries (a chunk of at most max_batch), C n_embd,
+ * L layers, NH heads, NKV key/value heads, HD head_dim, KVD = NKV*HD,
+ * QD = NH*HD, F n_ff, V vocabulary, BS tokens per KV block.
+ *
+ * Design: every matrix product runs once for all T entries of a chunk
+ * (tensor_matmul with T rows), so prompt chunks and the decode tokens of many
+ * sequences share one pass over the weights. Attention is per (entry, head):
+ * the entry's query against positions 0..pos of its own sequence, read block
+ * by block from the cache with a one-pass (online) softmax, so no score buffer
+ * that grows with the context is needed. All K/V rows of a chunk are written
+ * before any attention of that layer, so an entry sees the earlier entries of
+ * its sequence in the same chunk.
+ */
+#include "model/model.h"
+
+#include "core/error.h"
+#include "gguf/quant.h"
+#include "model/kv_impl.h"
+#include "tensor/tensor.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lm_w {
+    const void *p; /* rows in the map, ggml type t */
+    enum ggml_type t;
+    size_t nbytes;
+};
+
+struct lm_layer {
+    const float *attn_norm; /* (C) */
+    struct lm_w wq;         /* (QD, C) */
+    struct lm_w wk, wv;     /* (KVD, C) */
+    struct lm_w wo;         /* (C, QD) */
+    const float *ffn_norm;  /* (C) */
+    struct lm_w wgate, wup; /* (F, C) */
+    struct lm_w wdown;      /* (C, F) */
+};
+
+struct lm_model {
+    struct gguf *g;
+    struct llama_hparams hp;
+    int C, L, NH, NKV, HD, KVD, QD, F, V;
+    struct lm_layer *layers; /* (L) */
+    struct lm_w tok_embd;    /* (V, C) */
+    struct lm_w output;      /* (V, C); tok_embd when tied */
+    const float *output_norm; /* (C) */
+    float *norms;             /* (2L + 1, C) owned F32 copies of the norm weights */
+    struct tpool *pool;
+    int nth;
+
+    /* Activations for cap entries, one slab. */
+    int cap;
+    float *slab;
+    float *x;    /* (cap, C) residual stream */
+    float *xb;   /* (cap, C) normed input / projection output */
+    float *q;    /* (cap, QD) */
+    float *k;    /* (cap, KVD) */
+    float *v;    /* (cap, KVD) */
+    float *att;  /* (cap, QD) attention output */
+    float *hb;   /* (cap, F) gate, then swiglu */
+    float *hb2;  /* (cap, F) up */
+    float *acc;  /* (nth, HD) per-thread attention accumulator */
+    int *pos;    /* (cap) positions of the chunk's entries */
+    int *eblk;   /* (cap) KV block of each entry */
+    int *erow;   /* (cap) row in that block */
+    char err[256];
+};
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int kernel_type(enum ggml_type t)
+{
+    switch (t) {
+    case GGML_TYPE_F32:
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16:
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_Q4_K:
+    case GGML_TYPE_Q6_K:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int get_w(const struct gguf *g, const char *name, struct lm_w *w, char *err, size_t errlen)
+{
+    const struct gguf_tensor *t = gguf_find_tensor(g, name);
+    if (!t)
+        return fail(err, errlen, AISLE_ENOTFOUND, "tensor '%s' is missing", name);
+    if (!kernel_type(t->type))
+        return fail(err, errlen, AISLE_EFORMAT, "tensor '%s' has type %s, which the kernels do not support", name,
+                    ggml_type_name(t->type) ? ggml_type_name(t->type) : "?");
+    w->p = t->data;
+    w->t = t->type;
+    w->nbytes = t->nbytes;
+    return 0;
+}
+
+/* Copy a norm vector (any dequantizable type) into dst (C floats). */
+static int get_norm(const struct gguf *g, const char *name, float *dst, int C, char *err, size_t errlen)
+{
+    const struct gguf_tensor *t = gguf_find_tensor(g, name);
+    if (!t)
+        return fail(err, errlen, AISLE_ENOTFOUND, "tensor '%s' is missing", name);
+    if (ggml_dequantize_row(t->type, t->data, dst, C))
+        return fail(err, errlen, AISLE_EFORMAT, "tensor '%s': cannot read its type", name);
+    return 0;
+}
+
+int lm_model_load(struct lm_model **out, const char *path, const struct lm_model_opts *opts, char *err,
+                  size_t errlen)
+{
+    struct lm_model *m = calloc(1, sizeof(*m));
+    if (!m)
+        return fail(err, errlen, AISLE_ENOMEM, "out of memory");
+    int rc = gguf_open(&m->g, path, err, errlen);
+    if (rc)
+        goto fail;
+    if ((rc = llama_hparams_read(m->g, &m->hp, err, errlen)) || (rc = llama_check_tensors(m->g, &m->hp, err, errlen)))
+        goto fail;
+    const struct llama_hparams *hp = &m->hp;
+    if (hp->n_rot != hp->head_dim) {
+        rc = fail(err, errlen, AISLE_EFORMAT, "rope dimension count %u differs from head_dim %u (unsupported)",
+                  hp->n_rot, hp->head_dim);
+        goto fail;
+    }
+    m->C = (int)hp->n_embd;
+    m->L = (int)hp->n_layer;
+    m->NH = (int)hp->n_head;
+    m->NKV = (int)hp->n_head_kv;
+    m->HD = (int)hp->head_dim;
+    m->KVD = m->NKV * m->HD;
+    m->QD = m->NH * m->HD;
+    m->F = (int)hp->n_ff;
+    m->V = (int)hp->n_vocab;
+
+    m->layers = calloc((size_t)m->L, sizeof(*m->layers));
+    m->norms = malloc((size_t)(2 * m->L + 1) * m->C * sizeof(float));
+    if (!m->layers || !m->norms) {
+        rc = fail(err, errlen, AISLE_ENOMEM, "out of memory");
+        goto fail;
+    }
+    char name[96];
+    for (int l = 0; l < m->L; l++) {
+        struct lm_layer *ly = &m->layers[l];
+        float *an = m->norms + (size_t)(2 * l) * m->C, *fn = an + m->C;
+        struct lm_w *ws[LLAMA_BLK_COUNT] = {NULL, &ly->wq, &ly->wk, &ly->wv, &ly->wo, NULL, &ly->wgate, &ly->wup, &ly->wdown};
+        for (int which = 0; which < LLAMA_BLK_COUNT; which++) {
+            llama_tensor_name(name, sizeof(name), l, (enum llama_blk_tensor)which);
+            if (which == LLAMA_ATTN_NORM)
+                rc = get_norm(m->g, name, an, m->C, err, errlen);
+            else if (which == LLAMA_FFN_NORM)
+                rc = get_norm(m->g, name, fn, m->C, err, errlen);
+            else
+                rc = get_w(m->g, name, ws[which], err, errlen);
+            if (rc)
+                goto fail;
+        }
+        ly->attn_norm = an;
+        ly->ffn_norm = fn;
+    }
+    float *on = m->norms + (size_t)(2 * m->L) * m->C;
+    if ((rc = get_norm(m->g, LLAMA_TENSOR_OUTPUT_NORM, on, m->C, err, errlen)) ||
+        (rc = get_w(m->g, LLAMA_TENSOR_TOKEN_EMBD, &m->tok_embd, err, errlen)))
+        goto fail;
+    m->output_norm = on;
+    if (hp->tied_output)
+        m->output = m->tok_embd;
+    else if ((rc = get_w(m->g, LLAMA_TENSOR_OUTPUT, &m->output, err, errlen)))
+        goto fail;
+
+    m->pool = tpool_new(opts ? opts->nthreads : 0);
+    if (!m->pool) {
+        rc = fail(err, errlen, AISLE_ENOMEM, "cannot start the thread pool");
+        goto fail;
+    }
+    m->nth = tpool_nthreads(m->pool);
+    m->cap = opts && opts->max_batch > 0 ? opts->max_batch : 512;
+    size_t cap = (size_t)m->cap;
+    size_t nf = cap * (2 * (size_t)m->C + 2 * (size_t)m->QD + 2 * (size_t)m->KVD + 2 * (size_t)m->F) +
+                (size_t)m->nth * m->HD;
+    m->slab = malloc(nf * sizeof(float));
+    m->pos = malloc(3 * cap * sizeof(int));
+    if (!m->slab || !m->pos) {
+        rc = fail(err, errlen, AISLE_ENOMEM, "out of memory for activations (%zu entries)", cap);
+        goto fail;
+    }
+    float *p = m->slab;
+    m->x = p, p += cap * m->C;
+    m->xb = p, p += cap * m->C;
+    m->q = p, p += cap * m->QD;
+    m->att = p, p += cap * m->QD;
+    m->k = p, p += cap * m->KVD;
+    m->v = p, p += cap * m->KVD;
+    m->hb = p, p += cap * m->F;
+    m->hb2 = p, p += cap * m->F;
+    m->acc = p;
+    m->eblk = m->pos + cap;
+    m->erow = m->eblk + cap;
+    *out = m;
+    return 0;
+fail:
+    lm_model_free(m);
+    return rc;
+}
+
+void lm_model_free(struct lm_model *m)
+{
+    if (!m)
+        return;
+    tpool_free(m->pool);
+    free(m->slab);
+    free(m->pos);
+    free(m->layers);
+    free(m->norms);
+    gguf_close(m->g);
+    free(m);
+}
+
+const struct llama_hparams *lm_model_hparams(const struct lm_model *m)
+{
+    return &m->hp;
+}
+
+const struct gguf *lm_model_gguf(const struct lm_model *m)
+{
+    return m->g;
+}
+
+int lm_model_n_vocab(const struct lm_model *m)
+{
+    return m->V;
+}
+
+enum ggml_type lm_model_wtype(const struct lm_model *m)
+{
+    return m->layers[0].wq.t;
+}
+
+struct tpool *lm_model_pool(struct lm_model *m)
+{
+    return m->pool;
+}
+
+const char *lm_model_errmsg(const struct lm_model *m)
+{
+    return m->err;
+}
+
+size_t lm_model_bytes_per_token(const struct lm_model *m)
+{
+    size_t n = m->output.nbytes + ggml_row_size(m->tok_embd.t, m->C);
+    for (int l = 0; l < m->L; l++) {
+        const struct lm_layer *ly = &m->layers[l];
+        n += ly->wq.nbytes + ly->wk.nbytes + ly->wv.nbytes + ly->wo.nbytes + ly->wgate.nbytes + ly->wup.nbytes +
+             ly->wdown.nbytes;
+    }
+    return n;
+}
+
+/* ---- batches ------------------------------------------------------------------- */
+
+int lm_batch_init(struct lm_batch *b, int cap)
+{
+    b->n = 0;
+    b->cap = 0;
+    b->e = malloc((size_t)(cap > 0 ? cap : 1) * sizeof(*b->e));
+    if (!b->e)
+        return AISLE_ENOMEM;
+    b->cap = cap;
+    return 0;
+}
+
+void lm_batch_release(struct lm_batch *b)
+{
+    free(b->e);
+    b->e = NULL;
+    b->n = b->cap = 0;
+}
+
+int lm_batch_add(struct lm_batch *b, int seq, int pos, int32_t token, int want_logits)
+{
+    if (b->n >= b->cap)
+        return AISLE_ETOOBIG;
+    b->e[b->n++] = (struct lm_batch_entry){seq, pos, token, want_logits ? 1 : 0};
+    return 0;
+}
+
+/* ---- attention ------------------------------------------------------------------ */
+
+struct att_job {
+    struct lm_model *m;
+    struct lm_kv *kv;
+    const struct lm_batch_entry *e; /* (T) */
+    int T, l;
+    atomic_int next; /* next (entry, head) unit to claim */
+};
+
+/* out (HD) = softmax(q·K^T / sqrt(HD)) V over positions 0..pos of seq, K/V head
+ * kvh of layer l, one pass with a running max. */
+static void attend(const struct lm_model *m, const struct lm_kv *kv, const struct lm_seq *s, int l, int kvh, int pos,
+                   const float *q, float *acc, float *out)
+{
+    const int HD = m->HD, BS = kv->BS;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float mx = -INFINITY, sum = 0.0f;
+    memset(acc, 0, (size_t)HD * sizeof(float));
+    for (int p = 0; p <= pos; p++) {
+        size_t off = kv_off(kv, s->tab[p / BS], l, p % BS) + (size_t)kvh * HD;
+        float sc = kv->f16 ? nn_dot_f16(q, (const uint16_t *)kv->k + off, HD) : nn_dot_f32(q, (const float *)kv->k + off, HD);
+        sc *= scale;
+        if (sc > mx) {
+            float c = expf(mx - sc); /* 0 on the first position */
+            sum *= c;
+            for (int i = 0; i < HD; i++)
+                acc[i] *= c;
+            mx = sc;
+        }
+        float w = expf(sc - mx);
+        sum += w;
+        if (kv->f16)
+            nn_axpy_f16(acc, w, (const uint16_t *)kv->v + off, HD);
+        else
+            nn_axpy_f32(acc, w, (const float *)kv->v + off, HD);
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < HD; i++)
+        out[i] = acc[i] * inv;
+}
+
+static void att_worker(void *ctx, int ith, int nth)
+{
+    (void)nth;
+    struct att_job *j = ctx;
+    struct lm_model *m = j->m;
+    const int NH = m->NH, group = m->NH / m->NKV;
+    float *acc = m->acc + (size_t)ith * m->HD;
+    for (;;) {
+        int u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (u >= j->T * NH)
+            break;
+        int t = u / NH, h = u % NH;
+        const struct lm_seq *s = &j->kv->seqs[j->e[t].seq];
+        attend(m, j->kv, s, j->l, h / group, m->pos[t], m->q + (size_t)t * m->QD + (size_t)h * m->HD, acc,
+               m->att + (size_t)t * m->QD + (size_t)h * m->HD);
+    }
+}
+
+/* ---- forward --------------------------------------------------------------------- */
+
+/* The forward of T entries whose KV slots (eblk/erow) are assigned; logits of
+ * the entries marked want go to logits (nw, V). */
+static int forward_chunk(struct lm_model *m, struct lm_kv *kv, const struct lm_batch_entry *e, int T, float *logits)
+{
+    const int C = m->C, QD = m->QD, KVD = m->KVD, F = m->F;
+    const float eps = m->hp.rms_eps, base = m->hp.rope_freq_base;
+    int rc;
+    for (int t = 0; t < T; t++) {
+        size_t rb = ggml_row_size(m->tok_embd.t, C);
+        if ((rc = ggml_dequantize_row(m->tok_embd.t, (const char *)m->tok_embd.p + rb * (size_t)e[t].token,
+                                      m->x + (size_t)t * C, C)))
+            return rc;
+        m->pos[t] = e[t].pos;
+    }
+    for (int l = 0; l < m->L; l++) {
+        const struct lm_layer *ly = &m->layers[l];
+        nn_rmsnorm_forward(m->xb, m->x, ly->attn_norm, T, C, eps);
+        if ((rc = tensor_matmul(m->pool, m->q, m->xb, ly->wq.p, ly->wq.t, T, C, QD)) ||
+            (rc = tensor_matmul(m->pool, m->k, m->xb, ly->wk.p, ly->wk.t, T, C, KVD)) ||
+            (rc = tensor_matmul(m->pool, m->v, m->xb, ly->wv.p, ly->wv.t, T, C, KVD)))
+            return rc;
+        nn_rope_forward(m->q, m->pos, T, m->NH, m->HD, base);
+        nn_rope_forward(m->k, m->pos, T, m->NKV, m->HD, base);
+        for (int t = 0; t < T; t++) {
+            size_t off = kv_off(kv, m->eblk[t], l, m->erow[t]);
+            if (kv->f16) {
+                nn_f32_to_f16((uint16_t *)kv->k + off, m->k + (size_t)t * KVD, KVD);
+                nn_f32_to_f16((uint16_t *)kv->v + off, m->v + (size_t)t * KVD, KVD);
+            } else {
+                memcpy((float *)kv->k + off, m->k + (size_t)t * KVD, (size_t)KVD * sizeof(float));
+                memcpy((float *)kv->v + off, m->v + (size_t)t * KVD, (size_t)KVD * sizeof(float));
+            }
+        }
+        struct att_job job = {.m = m, .kv = kv, .e = e, .T = T, .l = l};
+        atomic_init(&job.next, 0);
+        tpool_run(m->pool, att_worker, &job);
+        if ((rc = tensor_matmul(m->pool, m->xb, m->att, ly->wo.p, ly->wo.t, T, QD, C)))
+            return rc;
+        nn_axpy_f32(m->x, 1.0f, m->xb, T * C);
+        nn_rmsnorm_forward(m->xb, m->x, ly->ffn_norm, T, C, eps);
+        if ((rc = tensor_matmul(m->pool, m->hb, m->xb, ly->wgate.p, ly->wgate.t, T, C, F)) ||
+            (rc = tensor_matmul(m->pool, m->hb2, m->xb, ly->wup.p, ly->wup.t, T, C, F)))
+            return rc;
+        nn_swiglu_forward(m->hb, m->hb, m->hb2, T * F);
+        if ((rc = tensor_matmul(m->pool, m->xb, m->hb, ly->wdown.p, ly->wdown.t, T, F, C)))
+            return rc;
+        nn_axpy_f32(m->x, 1.0f, m->xb, T * C);
+    }
+    /* Only the rows that want logits go through the final norm and the
+     * (largest) output projection. */
+    int nw = 0;
+    for (int t = 0; t < T; t++)
+        if (e[t].want_logits)
+            memcpy(m->xb + (size_t)(nw++) * C, m->x + (size_t)t * C, (size_t)C * sizeof(float));
+    if (nw == 0)
+        return 0;
+    nn_rmsnorm_forward(m->xb, m->xb, m->output_norm, nw, C, eps);
+    return tensor_matmul(m->pool, logits, m->xb, m->output.p, m->output.t, nw, C, m->V);
+}
+
+static int bad(struct lm_model *m, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(struct lm_model *m, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->err, sizeof(m->err), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int lm_decode(struct lm_model *m, struct lm_kv *kv, const struct lm_batch *batch, float *logits_out)
+{
+    m->err[0] = '\0';
+    if (!batch || batch->n < 0 || (batch->n > 0 && !batch->e))
+        return bad(m, AISLE_EINVAL, "no batch");
+    if (kv->L != m->L || kv->KVD != m->KVD)
+        return bad(m, AISLE_EINVAL, "the KV cache was made for another model shape");
+    const struct lm_batch_entry *e = batch->e;
+    int n = batch->n, need = 0, nwant = 0;
+    /* Check everything before writing anything. */
+    for (int i = 0; i < n; i++) {
+        if (e[i].seq < 0 || e[i].seq >= kv->max_seqs || !kv->seqs[e[i].seq].used)
+            return bad(m, AISLE_EINVAL, "entry %d: sequence %d is not in use", i, e[i].seq);
+        kv->sim_len[e[i].seq] = kv->seqs[e[i].seq].len;
+    }
+    for (int i = 0; i < n; i++) {
+        int s = e[i].seq;
+        if (e[i].token < 0 || e[i].token >= m->V)
+            return bad(m, AISLE_EINVAL, "entry %d: token %d is outside the vocabulary (%d)", i, (int)e[i].token, m->V);
+        if (e[i].pos != kv->sim_len[s])
+            return bad(m, AISLE_EINVAL, "entry %d: position %d, but sequence %d is at %d", i, e[i].pos, s,
+                       kv->sim_len[s]);
+        if (e[i].pos >= kv->max_blocks * kv->BS)
+            return bad(m, AISLE_ETOOBIG, "entry %d: position %d passes the sequence limit %d", i, e[i].pos,
+                       kv->max_blocks * kv->BS);
+        if (e[i].pos % kv->BS == 0)
+            need++;
+        kv->sim_len[s]++;
+        nwant += e[i].want_logits != 0;
+    }
+    if (need > kv->nfree)
+        return bad(m, AISLE_ETOOBIG, "the batch needs %d new KV blocks, %d are free", need, kv->nfree);
+    if (nwant && !logits_out)
+        return bad(m, AISLE_EINVAL, "logits asked for but no output buffer");
+
+    float *lo = logits_out;
+    for (int c0 = 0; c0 < n; c0 += m->cap) {
+        int T = n - c0 < m->cap ? n - c0 : m->cap;
+        const struct lm_batch_entry *ce = e + c0;
+        for (int t = 0; t < T; t++) {
+            struct lm_seq *s = &kv->seqs[ce[t].seq];
+            int row = ce[t].pos % kv->BS;
+            int b = row == 0 ? kv_take_block(kv, ce[t].seq) : s->tab[ce[t].pos / kv->BS];
+            kv->tokens[(size_t)b * kv->BS + row] = ce[t].token;
+            m->eblk[t] = b;
+            m->erow[t] = row;
+            s->len++;
+        }
+        int rc = forward_chunk(m, kv, ce, T, lo);
+        if (rc)
+            return bad(m, rc, "kernel failed: %s", aisle_strerror(rc));
+        for (int t = 0; t < T; t++) {
+            if (m->erow[t] == kv->BS - 1)
+                kv_block_filled(kv, ce[t].seq, ce[t].pos / kv->BS);
+            if (ce[t].want_logits)
+                lo += m->V;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,785 @@
+/*
+ * model_test.c — the engine against a plain reference forward, weight types,
+ * batched decode, the paged KV cache (prefix sharing, fork, truncate, block
+ * accounting) and lm_decode's argument checks.
+ *
+ * The reference (ref_forward below) is the obviously-correct Llama forward:
+ * F32, one token at a time, a flat per-layer KV array, naive attention with a
+ * two-pass softmax, RoPE written out from its definition on adjacent pairs. It
+ * shares no code with src/model/ or src/tensor/.
+ *
+ * Dims legend as in model.h: C, L, NH, NKV, HD, KVD, F, V, BS.
+ */
+#include <criterion/criterion.h>
+
+#include "core/error.h"
+#include "gguf/gguf.h"
+#include "gguf/llama_names.h"
+#include "gguf/quant.h"
+#include "model/model.h"
+#include "tensor/tensor.h"
+#include "../testutil.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A small model with grouped-query attention (NH 4, NKV 2) and dims that are
+ * multiples of the 32-element quant blocks. */
+enum { C = 64, L = 2, NH = 4, NKV = 2, HD = 16, KVD = NKV * HD, QD = NH * HD, F = 96, V = 128 };
+#define EPS 1e-5f
+#define BASE 10000.0f
+
+struct weights {
+    float *emb;                 /* (V, C) */
+    float *an[L], *fn[L];       /* (C) */
+    float *wq[L];               /* (QD, C) */
+    float *wk[L], *wv[L];       /* (KVD, C) */
+    float *wo[L];               /* (C, QD) */
+    float *wg[L], *wu[L];       /* (F, C) */
+    float *wd[L];               /* (C, F) */
+    float *on;                  /* (C) */
+    float *out;                 /* (V, C) or NULL when tied */
+};
+
+static uint64_t rng_state;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+static float *rnd(size_t n, float scale, float offset)
+{
+    float *p = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = offset + scale * frand();
+    return p;
+}
+
+/* Weights scaled like a trained model's (std ~ 1/sqrt(fan_in)) so the
+ * activations stay O(1) and the logits spread over a few units. */
+static void make_weights(struct weights *w, uint64_t seed, int tied)
+{
+    rng_state = seed;
+    w->emb = rnd((size_t)V * C, 1.0f, 0);
+    for (int l = 0; l < L; l++) {
+        w->an[l] = rnd(C, 0.2f, 1.0f);
+        w->fn[l] = rnd(C, 0.2f, 1.0f);
+        w->wq[l] = rnd((size_t)QD * C, 0.25f, 0);
+        w->wk[l] = rnd((size_t)KVD * C, 0.25f, 0);
+        w->wv[l] = rnd((size_t)KVD * C, 0.25f, 0);
+        w->wo[l] = rnd((size_t)C * QD, 0.25f, 0);
+        w->wg[l] = rnd((size_t)F * C, 0.25f, 0);
+        w->wu[l] = rnd((size_t)F * C, 0.25f, 0);
+        w->wd[l] = rnd((size_t)C * F, 0.2f, 0);
+    }
+    w->on = rnd(C, 0.2f, 1.0f);
+    w->out = tied ? NULL : rnd((size_t)V * C, 0.25f, 0);
+}
+
+static void free_weights(struct weights *w)
+{
+    free(w->emb);
+    for (int l = 0; l < L; l++) {
+        free(w->an[l]), free(w->fn[l]), free(w->wq[l]), free(w->wk[l]), free(w->wv[l]);
+        free(w->wo[l]), free(w->wg[l]), free(w->wu[l]), free(w->wd[l]);
+    }
+    free(w->on);
+    free(w->out);
+}
+
+/* Store a (rows, cols) matrix as type t; replace *m by what the file holds
+ * (dequantized) so the reference can use exactly the stored weights. */
+static void add_matrix(struct gguf_writer *g, const char *name, float *m, int rows, int cols, enum ggml_type t)
+{
+    size_t rb = ggml_row_size(t, cols);
+    char *q = malloc(rb * rows);
+    for (int r = 0; r < rows; r++) {
+        cr_assert_eq(ggml_quantize_row(t, m + (size_t)r * cols, q + rb * r, cols), 0);
+        cr_assert_eq(ggml_dequantize_row(t, q + rb * r, m + (size_t)r * cols, cols), 0);
+    }
+    int64_t ne[2] = {cols, rows};
+    cr_assert_eq(gguf_writer_add_tensor(g, name, t, 2, ne, q, rb * rows), 0);
+    free(q);
+}
+
+static void add_vec(struct gguf_writer *g, const char *name, const float *v)
+{
+    int64_t ne[1] = {C};
+    cr_assert_eq(gguf_writer_add_tensor(g, name, GGML_TYPE_F32, 1, ne, v, C * sizeof(float)), 0);
+}
+
+/* Write w as a GGUF file of weight type t (norms stay F32, as llama.cpp's
+ * quantizer keeps them); w is updated to the stored values. */
+static void write_model(const char *path, struct weights *w, enum ggml_type t)
+{
+    struct gguf_writer *g = gguf_writer_new();
+    cr_assert_not_null(g);
+    gguf_writer_set_str(g, LLAMA_KEY_ARCH, "llama");
+    gguf_writer_set_u32(g, LLAMA_KEY_CONTEXT_LENGTH, 256);
+    gguf_writer_set_u32(g, LLAMA_KEY_EMBEDDING_LENGTH, C);
+    gguf_writer_set_u32(g, LLAMA_KEY_BLOCK_COUNT, L);
+    gguf_writer_set_u32(g, LLAMA_KEY_FEED_FORWARD_LENGTH, F);
+    gguf_writer_set_u32(g, LLAMA_KEY_HEAD_COUNT, NH);
+    gguf_writer_set_u32(g, LLAMA_KEY_HEAD_COUNT_KV, NKV);
+    gguf_writer_set_f32(g, LLAMA_KEY_ROPE_FREQ_BASE, BASE);
+    gguf_writer_set_f32(g, LLAMA_KEY_RMS_EPS, EPS);
+    add_matrix(g, LLAMA_TENSOR_TOKEN_EMBD, w->emb, V, C, t);
+    char name[64];
+    for (int l = 0; l < L; l++) {
+        llama_tensor_name(name, sizeof(name), l, LLAMA_ATTN_NORM), add_vec(g, name, w->an[l]);
+        llama_tensor_name(name, sizeof(name), l, LLAMA_ATTN_Q), add_matrix(g, name, w->wq[l], QD, C, t);
+        llama_tensor_name(name, sizeof(name), l, LLAMA_ATTN_K), add_matrix(g, name, w->wk[l], KVD, C, t);
+        llama_tensor_name(name, sizeof(name), l, LLAMA_ATTN_V), add_matrix(g, name, w->wv[l], KVD, C, t);
+        llama_tensor_name(name, sizeof(name), l, LLAMA_ATTN_OUTPUT), add_matrix(g, name, w->wo[l], C, QD, t);
+        llama_tensor_name(name, sizeof(name), l, LLAMA_FFN_NORM), add_vec(g, name, w->fn[l]);
+        llama_tensor_name(name, sizeof(name), l, LLAMA_FFN_GATE), add_matrix(g, name, w->wg[l], F, C, t);
+        llama_tensor_name(name, sizeof(name), l, LLAMA_FFN_UP), add_matrix(g, name, w->wu[l], F, C, t);
+        llama_tensor_name(name, sizeof(name), l, LLAMA_FFN_DOWN), add_matrix(g, name, w->wd[l], C, F, t);
+    }
+    add_vec(g, LLAMA_TENSOR_OUTPUT_NORM, w->on);
+    if (w->out)
+        add_matrix(g, LLAMA_TENSOR_OUTPUT, w->out, V, C, t);
+    char err[256];
+    cr_assert_eq(gguf_writer_write(g, path, err, sizeof(err)), 0, "%s", err);
+    gguf_writer_free(g);
+}
+
+/* ---- the reference forward ------------------------------------------------------ */
+
+/* y (rows) = W (rows, cols) x (cols) */
+static void ref_matvec(float *y, const float *W, const float *x, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+        for (int c = 0; c < cols; c++)
+            s += (double)W[(size_t)r * cols + c] * x[c];
+        y[r] = (float)s;
+    }
+}
+
+static void ref_rmsnorm(float *y, const float *x, const float *w)
+{
+    double ss = 0;
+    for (int i = 0; i < C; i++)
+        ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / C + EPS));
+    for (int i = 0; i < C; i++)
+        y[i] = x[i] * r * w[i];
+}
+
+/* RoPE by its definition on adjacent pairs: (x0, x1) rotated by pos * theta_i,
+ * theta_i = BASE^(-2i/HD), in each of nh heads. */
+static void ref_rope(float *x, int nh, int pos)
+{
+    for (int h = 0; h < nh; h++)
+        for (int i = 0; i < HD / 2; i++) {
+            double th = pos * pow(BASE, -2.0 * i / HD);
+            double c = cos(th), s = sin(th);
+            float *p = x + h * HD + 2 * i;
+            double x0 = p[0], x1 = p[1];
+            p[0] = (float)(x0 * c - x1 * s);
+            p[1] = (float)(x0 * s + x1 * c);
+        }
+}
+
+struct ref {
+    const struct weights *w;
+    int n;                  /* positions held */
+    float *kc[L], *vc[L];   /* (256, KVD) flat caches */
+};
+
+static void ref_init(struct ref *r, const struct weights *w)
+{
+    r->w = w;
+    r->n = 0;
+    for (int l = 0; l < L; l++) {
+        r->kc[l] = calloc(256 * KVD, sizeof(float));
+        r->vc[l] = calloc(256 * KVD, sizeof(float));
+    }
+}
+
+static void ref_release(struct ref *r)
+{
+    for (int l = 0; l < L; l++)
+        free(r->kc[l]), free(r->vc[l]);
+}
+
+/* Feed one token at position r->n; logits (V). */
+static void ref_forward(struct ref *r, int token, float *logits)
+{
+    const struct weights *w = r->w;
+    int pos = r->n++;
+    float x[C], xb[C], q[QD], att[QD], o[C], g[F], u[F], sc[256];
+    memcpy(x, w->emb + (size_t)token * C, sizeof(x));
+    for (int l = 0; l < L; l++) {
+        ref_rmsnorm(xb, x, w->an[l]);
+        ref_matvec(q, w->wq[l], xb, QD, C);
+        float *k = r->kc[l] + (size_t)pos * KVD, *v = r->vc[l] + (size_t)pos * KVD;
+        ref_matvec(k, w->wk[l], xb, KVD, C);
+        ref_matvec(v, w->wv[l], xb, KVD, C);
+        ref_rope(q, NH, pos);
+        ref_rope(k, NKV, pos);
+        for (int h = 0; h < NH; h++) {
+            int kvh = h / (NH / NKV);
+            double mx = -1e30, z = 0;
+            for (int p = 0; p <= pos; p++) {
+                double s = 0;
+                for (int i = 0; i < HD; i++)
+                    s += (double)q[h * HD + i] * r->kc[l][(size_t)p * KVD + kvh * HD + i];
+                sc[p] = (float)(s / sqrt((double)HD));
+                if (sc[p] > mx)
+                    mx = sc[p];
+            }
+            for (int p = 0; p <= pos; p++)
+                z += exp(sc[p] - mx);
+            for (int i = 0; i < HD; i++) {
+                double a = 0;
+                for (int p = 0; p <= pos; p++)
+                    a += exp(sc[p] - mx) / z * r->vc[l][(size_t)p * KVD + kvh * HD + i];
+                att[h * HD + i] = (float)a;
+            }
+        }
+        ref_matvec(o, w->wo[l], att, C, QD);
+        for (int i = 0; i < C; i++)
+            x[i] += o[i];
+        ref_rmsnorm(xb, x, w->fn[l]);
+        ref_matvec(g, w->wg[l], xb, F, C);
+        ref_matvec(u, w->wu[l], xb, F, C);
+        for (int i = 0; i < F; i++)
+            g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        ref_matvec(o, w->wd[l], g, C, F);
+        for (int i = 0; i < C; i++)
+            x[i] += o[i];
+    }
+    ref_rmsnorm(xb, x, w->on);
+    ref_matvec(logits, w->out ? w->out : w->emb, xb, V, C);
+}
+
+/* ---- helpers ----------------------------------------------------------------------- */
+
+static char *tmpdir;
+
+static void setup(void)
+{
+    tmpdir = tu_tmpdir();
+}
+
+static void teardown(void)
+{
+    tu_rmdir(tmpdir);
+}
+
+static struct lm_model *load(const char *path, int nthreads, int max_batch)
+{
+    struct lm_model *m;
+    char err[256];
+    struct lm_model_opts o = {.nthreads = nthreads, .max_batch = max_batch};
+    cr_assert_eq(lm_model_load(&m, path, &o, err, sizeof(err)), 0, "%s", err);
+    return m;
+}
+
+/* A random model written as type t and loaded: the weights (as stored), the
+ * file and the engine. */
+struct fx {
+    struct weights w;
+    char *path;
+    struct lm_model *m;
+};
+
+static void fx_open(struct fx *f, uint64_t seed, int tied, enum ggml_type t, int nthreads)
+{
+    make_weights(&f->w, seed, tied);
+    f->path = tu_path(tmpdir, "m.gguf");
+    write_model(f->path, &f->w, t);
+    f->m = load(f->path, nthreads, 64);
+}
+
+static void fx_close(struct fx *f)
+{
+    lm_model_free(f->m);
+    free(f->path);
+    free_weights(&f->w);
+}
+
+static struct lm_kv *kv_new(struct lm_model *m, int bs, int nblocks, int f16)
+{
+    struct lm_kv *kv;
+    struct lm_kv_opts o = {.block_tokens = bs, .n_blocks = nblocks, .max_seqs = 8, .max_seq_len = 256, .f16 = f16};
+    cr_assert_eq(lm_kv_new(&kv, m, &o), 0);
+    return kv;
+}
+
+/* Evaluate tokens[0..n) on seq (appending from its current length) in one
+ * batch; logits (n, V) for every position. */
+static void eval(struct lm_model *m, struct lm_kv *kv, int seq, const int32_t *tokens, int n, float *logits)
+{
+    struct lm_batch b;
+    cr_assert_eq(lm_batch_init(&b, n), 0);
+    int pos = lm_kv_seq_len(kv, seq);
+    for (int i = 0; i < n; i++)
+        lm_batch_add(&b, seq, pos + i, tokens[i], logits != NULL);
+    int rc = lm_decode(m, kv, &b, logits);
+    cr_assert_eq(rc, 0, "lm_decode: %s: %s", aisle_strerror(rc), lm_model_errmsg(m));
+    lm_batch_release(&b);
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n)
+{
+    float d = 0;
+    for (size_t i = 0; i < n; i++)
+        d = fmaxf(d, fabsf(a[i] - b[i]));
+    return d;
+}
+
+static float rms(const float *a, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * a[i];
+    return (float)sqrt(s / n);
+}
+
+static float rms_diff(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)(a[i] - b[i]) * (a[i] - b[i]);
+    return (float)sqrt(s / n);
+}
+
+static void prompt(int32_t *t, int n, uint64_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        t[i] = (int32_t)((seed >> 33) % V);
+    }
+}
+
+enum { NP = 41 }; /* prompt length: several blocks of 4 and 16, plus a partial one */
+
+/* Engine logits for all NP positions vs the reference's; returns the max abs
+ * difference, and the logits' RMS in *scale. */
+static float engine_vs_ref(enum ggml_type t, int tied, int f16kv, int bs, int one_by_one, float *scale,
+                           float *relrms)
+{
+    struct fx fx;
+    fx_open(&fx, 7, tied, t, 2);
+    struct lm_model *m = fx.m;
+    struct lm_kv *kv = kv_new(m, bs, 64, f16kv);
+    int32_t toks[NP];
+    prompt(toks, NP, 3);
+    float *got = malloc(sizeof(float) * NP * V), *want = malloc(sizeof(float) * NP * V);
+    int seq;
+    cr_assert_eq(lm_kv_seq_new(kv, &seq), 0);
+    if (one_by_one)
+        for (int i = 0; i < NP; i++)
+            eval(m, kv, seq, toks + i, 1, got + (size_t)i * V);
+    else
+        eval(m, kv, seq, toks, NP, got);
+    struct ref r;
+    ref_init(&r, &fx.w);
+    for (int i = 0; i < NP; i++)
+        ref_forward(&r, toks[i], want + (size_t)i * V);
+    float d = max_abs_diff(got, want, (size_t)NP * V);
+    *scale = rms(want, (size_t)NP * V);
+    if (relrms)
+        *relrms = rms_diff(got, want, (size_t)NP * V) / *scale;
+    ref_release(&r);
+    free(got), free(want);
+    lm_kv_free(kv);
+    fx_close(&fx);
+    return d;
+}
+
+TestSuite(model, .init = setup, .fini = teardown, .timeout = 120);
+
+/* F32 weights and F32 KV: the engine and the reference differ only in the
+ * order of float additions (and exp/sqrt rounding). With logits of RMS ~1-3 over
+ * two layers of K <= 96 sums, float rounding is ~1e-6 relative per op; 2e-4
+ * absolute leaves a wide margin yet fails on any wrong index, scale or rope. */
+Test(model, f32_matches_reference_prompt_batch)
+{
+    float scale;
+    float d = engine_vs_ref(GGML_TYPE_F32, 0, 0, 4, 0, &scale, NULL);
+    cr_assert(scale > 0.5f, "logits too flat to test (rms %g)", scale);
+    cr_assert_leq(d, 2e-4f, "max |engine - reference| = %g (logit rms %g)", d, scale);
+}
+
+Test(model, f32_matches_reference_token_by_token)
+{
+    float scale;
+    float d = engine_vs_ref(GGML_TYPE_F32, 0, 0, 16, 1, &scale, NULL);
+    cr_assert_leq(d, 2e-4f, "max diff %g", d);
+}
+
+Test(model, tied_output_matches_reference)
+{
+    float scale;
+    float d = engine_vs_ref(GGML_TYPE_F32, 1, 0, 16, 0, &scale, NULL);
+    cr_assert_leq(d, 2e-4f, "max diff %g", d);
+}
+
+/* F16 KV: K and V rounded to 11 significant bits (relative 2^-11 = 4.9e-4)
+ * before attention; through two layers that moves logits by ~1e-3 of their
+ * scale. Bound: 1e-2 absolute at logit RMS ~2. */
+Test(model, f16_kv_matches_reference)
+{
+    float scale;
+    float d = engine_vs_ref(GGML_TYPE_F32, 0, 1, 4, 0, &scale, NULL);
+    cr_assert_leq(d, 1e-2f, "max diff %g", d);
+    cr_assert_gt(d, 0.0f, "F16 KV gave bit-identical logits: is it really F16?");
+}
+
+/* Each weight type against the reference run on the same (dequantized) stored
+ * weights: what remains is the kernels' own arithmetic, measured as the RMS of
+ * the logit difference over the logits' RMS. F16/BF16 dot products are exact
+ * products summed in float: bound 1e-5 (measured ~1e-7). Q8_0/Q4_0 kernels
+ * quantize the activations to 8-bit blocks (llama.cpp's scheme): 0.37 % per
+ * matmul on random data, compounded through 15 matmuls of a random
+ * (unnormalised, hence error-amplifying) network to ~2 %; bound 5 %. */
+static void type_vs_reference(enum ggml_type t, float bound)
+{
+    float scale, rel;
+    engine_vs_ref(t, 0, 0, 16, 0, &scale, &rel);
+    cr_log_info("%s vs reference on its own weights: relative rms %.6f", ggml_type_name(t), rel);
+    cr_assert_leq(rel, bound, "%s: relative rms error %g at logit rms %g", ggml_type_name(t), rel, scale);
+}
+
+Test(model, f16_weights_match_reference) { type_vs_reference(GGML_TYPE_F16, 1e-5f); }
+Test(model, bf16_weights_match_reference) { type_vs_reference(GGML_TYPE_BF16, 1e-5f); }
+Test(model, q8_0_weights_match_reference) { type_vs_reference(GGML_TYPE_Q8_0, 0.05f); }
+Test(model, q4_0_weights_match_reference) { type_vs_reference(GGML_TYPE_Q4_0, 0.05f); }
+
+/* Each type against the F32 model from the same random weights: the cost of
+ * quantization itself, as RMS of the logit difference over the logits' RMS.
+ * Per-weight relative RMS error on these uniform weights: F16 2^-11/sqrt(3),
+ * BF16 2^-8/sqrt(3), Q8_0 ~0.5 %, Q4_0 ~7.7 % (a step of max/7.5); the
+ * activations' 8-bit quantization adds ~0.4 % per matmul for Q8_0/Q4_0. Through
+ * the 15 matmuls of this random, error-amplifying network the measured values
+ * are F16 0.08 %, BF16 0.7 %, Q8_0 2.2 %, Q4_0 26 %; bounds are 2-3x those. A
+ * wrong kernel gives uncorrelated logits: relative error ~1.4. */
+static void type_vs_f32(enum ggml_type t, float bound)
+{
+    struct weights w;
+    int32_t toks[NP];
+    prompt(toks, NP, 11);
+    float *lf = malloc(sizeof(float) * NP * V), *lq = malloc(sizeof(float) * NP * V);
+    char *path = tu_path(tmpdir, "t.gguf");
+    for (int pass = 0; pass < 2; pass++) {
+        make_weights(&w, 21, 0);
+        write_model(path, &w, pass ? t : GGML_TYPE_F32);
+        struct lm_model *m = load(path, 2, 64);
+        struct lm_kv *kv = kv_new(m, 16, 16, 0);
+        int seq;
+        lm_kv_seq_new(kv, &seq);
+        eval(m, kv, seq, toks, NP, pass ? lq : lf);
+        lm_kv_free(kv);
+        lm_model_free(m);
+        free_weights(&w);
+    }
+    float rel = rms_diff(lq, lf, (size_t)NP * V) / rms(lf, (size_t)NP * V);
+    cr_log_info("%s vs F32: relative rms logit error %.5f", ggml_type_name(t), rel);
+    cr_assert_leq(rel, bound, "%s: relative rms error %g", ggml_type_name(t), rel);
+    cr_assert_gt(rel, 0.0f);
+    free(lf), free(lq), free(path);
+}
+
+Test(model, f16_vs_f32) { type_vs_f32(GGML_TYPE_F16, 0.002f); }
+Test(model, bf16_vs_f32) { type_vs_f32(GGML_TYPE_BF16, 0.02f); }
+Test(model, q8_0_vs_f32) { type_vs_f32(GGML_TYPE_Q8_0, 0.05f); }
+Test(model, q4_0_vs_f32) { type_vs_f32(GGML_TYPE_Q4_0, 0.5f); }
+
+/* ---- batching and the paged cache ---------------------------------------------------- */
+
+static int argmax(const float *x, int n)
+{
+    int a = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[a])
+            a = i;
+    return a;
+}
+
+enum { NS = 4, GEN = 12 };
+
+/* Greedy continuation of N sequences with different prompt lengths: each run
+ * alone, then all together (prompts mixed into one batch, then one decode
+ * batch per step); the tokens must be the same. */
+static void batched_equals_separate(enum ggml_type t, int f16kv)
+{
+    struct fx fx;
+    fx_open(&fx, 5, 0, t, 2);
+    struct lm_model *m = fx.m;
+    static const int plen[NS] = {5, 17, 1, 33};
+    int32_t prompts[NS][40], alone[NS][GEN], together[NS][GEN];
+    float *lg = malloc(sizeof(float) * 64 * V);
+    for (int s = 0; s < NS; s++)
+        prompt(prompts[s], plen[s], 100 + s);
+    for (int s = 0; s < NS; s++) {
+        struct lm_kv *kv = kv_new(m, 4, 64, f16kv);
+        int seq;
+        lm_kv_seq_new(kv, &seq);
+        eval(m, kv, seq, prompts[s], plen[s], lg);
+        int32_t tok = argmax(lg + (size_t)(plen[s] - 1) * V, V);
+        for (int g = 0; g < GEN; g++) {
+            alone[s][g] = tok;
+            eval(m, kv, seq, &tok, 1, lg);
+            tok = argmax(lg, V);
+        }
+        lm_kv_free(kv);
+    }
+    struct lm_kv *kv = kv_new(m, 4, 64, f16kv);
+    int seqs[NS];
+    struct lm_batch b;
+    lm_batch_init(&b, 64);
+    for (int s = 0; s < NS; s++)
+        lm_kv_seq_new(kv, &seqs[s]);
+    /* Interleave the prompts entry by entry, logits only for each last token. */
+    for (int i = 0; i < 33; i++)
+        for (int s = 0; s < NS; s++)
+            if (i < plen[s])
+                lm_batch_add(&b, seqs[s], i, prompts[s][i], i == plen[s] - 1);
+    cr_assert_eq(lm_decode(m, kv, &b, lg), 0, "%s", lm_model_errmsg(m));
+    /* Logit rows come in entry order: sequence 2 (length 1) finishes first. */
+    static const int order[NS] = {2, 0, 1, 3};
+    int32_t next[NS];
+    for (int r = 0; r < NS; r++)
+        next[order[r]] = argmax(lg + (size_t)r * V, V);
+    for (int g = 0; g < GEN; g++) {
+        b.n = 0;
+        for (int s = 0; s < NS; s++) {
+            together[s][g] = next[s];
+            lm_batch_add(&b, seqs[s], lm_kv_seq_len(kv, seqs[s]), next[s], 1);
+        }
+        cr_assert_eq(lm_decode(m, kv, &b, lg), 0, "%s", lm_model_errmsg(m));
+        for (int s = 0; s < NS; s++)
+            next[s] = argmax(lg + (size_t)s * V, V);
+    }
+    for (int s = 0; s < NS; s++)
+        for (int g = 0; g < GEN; g++)
+            cr_assert_eq(together[s][g], alone[s][g], "%s seq %d token %d: batched %d, alone %d",
+                         ggml_type_name(t), s, g, together[s][g], alone[s][g]);
+    lm_batch_release(&b);
+    lm_kv_free(kv);
+    free(lg);
+    fx_close(&fx);
+}
+
+Test(model, batched_greedy_equals_separate_f32) { batched_equals_separate(GGML_TYPE_F32, 0); }
+Test(model, batched_greedy_equals_separate_q8_0_f16kv) { batched_equals_separate(GGML_TYPE_Q8_0, 1); }
+
+/* A second sequence whose prompt starts with a cached prefix reuses its
+ * blocks; its logits equal recomputing everything in a fresh cache with the
+ * same batch split (same kernel calls, so bit-identical). */
+Test(model, prefix_sharing_gives_identical_logits)
+{
+    struct fx fx;
+    fx_open(&fx, 9, 0, GGML_TYPE_F32, 2);
+    struct lm_model *m = fx.m;
+    const struct weights *w = &fx.w;
+    struct lm_kv *kv = kv_new(m, 4, 64, 0);
+    int32_t a[30], bt[26];
+    prompt(a, 30, 1);
+    memcpy(bt, a, 22 * sizeof(int32_t)); /* shares 5 full blocks of 4, then differs */
+    prompt(bt + 22, 4, 2);
+    float *lg = malloc(sizeof(float) * 30 * V), *lb = malloc(sizeof(float) * 30 * V);
+    int sa, sb;
+    lm_kv_seq_new(kv, &sa);
+    /* Split 20 + 10 so that positions 0..19 come from the same kernel calls
+     * (T = 20) as in the fresh cache below. */
+    eval(m, kv, sa, a, 20, NULL);
+    eval(m, kv, sa, a + 20, 10, lg);
+    int free_before = lm_kv_n_free_blocks(kv);
+    lm_kv_seq_new(kv, &sb);
+    int cached = -1;
+    cr_assert_eq(lm_kv_seq_prefix(kv, sb, bt, 26, &cached), 0);
+    cr_assert_eq(cached, 20, "cached %d", cached);
+    cr_assert_eq(lm_kv_seq_len(kv, sb), 20);
+    cr_assert_eq(lm_kv_n_free_blocks(kv), free_before, "sharing took free blocks");
+    int na, nb;
+    const int *ta = lm_kv_seq_blocks(kv, sa, &na);
+    const int *tb = lm_kv_seq_blocks(kv, sb, &nb);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(ta[i], tb[i]);
+        cr_assert_eq(lm_kv_block_refs(kv, ta[i]), 2);
+    }
+    eval(m, kv, sb, bt + 20, 6, lb);
+
+    struct lm_kv *fresh = kv_new(m, 4, 64, 0);
+    int sf;
+    lm_kv_seq_new(fresh, &sf);
+    eval(m, fresh, sf, bt, 20, NULL);
+    eval(m, fresh, sf, bt + 20, 6, lg);
+    cr_assert_eq(memcmp(lg, lb, sizeof(float) * 6 * V), 0, "shared-prefix logits differ (max %g)",
+                 max_abs_diff(lg, lb, 6 * V));
+    /* And against the reference, to be sure both are right. */
+    struct ref r;
+    ref_init(&r, w);
+    for (int i = 0; i < 26; i++)
+        ref_forward(&r, bt[i], lg);
+    cr_assert_leq(max_abs_diff(lg, lb + 5 * V, V), 2e-4f);
+    ref_release(&r);
+
+    /* A prompt equal to a cached one still leaves its last token to evaluate. */
+    int sc;
+    lm_kv_seq_new(kv, &sc);
+    cr_assert_eq(lm_kv_seq_prefix(kv, sc, a, 24, &cached), 0);
+    cr_assert_eq(cached, 20);
+    lm_kv_seq_free(kv, sc);
+
+    /* Freed sequences' blocks all come back; the cached prefix survives the
+     * free and is found again. */
+    lm_kv_seq_free(kv, sa);
+    lm_kv_seq_free(kv, sb);
+    cr_assert_eq(lm_kv_n_free_blocks(kv), 64);
+    lm_kv_seq_new(kv, &sc);
+    cr_assert_eq(lm_kv_seq_prefix(kv, sc, a, 30, &cached), 0);
+    cr_assert_eq(cached, 28);
+    lm_kv_seq_free(kv, sc);
+    cr_assert_eq(lm_kv_n_free_blocks(kv), 64);
+    lm_kv_free(fresh);
+    lm_kv_free(kv);
+    free(lg), free(lb);
+    fx_close(&fx);
+}
+
+/* Fork shares full blocks and copies the partial one; both branches then
+ * continue as if computed alone. Truncate rewinds, copying a shared block. */
+Test(model, fork_and_truncate_match_fresh_runs)
+{
+    struct fx fx;
+    fx_open(&fx, 13, 0, GGML_TYPE_F32, 1);
+    struct lm_model *m = fx.m;
+    struct lm_kv *kv = kv_new(m, 4, 32, 0);
+    int32_t p[10], x[3] = {1, 2, 3}, y[3] = {4, 5, 6};
+    prompt(p, 10, 4);
+    float *l1 = malloc(sizeof(float) * 3 * V), *l2 = malloc(sizeof(float) * 3 * V);
+    int s, f;
+    lm_kv_seq_new(kv, &s);
+    eval(m, kv, s, p, 10, NULL);
+    cr_assert_eq(lm_kv_seq_fork(kv, s, &f), 0);
+    int n;
+    const int *ts = lm_kv_seq_blocks(kv, s, &n);
+    const int *tf = lm_kv_seq_blocks(kv, f, &n);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(ts[0], tf[0]);
+    cr_assert_eq(ts[1], tf[1]);
+    cr_assert_neq(ts[2], tf[2], "the partial block must be copied");
+    eval(m, kv, s, x, 3, l1);
+    eval(m, kv, f, y, 3, l2);
+
+    struct lm_kv *k2 = kv_new(m, 4, 32, 0);
+    int r;
+    float *lr = malloc(sizeof(float) * 3 * V);
+    lm_kv_seq_new(k2, &r);
+    eval(m, k2, r, p, 10, NULL);
+    eval(m, k2, r, y, 3, lr);
+    cr_assert_eq(memcmp(lr, l2, sizeof(float) * 3 * V), 0);
+    /* Truncate the fork back to 7 (inside block 1, shared with s and full):
+     * then continue with other tokens; equals a fresh run of p[0..7) + x. */
+    cr_assert_eq(lm_kv_seq_truncate(kv, f, 7), 0);
+    cr_assert_eq(lm_kv_seq_len(kv, f), 7);
+    eval(m, kv, f, x, 3, l2);
+    lm_kv_seq_truncate(k2, r, 7);
+    eval(m, k2, r, x, 3, lr);
+    cr_assert_eq(memcmp(lr, l2, sizeof(float) * 3 * V), 0);
+    /* s is untouched by its fork's truncation. */
+    float *l3 = malloc(sizeof(float) * V);
+    int32_t z = 9;
+    eval(m, kv, s, &z, 1, l3);
+    lm_kv_seq_free(k2, r);
+    lm_kv_seq_new(k2, &r);
+    eval(m, k2, r, p, 10, NULL);
+    eval(m, k2, r, x, 3, NULL);
+    eval(m, k2, r, &z, 1, lr);
+    cr_assert_eq(memcmp(lr, l3, sizeof(float) * V), 0);
+    lm_kv_seq_free(kv, s);
+    lm_kv_seq_free(kv, f);
+    cr_assert_eq(lm_kv_n_free_blocks(kv), 32);
+    free(l1), free(l2), free(l3), free(lr);
+    lm_kv_free(k2);
+    lm_kv_free(kv);
+    fx_close(&fx);
+}
+
+/* Bad entries and exhaustion are refused before anything changes. */
+Test(model, decode_rejects_bad_batches_unchanged)
+{
+    struct fx fx;
+    fx_open(&fx, 17, 1, GGML_TYPE_Q8_0, 1);
+    struct lm_model *m = fx.m;
+    struct lm_kv *kv = kv_new(m, 4, 3, 0);
+    int s;
+    lm_kv_seq_new(kv, &s);
+    struct lm_batch b;
+    lm_batch_init(&b, 16);
+    float *lg = malloc(sizeof(float) * 16 * V);
+    lm_batch_add(&b, s, 1, 5, 1); /* position 1 of an empty sequence */
+    cr_assert_eq(lm_decode(m, kv, &b, lg), AISLE_EINVAL);
+    b.n = 0;
+    lm_batch_add(&b, s, 0, V, 1); /* token outside the vocabulary */
+    cr_assert_eq(lm_decode(m, kv, &b, lg), AISLE_EINVAL);
+    b.n = 0;
+    lm_batch_add(&b, 5, 0, 1, 1); /* sequence not in use */
+    cr_assert_eq(lm_decode(m, kv, &b, lg), AISLE_EINVAL);
+    b.n = 0;
+    for (int i = 0; i < 13; i++) /* 13 tokens need 4 blocks of 4; 3 exist */
+        lm_batch_add(&b, s, i, i, 0);
+    cr_assert_eq(lm_decode(m, kv, &b, lg), AISLE_ETOOBIG);
+    cr_assert_eq(lm_kv_seq_len(kv, s), 0);
+    cr_assert_eq(lm_kv_n_free_blocks(kv), 3);
+    b.n = 12; /* exactly fits */
+    cr_assert_eq(lm_decode(m, kv, &b, NULL), 0, "%s", lm_model_errmsg(m));
+    cr_assert_eq(lm_kv_n_free_blocks(kv), 0);
+    lm_kv_seq_free(kv, s);
+    cr_assert_eq(lm_kv_n_free_blocks(kv), 3);
+    lm_batch_release(&b);
+    free(lg);
+    lm_kv_free(kv);
+    fx_close(&fx);
+}
+
+/* A batch longer than max_batch runs in chunks, with the same results. */
+Test(model, long_batch_runs_in_chunks)
+{
+    struct fx fx;
+    fx_open(&fx, 23, 0, GGML_TYPE_F32, 2);
+    lm_model_free(fx.m);
+    struct lm_model *m = fx.m = load(fx.path, 2, 7);
+    struct lm_kv *kv = kv_new(m, 16, 16, 0);
+    int32_t toks[NP];
+    prompt(toks, NP, 3);
+    float *got = malloc(sizeof(float) * NP * V), *want = malloc(sizeof(float) * V);
+    int s;
+    lm_kv_seq_new(kv, &s);
+    eval(m, kv, s, toks, NP, got);
+    struct ref r;
+    ref_init(&r, &fx.w);
+    for (int i = 0; i < NP; i++) {
+        ref_forward(&r, toks[i], want);
+        cr_assert_leq(max_abs_diff(got + (size_t)i * V, want, V), 2e-4f, "position %d", i);
+    }
+    ref_release(&r);
+    free(got), free(want);
+    lm_kv_free(kv);
+    fx_close(&fx);
+}
+
+Test(model, load_rejects_missing_tensor)
+{
+    char *path = tu_path(tmpdir, "bad.gguf");
+    struct gguf_writer *g = gguf_writer_new();
+    gguf_writer_set_str(g, LLAMA_KEY_ARCH, "llama");
+    gguf_writer_set_u32(g, LLAMA_KEY_EMBEDDING_LENGTH, C);
+    char err[256];
+    cr_assert_eq(gguf_writer_write(g, path, err, sizeof(err)), 0);
+    gguf_writer_free(g);
+    struct lm_model *m = NULL;
+    cr_assert_neq(lm_model_load(&m, path, NULL, err, sizeof(err)), 0);
+    cr_assert_null(m);
+    cr_assert_neq(strlen(err), 0);
+    free(path);
+}
