@@ -68,10 +68,15 @@ const char *ingest_kind_name(enum ingest_kind k)
 static int bad(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bad(struct ctx *c, const char *fmt, ...)
 {
+    /* Format into a copy: callers prefix a field reader's message by passing
+     * c->msg itself as an argument ("lines[%zu].%s"), and vsnprintf into the
+     * buffer it reads from is undefined (it garbled the message). */
+    char tmp[sizeof(c->msg)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
+    memcpy(c->msg, tmp, sizeof(tmp));
     return AISLE_EFORMAT;
 }
 
