@@ -226,12 +226,15 @@ static int train(int argc, char **argv)
         read_db(&r, db);
         cli_progress_end(&r.prog);
     }
-    uint64_t bytes, words, distinct, skipped;
-    tok_trainer_stats(r.tr, &bytes, &words, &distinct, &skipped);
+    struct tok_train_stats st;
+    tok_trainer_stats(r.tr, &st);
     double t1 = cli_now();
     fprintf(stderr, "read %llu documents, %.1f MB, %llu words (%llu distinct) in %.1f s",
-            (unsigned long long)r.docs, (double)bytes / 1e6, (unsigned long long)words,
-            (unsigned long long)distinct, t1 - t0);
+            (unsigned long long)r.docs, (double)st.bytes / 1e6, (unsigned long long)st.words,
+            (unsigned long long)st.distinct, t1 - t0);
+    if (st.skipped)
+        fprintf(stderr, "; %llu bytes in words over %u bytes not counted", (unsigned long long)st.skipped,
+                TOK_TRAIN_MAX_WORD);
     if (r.bad_lines)
         fprintf(stderr, "; skipped %llu unreadable or over-long lines", (unsigned long long)r.bad_lines);
     fputc('\n', stderr);

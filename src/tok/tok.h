@@ -235,6 +235,7 @@ struct tok_pretok {
     size_t n, pos;
     size_t mstart, mend; /* the next regex match, once found (mend > mstart) */
     int have_match;      /* 1 match pending, 0 none searched yet, -1 no more */
+    int jit;             /* the pattern was JIT-compiled */
 };
 /* Compile the GPT-2 pattern with JIT. *re must be released with tok_regex_free.
  * 0 or AISLE_ENOMEM / AISLE_EINVAL (with PCRE2's message in err). */

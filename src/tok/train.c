@@ -109,13 +109,13 @@ void tok_trainer_free(struct tok_trainer *tr)
     free(tr);
 }
 
-void tok_trainer_stats(const struct tok_trainer *tr, uint64_t *bytes, uint64_t *words, uint64_t *distinct,
-                       uint64_t *skipped)
+void tok_trainer_stats(const struct tok_trainer *tr, struct tok_train_stats *st)
 {
-    *bytes = tr->bytes;
-    *words = tr->words;
-    *distinct = tr->nw;
-    *skipped = tr->skipped;
+    st->bytes = tr->bytes;
+    st->words = tr->words;
+    st->distinct = tr->nw;
+    st->distinct_bytes = tr->wbytes_len;
+    st->skipped = tr->skipped;
 }
 
 /* Grow *p (elements of size sz, capacity *cap) to hold need elements. */

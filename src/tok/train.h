@@ -44,9 +44,15 @@ void tok_trainer_free(struct tok_trainer *tr);
 /* Split text[0..n) into words and count them. 0, AISLE_ENOMEM, or AISLE_ETOOBIG
  * when the distinct-word limit is reached. */
 int tok_trainer_feed(struct tok_trainer *tr, const char *text, size_t n);
-/* Totals so far: bytes fed, words counted, distinct words, bytes in skipped (over-long) words. */
-void tok_trainer_stats(const struct tok_trainer *tr, uint64_t *bytes, uint64_t *words, uint64_t *distinct,
-                       uint64_t *skipped);
+struct tok_train_stats {
+    uint64_t bytes;          /* text fed */
+    uint64_t words;          /* pre-tokens counted (with repeats) */
+    uint64_t distinct;       /* distinct words */
+    uint64_t distinct_bytes; /* bytes of the distinct words: the symbols training works on */
+    uint64_t skipped;        /* bytes in words over TOK_TRAIN_MAX_WORD, not counted */
+};
+/* Totals so far. */
+void tok_trainer_stats(const struct tok_trainer *tr, struct tok_train_stats *st);
 /* Learn merges until the vocabulary (bytes + merged tokens + specials) has
  * vocab_size tokens or no pair occurs twice... or at all; build the tokenizer.
  * The trainer can train again (with another size). 0, AISLE_EINVAL (vocab_size
