@@ -15,8 +15,9 @@
  *   Q8_0: |w| (unsigned) x sign(w)*q with _mm256_maddubs_epi16 — pairs fit
  *         int16 since 128*127*2 < 32768 — then _mm256_madd_epi16 by ones to
  *         int32 and one float FMA per block with d_w*d_x.
- *   Q4_0, Q4_K, Q6_K: the unsigned quants (0..15 / 0..63) go straight into
- *         maddubs; the offsets (-8, the K-quant mins, -32) are folded out with
+ *   Q4_0: nibbles - 8, then the same sign trick.
+ *   Q4_K, Q6_K: the unsigned quants (0..15 / 0..63) go straight into
+ *         maddubs; the offsets (the K-quant mins, -32) are folded out with
  *         the activation block sums in a scalar side accumulator.
  * All integer sums are exact, so the results equal the scalar path's up to
  * the order of the float additions.
@@ -73,7 +74,10 @@ AVX2_INLINE float load_w1(int kind, const uint8_t *w, int k)
     return ggml_bf16_to_fp32(tensor_rd16(w + 2 * (size_t)k));
 }
 
-AVX2_INLINE void rowdot_float(int kind, int K, const void *wv, const void *x, size_t xs, int nx, float *out,
+/* nx is a literal at every call site (see NX_DISPATCH) and the loops over
+ * the activation rows carry an unroll pragma (-O2 does not peel them), so
+ * the accumulators stay in registers. */
+AVX2_INLINE void rowdot_float(int kind, int K, const void *wv, const void *x, size_t xs, const int nx, float *out,
                               size_t os)
 {
     const uint8_t *w = wv;
@@ -97,12 +101,14 @@ AVX2_INLINE void rowdot_float(int kind, int K, const void *wv, const void *x, si
     }
     const float *xr[TENSOR_NX];
     __m256 acc[TENSOR_NX][2];
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
         xr[j] = XROW(x, j, xs);
         acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     }
     for (; k + 16 <= K; k += 16) {
         __m256 w0 = load_w(kind, w, k), w1 = load_w(kind, w, k + 8);
+        _Pragma("GCC unroll 4")
         for (int j = 0; j < nx; j++) {
             acc[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[j] + k), acc[j][0]);
             acc[j][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr[j] + k + 8), acc[j][1]);
@@ -110,9 +116,11 @@ AVX2_INLINE void rowdot_float(int kind, int K, const void *wv, const void *x, si
     }
     for (; k + 8 <= K; k += 8) {
         __m256 w0 = load_w(kind, w, k);
+        _Pragma("GCC unroll 4")
         for (int j = 0; j < nx; j++)
             acc[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[j] + k), acc[j][0]);
     }
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
         float s = hsum8(_mm256_add_ps(acc[j][0], acc[j][1]));
         for (int kk = k; kk < K; kk++)
@@ -121,19 +129,32 @@ AVX2_INLINE void rowdot_float(int kind, int K, const void *wv, const void *x, si
     }
 }
 
+/* Calls body(..., nx) with nx as a literal 1..TENSOR_NX. */
+#define NX_DISPATCH(body, ...)              \
+    do {                                    \
+        switch (nx) {                       \
+        case 1: body(__VA_ARGS__, 1); break; \
+        case 2: body(__VA_ARGS__, 2); break; \
+        case 3: body(__VA_ARGS__, 3); break; \
+        default: body(__VA_ARGS__, 4); break; \
+        }                                   \
+    } while (0)
+
+#define FLOAT_BODY(kind, K, w, x, xs, out, os, NX) rowdot_float(kind, K, w, x, xs, NX, out, os)
+
 static AVX2 void rowdot_f32(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
 {
-    rowdot_float(W_F32, K, w, x, xs, nx, out, os);
+    NX_DISPATCH(FLOAT_BODY, W_F32, K, w, x, xs, out, os);
 }
 
 static AVX2 void rowdot_f16(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
 {
-    rowdot_float(W_F16, K, w, x, xs, nx, out, os);
+    NX_DISPATCH(FLOAT_BODY, W_F16, K, w, x, xs, out, os);
 }
 
 static AVX2 void rowdot_bf16(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
 {
-    rowdot_float(W_BF16, K, w, x, xs, nx, out, os);
+    NX_DISPATCH(FLOAT_BODY, W_BF16, K, w, x, xs, out, os);
 }
 
 /* int32x8 sums of u[i] * s[i] over 32 bytes (u unsigned, s signed, pairs must fit int16). */
@@ -147,28 +168,49 @@ AVX2_INLINE __m256i load_q(const int8_t *q)
     return _mm256_loadu_si256((const __m256i *)(const void *)q);
 }
 
-static AVX2 void rowdot_q8_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+/* Blocks are taken in pairs into two accumulator sets when nx <= 2, so one
+ * activation row does not wait on the FMA latency of a single chain. */
+AVX2_INLINE void body_q8_0(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
 {
-    const int nb = K / 32;
+    const int nb = K / 32, pairs = nx <= 2;
     const struct q8x_block *xb[TENSOR_NX];
-    __m256 acc[TENSOR_NX];
+    __m256 acc[TENSOR_NX], acc2[TENSOR_NX];
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
         xb[j] = XROW(x, j, xs);
-        acc[j] = _mm256_setzero_ps();
+        acc[j] = acc2[j] = _mm256_setzero_ps();
     }
     const uint8_t *wb = w;
-    for (int b = 0; b < nb; b++, wb += 34) {
+    int b = 0;
+    if (pairs) {
+        for (; b + 2 <= nb; b += 2, wb += 68) {
+            float dw0 = f16(wb), dw1 = f16(wb + 34);
+            __m256i q0 = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 2));
+            __m256i q1 = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 36));
+            __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
+            _Pragma("GCC unroll 4")
+            for (int j = 0; j < nx; j++) {
+                __m256 f0 = _mm256_cvtepi32_ps(dot_us(a0, _mm256_sign_epi8(load_q(xb[j][b].q), q0)));
+                __m256 f1 = _mm256_cvtepi32_ps(dot_us(a1, _mm256_sign_epi8(load_q(xb[j][b + 1].q), q1)));
+                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw0 * xb[j][b].d), f0, acc[j]);
+                acc2[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw1 * xb[j][b + 1].d), f1, acc2[j]);
+            }
+        }
+    }
+    for (; b < nb; b++, wb += 34) {
         float dw = f16(wb);
         __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 2));
         __m256i aq = _mm256_sign_epi8(q, q);
+        _Pragma("GCC unroll 4")
         for (int j = 0; j < nx; j++) {
             __m256i sy = _mm256_sign_epi8(load_q(xb[j][b].q), q);
             __m256 f = _mm256_cvtepi32_ps(dot_us(aq, sy));
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[j][b].d), f, acc[j]);
         }
     }
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++)
-        out[j * os] = hsum8(acc[j]);
+        out[j * os] = hsum8(_mm256_add_ps(acc[j], acc2[j]));
 }
 
 /* 16 packed bytes -> 32 nibbles: low nibbles in bytes 0..15, high in 16..31. */
@@ -179,30 +221,52 @@ AVX2_INLINE __m256i unpack_nibbles16(const uint8_t *p)
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
 }
 
-static AVX2 void rowdot_q4_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+/* 16 bytes of Q4_0 quants -> 32 signed values n - 8 in -8..7, element order. */
+AVX2_INLINE __m256i q4_0_values(const uint8_t *p)
 {
-    const int nb = K / 32;
+    return _mm256_sub_epi8(unpack_nibbles16(p), _mm256_set1_epi8(8));
+}
+
+/* The -8 offset is applied to the weights (one subtract shared by all nx
+ * rows) and the product uses the same sign trick as Q8_0. */
+AVX2_INLINE void body_q4_0(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
+{
+    const int nb = K / 32, pairs = nx <= 2;
     const struct q8x_block *xb[TENSOR_NX];
-    __m256 acc[TENSOR_NX];
-    float corr[TENSOR_NX];
+    __m256 acc[TENSOR_NX], acc2[TENSOR_NX];
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
         xb[j] = XROW(x, j, xs);
-        acc[j] = _mm256_setzero_ps();
-        corr[j] = 0.0f;
+        acc[j] = acc2[j] = _mm256_setzero_ps();
     }
     const uint8_t *wb = w;
-    for (int b = 0; b < nb; b++, wb += 18) {
-        float dw = f16(wb);
-        __m256i u = unpack_nibbles16(wb + 2);
-        for (int j = 0; j < nx; j++) {
-            const struct q8x_block *y = &xb[j][b];
-            float s = dw * y->d;
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(dot_us(u, load_q(y->q))), acc[j]);
-            corr[j] += s * (float)(y->s[0] + y->s[1]);
+    int b = 0;
+    if (pairs) {
+        for (; b + 2 <= nb; b += 2, wb += 36) {
+            float dw0 = f16(wb), dw1 = f16(wb + 18);
+            __m256i q0 = q4_0_values(wb + 2), q1 = q4_0_values(wb + 20);
+            __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
+            _Pragma("GCC unroll 4")
+            for (int j = 0; j < nx; j++) {
+                __m256 f0 = _mm256_cvtepi32_ps(dot_us(a0, _mm256_sign_epi8(load_q(xb[j][b].q), q0)));
+                __m256 f1 = _mm256_cvtepi32_ps(dot_us(a1, _mm256_sign_epi8(load_q(xb[j][b + 1].q), q1)));
+                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw0 * xb[j][b].d), f0, acc[j]);
+                acc2[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw1 * xb[j][b + 1].d), f1, acc2[j]);
+            }
         }
     }
+    for (; b < nb; b++, wb += 18) {
+        float dw = f16(wb);
+        __m256i q = q4_0_values(wb + 2), aq = _mm256_sign_epi8(q, q);
+        _Pragma("GCC unroll 4")
+        for (int j = 0; j < nx; j++) {
+            __m256 f = _mm256_cvtepi32_ps(dot_us(aq, _mm256_sign_epi8(load_q(xb[j][b].q), q)));
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[j][b].d), f, acc[j]);
+        }
+    }
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++)
-        out[j * os] = hsum8(acc[j]) - 8.0f * corr[j];
+        out[j * os] = hsum8(_mm256_add_ps(acc[j], acc2[j]));
 }
 
 static void q4k_scales(const uint8_t *s, int *sc, int *m)
@@ -215,12 +279,13 @@ static void q4k_scales(const uint8_t *s, int *sc, int *m)
     }
 }
 
-static AVX2 void rowdot_q4_k(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+AVX2_INLINE void body_q4_k(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
 {
     const int nb = K / 256;
     const struct q8x_block *xb[TENSOR_NX];
     __m256 acc[TENSOR_NX];
     float corr[TENSOR_NX];
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
         xb[j] = XROW(x, j, xs);
         acc[j] = _mm256_setzero_ps();
@@ -237,6 +302,7 @@ static AVX2 void rowdot_q4_k(int K, const void *w, const void *x, size_t xs, int
             __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
             float dlo = d * (float)sc[2 * c], dhi = d * (float)sc[2 * c + 1];
             float mlo = dmin * (float)m[2 * c], mhi = dmin * (float)m[2 * c + 1];
+            _Pragma("GCC unroll 4")
             for (int j = 0; j < nx; j++) {
                 const struct q8x_block *y = &xb[j][8 * b + 2 * c];
                 acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dlo * y[0].d), _mm256_cvtepi32_ps(dot_us(lo, load_q(y[0].q))),
@@ -247,16 +313,18 @@ static AVX2 void rowdot_q4_k(int K, const void *w, const void *x, size_t xs, int
             }
         }
     }
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++)
         out[j * os] = hsum8(acc[j]) - corr[j];
 }
 
-static AVX2 void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+AVX2_INLINE void body_q6_k(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
 {
     const int nb = K / 256;
     const struct q8x_block *xb[TENSOR_NX];
     __m256 acc[TENSOR_NX];
     float corr[TENSOR_NX];
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
         xb[j] = XROW(x, j, xs);
         acc[j] = _mm256_setzero_ps();
@@ -282,6 +350,7 @@ static AVX2 void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int
             for (int c = 0; c < 4; c++) {
                 int sa = sc[8 * h + 2 * c], sb = sc[8 * h + 2 * c + 1];
                 __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)sb), _mm_set1_epi16((short)sa));
+                _Pragma("GCC unroll 4")
                 for (int j = 0; j < nx; j++) {
                     const struct q8x_block *y = &xb[j][8 * b + 4 * h + c];
                     __m256i p16 = _mm256_maddubs_epi16(u[c], load_q(y->q));
@@ -293,8 +362,29 @@ static AVX2 void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int
             }
         }
     }
+    _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++)
         out[j * os] = hsum8(acc[j]) - 32.0f * corr[j];
+}
+
+static AVX2 void rowdot_q8_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    NX_DISPATCH(body_q8_0, K, w, x, xs, out, os);
+}
+
+static AVX2 void rowdot_q4_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    NX_DISPATCH(body_q4_0, K, w, x, xs, out, os);
+}
+
+static AVX2 void rowdot_q4_k(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    NX_DISPATCH(body_q4_k, K, w, x, xs, out, os);
+}
+
+static AVX2 void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
+{
+    NX_DISPATCH(body_q6_k, K, w, x, xs, out, os);
 }
 
 /* Same arithmetic as the scalar quantize_x (d = amax/127, q = round-to-even
