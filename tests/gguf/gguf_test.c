@@ -27,12 +27,13 @@ struct bb {
 
 static void bb_put(struct bb *b, const void *p, size_t n)
 {
-    if (b->n + n > b->cap) {
+    if (!b->p || b->n + n > b->cap) { /* always allocated, even for 0 bytes */
         b->cap = (b->n + n) * 2 + 64;
         b->p = realloc(b->p, b->cap);
         cr_assert_not_null(b->p);
     }
-    memcpy(b->p + b->n, p, n);
+    if (n)
+        memcpy(b->p + b->n, p, n);
     b->n += n;
 }
 

@@ -62,7 +62,7 @@ static void write_model(const char *path)
     gguf_writer_set_f32(w, LLAMA_KEY_RMS_EPS, 1e-5f);
     gguf_writer_set_u32(w, LLAMA_KEY_FILE_TYPE, LLAMA_FTYPE_ALL_F32);
     const char *toks[48];
-    char tokbuf[48][8];
+    char tokbuf[48][16];
     for (int i = 0; i < 48; i++) {
         snprintf(tokbuf[i], sizeof(tokbuf[i]), "t%d", i);
         toks[i] = tokbuf[i];
