@@ -37,6 +37,7 @@
  * corpus file exercises.
  */
 #include "core/error.h"
+#include "core/lineio.h"
 #include "store/ingest.h"
 #include "store/store.h"
 
@@ -63,21 +64,101 @@ static const char *const tables[] = {"products", "reviews", "questions", "answer
                                      "orders", "order_lines", "order_events", "passages"};
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
+/* The payload's lines as the reader sees them (gzip decoded), found once per
+ * input: how many (newlines, plus one for a last line without a newline) and
+ * for the first MAX_LENS, the byte length (up to the newline, "\r" included, as
+ * lineio measures them against its cap) and whether the line has an odd number
+ * of '"' (a CSV record that starts there goes on to the next line). Counts are
+ * only meaningful when the file reads cleanly, which a successful ingest
+ * implies. */
+#define MAX_LENS 65536
+static struct {
+    uint64_t n;
+    uint32_t len[MAX_LENS];
+    unsigned char odd_quotes[MAX_LENS];
+} lines;
+
+static void end_line(uint64_t len, int odd)
+{
+    if (lines.n < MAX_LENS) {
+        lines.len[lines.n] = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+        lines.odd_quotes[lines.n] = (unsigned char)odd;
+    }
+    lines.n++;
+}
+
+static void scan_lines(const char *path)
+{
+    gzFile g = gzopen(path, "rb");
+    FUZZ_CHECK(g != NULL, "gzopen %s", path);
+    unsigned char b[8192];
+    uint64_t cur = 0;
+    int n, last = '\n', odd = 0;
+    lines.n = 0;
+    while ((n = gzread(g, b, sizeof(b))) > 0) {
+        for (int i = 0; i < n; i++) {
+            if (b[i] != '\n') {
+                cur++;
+                odd ^= b[i] == '"';
+                continue;
+            }
+            end_line(cur, odd);
+            cur = 0;
+            odd = 0;
+        }
+        last = b[n - 1];
+    }
+    gzclose(g);
+    if (last != '\n')
+        end_line(cur, odd);
+}
+
+/* An error or skip message: "path: what" or "path:N: what", where line N
+ * exists and, when the complaint is an over-long line, is one, or (CSV) starts
+ * a record that spans lines and has one. */
+static void check_msg(const char *msg, const char *path, size_t max_line, int csv)
+{
+    size_t plen = strlen(path);
+    FUZZ_CHECK(!strncmp(msg, path, plen), "\"%s\" does not start with the path", msg);
+    const char *p = msg + plen;
+    FUZZ_CHECK(*p == ':', "\"%s\": no ':' after the path", msg);
+    if (p[1] < '0' || p[1] > '9')
+        return;
+    char *end;
+    unsigned long long ln = strtoull(p + 1, &end, 10);
+    FUZZ_CHECK(*end == ':', "\"%s\": no ':' after the line number", msg);
+    FUZZ_CHECK(ln >= 1 && ln <= lines.n, "\"%s\": line %llu of a %llu-line file", msg, ln,
+               (unsigned long long)lines.n);
+    if (!strstr(end, "line longer than the"))
+        return;
+    size_t cap = max_line ? max_line : LINEIO_MAX_LINE_DEFAULT;
+    if (ln > MAX_LENS)
+        return;
+    int found = lines.len[ln - 1] > cap;
+    if (csv && lines.odd_quotes[ln - 1])
+        for (uint64_t i = ln; i < lines.n && i < MAX_LENS && !found; i++)
+            found = lines.len[i] > cap;
+    FUZZ_CHECK(found, "\"%s\": line %llu is %u bytes, not over the %zu-byte cap%s", msg, ln, lines.len[ln - 1],
+               cap, csv && lines.odd_quotes[ln - 1] ? ", nor is a line of the record it starts" : "");
+}
+
 static int verbose;
 
 struct skips {
     const char *path;
+    size_t max_line;
+    int csv;
     uint64_t calls;
 };
 
 static void on_skip(void *ctx, const char *msg)
 {
     struct skips *sk = ctx;
-    size_t n = strlen(sk->path);
-    FUZZ_CHECK(!strncmp(msg, sk->path, n) && msg[n] == ':', "skip message \"%s\" does not start with \"%s:\"", msg,
-               sk->path);
     if (verbose)
         fprintf(stderr, "    skipped: %s\n", msg);
+    check_msg(msg, sk->path, sk->max_line, sk->csv);
+    FUZZ_CHECK(msg[strlen(sk->path) + 1] >= '0' && msg[strlen(sk->path) + 1] <= '9',
+               "skip message \"%s\" has no line number", msg);
     sk->calls++;
 }
 
@@ -136,25 +217,6 @@ static unsigned char *gzip_bytes(const uint8_t *p, size_t n, size_t *outlen)
     return out;
 }
 
-/* Lines in the file as the reader sees it (gzip decoded): newlines, plus one
- * for a last line without a newline. Only meaningful when the file reads
- * cleanly, which a successful ingest implies. */
-static uint64_t count_lines(const char *path)
-{
-    gzFile g = gzopen(path, "rb");
-    FUZZ_CHECK(g != NULL, "gzopen %s", path);
-    unsigned char b[8192];
-    uint64_t lines = 0;
-    int n, last = '\n';
-    while ((n = gzread(g, b, sizeof(b))) > 0) {
-        for (int i = 0; i < n; i++)
-            lines += b[i] == '\n';
-        last = b[n - 1];
-    }
-    gzclose(g);
-    return lines + (last != '\n');
-}
-
 struct run {
     int rc;
     struct ingest_stats st;
@@ -165,7 +227,7 @@ static void run_ingest(struct store *s, enum ingest_kind kind, const char *path,
                        int skip_bad, struct run *r)
 {
     struct ingest_opts o = *base;
-    struct skips sk = {path, 0};
+    struct skips sk = {path, base->max_line, base->format_csv > 0, 0};
     int64_t before[NTABLES], after[NTABLES];
     const struct ingest_stats sentinel = {0xdeadbeef, 0xfeedface};
 
@@ -185,7 +247,7 @@ static void run_ingest(struct store *s, enum ingest_kind kind, const char *path,
     if (r->rc) {
         FUZZ_CHECK(r->rc < 0, "rc %d", r->rc);
         FUZZ_CHECK(r->err[0] != '\0', "empty error text (rc %d)", r->rc);
-        FUZZ_CHECK(!strncmp(r->err, path, strlen(path)), "error \"%s\" does not start with the path", r->err);
+        check_msg(r->err, path, o.max_line, o.format_csv > 0);
         FUZZ_CHECK(r->st.loaded == sentinel.loaded && r->st.skipped == sentinel.skipped,
                    "stats written on failure (%s)", r->err);
         counts(s, after);
@@ -194,10 +256,10 @@ static void run_ingest(struct store *s, enum ingest_kind kind, const char *path,
                        tables[i], (long long)before[i], (long long)after[i], skip_bad, r->err);
         return;
     }
-    uint64_t total = r->st.loaded + r->st.skipped, lines = count_lines(path);
+    uint64_t total = r->st.loaded + r->st.skipped;
     FUZZ_CHECK(total >= 1, "success with no records");
-    FUZZ_CHECK(total <= lines, "%llu loaded + %llu skipped > %llu lines", (unsigned long long)r->st.loaded,
-               (unsigned long long)r->st.skipped, (unsigned long long)lines);
+    FUZZ_CHECK(total <= lines.n, "%llu loaded + %llu skipped > %llu lines", (unsigned long long)r->st.loaded,
+               (unsigned long long)r->st.skipped, (unsigned long long)lines.n);
     FUZZ_CHECK(skip_bad || r->st.skipped == 0, "%llu skipped with skip_bad off", (unsigned long long)r->st.skipped);
     FUZZ_CHECK(sk.calls == r->st.skipped, "on_skip called %llu times for %llu skipped", (unsigned long long)sk.calls,
                (unsigned long long)r->st.skipped);
@@ -215,6 +277,7 @@ static void setup(void)
     snprintf(path_data, sizeof(path_data), "/proc/self/fd/%d", fd_data);
     snprintf(path_catalog, sizeof(path_catalog), "/proc/self/fd/%d", fd_catalog);
     put_file(fd_catalog, catalog, sizeof(catalog) - 1);
+    scan_lines(path_catalog);
     const char *v = getenv("RECORDS_FUZZ_VERBOSE");
     verbose = v && *v && strcmp(v, "0") != 0;
 
@@ -270,6 +333,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         put_file(fd_data, data + 1, size - 1);
     }
+    scan_lines(path_data);
 
     /* A failed load rolls back and a load of no record commits nothing, so
      * the store is still the template's unless a load wrote something. */

@@ -73,6 +73,8 @@ int csv_next(struct csv *c)
     do {
         rc = lineio_next(c->in, &line, &len);
         if (rc) {
+            if (rc == AISLE_ETOOBIG)
+                c->lineno = c->in->lineno; /* the over-long line is where this record was */
             if (rc != AISLE_EEOF)
                 snprintf(c->err, sizeof(c->err), "%s", c->in->err);
             c->io_err = rc != AISLE_EEOF && rc != AISLE_ETOOBIG;

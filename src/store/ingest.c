@@ -1136,7 +1136,10 @@ int ingest_file(struct store *s, enum ingest_kind kind, const char *path, const 
     }
     in_tx = 1;
     if (c.is_csv && (rc = csv_header(&c))) {
-        snprintf(err, errlen, "%s:%llu: %s", path, (unsigned long long)c.line, c.msg);
+        if (c.line) /* line 0: the file has no line at all */
+            snprintf(err, errlen, "%s:%llu: %s", path, (unsigned long long)c.line, c.msg);
+        else
+            snprintf(err, errlen, "%s: %s", path, c.msg);
         goto done;
     }
 
