@@ -14,7 +14,8 @@
  * and batch figures come from model/speed.h, the code `aisle bench model` runs.
  *
  * Output: `name value unit` lines on stdout; `#` lines are context.
- * Usage: model [--threads N] [--steps N] [--dir DIR] [--types f32,f16,q8_0,q4_0]
+ * Usage: model [--threads N] [--steps N] [--dir DIR] [--types f32,f16,q8_0,q4_0] [--keep]
+ * (--keep leaves DIR/aisle-bench-model-TYPE.gguf for `aisle bench model`.)
  */
 #include "core/error.h"
 #include "gguf/gguf.h"
@@ -157,6 +158,7 @@ int main(int argc, char **argv)
     int threads = 2, steps = 32;
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     const char *types = "f32,f16,q8_0,q4_0";
+    int keep = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -166,8 +168,10 @@ int main(int argc, char **argv)
             dir = argv[++i];
         else if (!strcmp(argv[i], "--types") && i + 1 < argc)
             types = argv[++i];
+        else if (!strcmp(argv[i], "--keep"))
+            keep = 1;
         else {
-            fprintf(stderr, "usage: model [--threads N] [--steps N] [--dir DIR] [--types f32,f16,q8_0,q4_0]\n");
+            fprintf(stderr, "usage: model [--threads N] [--steps N] [--dir DIR] [--types f32,f16,q8_0,q4_0] [--keep]\n");
             return 2;
         }
     }
@@ -177,7 +181,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < BW_BYTES / sizeof(float); i++)
         bwbuf[i] = (float)(i & 1023) * 1e-3f;
     char path[4096];
-    snprintf(path, sizeof(path), "%s/aisle-bench-model-%d.gguf", dir, (int)getpid());
     printf("# 110M Llama: dim %d, %d layers, %d heads, FFN %d, vocab %d, tied output; %d threads; kernels %s\n", C, L,
            NH, F, V, threads, tensor_path_name(tensor_path()));
 
@@ -187,6 +190,10 @@ int main(int argc, char **argv)
     for (int k = 0; k < 4; k++) {
         if (!strstr(types, names[k]))
             continue;
+        if (keep)
+            snprintf(path, sizeof(path), "%s/aisle-bench-model-%s.gguf", dir, names[k]);
+        else
+            snprintf(path, sizeof(path), "%s/aisle-bench-model-%d.gguf", dir, (int)getpid());
         double t0 = now();
         write_model(path, tps[k]);
         struct lm_model *m;
@@ -226,7 +233,8 @@ int main(int argc, char **argv)
         }
         fflush(stdout);
         lm_model_free(m);
-        unlink(path);
+        if (!keep)
+            unlink(path);
     }
     free(bwbuf);
     return 0;

@@ -18,6 +18,7 @@
 #include "gguf/quant.h"
 #include "model/model.h"
 #include "tensor/tensor.h"
+#include "tok/tok.h"
 #include "../testutil.h"
 
 #include <math.h>
@@ -27,7 +28,10 @@
 
 /* A small model with grouped-query attention (NH 4, NKV 2) and dims that are
  * multiples of the 32-element quant blocks. */
-enum { C = 64, L = 2, NH = 4, NKV = 2, HD = 16, KVD = NKV * HD, QD = NH * HD, F = 96, V = 128 };
+enum { C = 64, L = 2, NH = 4, NKV = 2, HD = 16, KVD = NKV * HD, QD = NH * HD, F = 96 };
+/* The vocabulary is a byte-level BPE tokenizer's: 256 byte tokens and Aisle's
+ * 5 special tokens (no merges), so the CLI tests can tokenize text. */
+enum { V = 256 + TOK_N_AISLE_SPECIALS, TOK_EOT = 256 };
 #define EPS 1e-5f
 #define BASE 10000.0f
 
@@ -90,6 +94,43 @@ static void free_weights(struct weights *w)
     free(w->out);
 }
 
+/* The byte-level vocabulary above: byte b is its GPT-2 visible character;
+ * <|endoftext|> is BOS and EOS, <|end|> ends a turn. */
+static struct tok *make_tok(void)
+{
+    static const char *const sp[TOK_N_AISLE_SPECIALS] = {TOK_ENDOFTEXT, TOK_SYSTEM, TOK_USER, TOK_ASSISTANT, TOK_END};
+    char text[V][16];
+    const char *tokens[V];
+    size_t lens[V];
+    int32_t types[V];
+    for (int b = 0; b < 256; b++) {
+        uint32_t cp = tok_byte_to_cp((unsigned char)b);
+        size_t n = 0;
+        if (cp < 0x80)
+            text[b][n++] = (char)cp;
+        else {
+            text[b][n++] = (char)(0xc0 | (cp >> 6));
+            text[b][n++] = (char)(0x80 | (cp & 63));
+        }
+        tokens[b] = text[b];
+        lens[b] = n;
+        types[b] = TOK_TYPE_NORMAL;
+    }
+    for (int k = 0; k < TOK_N_AISLE_SPECIALS; k++) {
+        tokens[256 + k] = sp[k];
+        lens[256 + k] = strlen(sp[k]);
+        types[256 + k] = TOK_TYPE_CONTROL;
+    }
+    struct tok_bpe_spec spec = {
+        .tokens = tokens, .lens = lens, .types = types, .n = V, .bos = TOK_EOT, .eos = TOK_EOT,
+        .eot = TOK_EOT + 4, .pad = TOK_EOT, .add_bos = 1, .chat_template = tok_chat_template,
+    };
+    struct tok *t;
+    char err[256];
+    cr_assert_eq(tok_new_bpe(&t, &spec, err, sizeof(err)), 0, "%s", err);
+    return t;
+}
+
 /* Store a (rows, cols) matrix as type t; replace *m by what the file holds
  * (dequantized) so the reference can use exactly the stored weights. */
 static void add_matrix(struct gguf_writer *g, const char *name, float *m, int rows, int cols, enum ggml_type t)
@@ -142,6 +183,9 @@ static void write_model(const char *path, struct weights *w, enum ggml_type t)
     add_vec(g, LLAMA_TENSOR_OUTPUT_NORM, w->on);
     if (w->out)
         add_matrix(g, LLAMA_TENSOR_OUTPUT, w->out, V, C, t);
+    struct tok *tk = make_tok();
+    cr_assert_eq(tok_save_gguf(tk, g), 0);
+    tok_free(tk);
     char err[256];
     cr_assert_eq(gguf_writer_write(g, path, err, sizeof(err)), 0, "%s", err);
     gguf_writer_free(g);
@@ -782,4 +826,180 @@ Test(model, load_rejects_missing_tensor)
     cr_assert_null(m);
     cr_assert_neq(strlen(err), 0);
     free(path);
+}
+
+/* ---- the CLI: logits, generate, perplexity, bench model ---------------------------- */
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    char *p = malloc(1 << 20);
+    *len = fread(p, 1, (1 << 20) - 1, f);
+    p[*len] = '\0';
+    fclose(f);
+    return p;
+}
+
+/* `aisle logits` prints exactly the library's logits for the last id. */
+Test(model, cli_logits_match_library)
+{
+    struct fx fx;
+    fx_open(&fx, 31, 0, GGML_TYPE_Q8_0, 2);
+    int32_t ids[3] = {1, 200, 3};
+    struct lm_kv *kv = kv_new(fx.m, 16, 4, 0);
+    int s;
+    lm_kv_seq_new(kv, &s);
+    /* Logits for the last entry only, as the CLI asks: the same kernel calls. */
+    float *want = malloc(sizeof(float) * V);
+    struct lm_batch b;
+    lm_batch_init(&b, 3);
+    for (int i = 0; i < 3; i++)
+        lm_batch_add(&b, s, i, ids[i], i == 2);
+    cr_assert_eq(lm_decode(fx.m, kv, &b, want), 0);
+    lm_batch_release(&b);
+    char *out;
+    int rc = tu_run(&out, "%s logits --model %s --ids 1,200,3 --threads 2", tu_aisle(), fx.path);
+    cr_assert_eq(rc, 0, "%s", out);
+    char *p = out;
+    for (int i = 0; i < V; i++) {
+        int id;
+        float v;
+        int used;
+        cr_assert_eq(sscanf(p, "%d %g\n%n", &id, &v, &used), 2, "line %d: %.40s", i, p);
+        cr_assert_eq(id, i);
+        /* %.9g round-trips a float exactly. */
+        cr_assert_eq(v, want[i], "logit %d: cli %.9g library %.9g", i, v, want[i]);
+        p += used;
+    }
+    cr_assert_eq(*p, '\0', "extra output: %.40s", p);
+    free(out);
+    cr_assert_neq(tu_run(NULL, "%s logits --model %s --ids 1,%d", tu_aisle(), fx.path, V), 0);
+    free(want);
+    lm_kv_free(kv);
+    fx_close(&fx);
+}
+
+/* Greedy `aisle generate` streams the same text as a greedy loop over the
+ * library, and --stop cuts it just before the stop string. */
+Test(model, cli_generate_greedy_and_stop)
+{
+    struct fx fx;
+    fx_open(&fx, 37, 0, GGML_TYPE_F32, 2);
+    struct tok *tk = make_tok();
+    struct tok_ids ids;
+    tok_ids_init(&ids, 0);
+    cr_assert_eq(tok_encode(tk, NULL, "hello", 5, TOK_ADD_SPECIAL, &ids), 0);
+    cr_assert_eq(ids.len, 6);
+    struct lm_kv *kv = kv_new(fx.m, 16, 8, 0);
+    int s;
+    lm_kv_seq_new(kv, &s);
+    float *lg = malloc(sizeof(float) * 8 * V);
+    eval(fx.m, kv, s, ids.ids, (int)ids.len, lg);
+    int32_t t = argmax(lg + (ids.len - 1) * V, V), gen[12];
+    int ng = 0;
+    while (ng < 12 && !tok_is_eog(tk, t)) {
+        gen[ng++] = t;
+        eval(fx.m, kv, s, &t, 1, lg);
+        t = argmax(lg, V);
+    }
+    struct buf want;
+    buf_init(&want, 0);
+    cr_assert_eq(tok_decode(tk, gen, (size_t)ng, 0, &want), 0);
+    char *outp = tu_path(tmpdir, "out.bin");
+    int rc = tu_run(NULL, "%s generate --model %s --temp 0 -n 12 --threads 2 hello > %s 2>/dev/null", tu_aisle(),
+                    fx.path, outp);
+    cr_assert_eq(rc, 0);
+    size_t n;
+    char *got = slurp(outp, &n);
+    cr_assert_eq(n, want.len + 1, "got %zu bytes, want %zu + newline", n, want.len);
+    cr_assert_eq(memcmp(got, want.data ? want.data : "", want.len), 0);
+    free(got);
+    /* A stop string from the middle of the text (when the model produced
+     * enough printable text to pick one). */
+    if (want.len >= 6 && want.data[3] && want.data[4]) {
+        char stop[3] = {want.data[3], want.data[4], 0};
+        size_t cut = (size_t)((char *)memmem(want.data, want.len, stop, 2) - want.data);
+        char q[16]; /* octal escapes: /bin/sh's printf has no \x */
+        snprintf(q, sizeof(q), "\\%03o\\%03o", (unsigned char)stop[0], (unsigned char)stop[1]);
+        rc = tu_run(NULL, "%s generate --model %s --temp 0 -n 12 --stop \"$(printf '%s')\" hello > %s 2>/dev/null",
+                    tu_aisle(), fx.path, q, outp);
+        cr_assert_eq(rc, 0);
+        got = slurp(outp, &n);
+        cr_assert_eq(n, cut + 1, "with --stop: %zu bytes, want %zu + newline", n, cut);
+        cr_assert_eq(memcmp(got, want.data, cut), 0);
+        free(got);
+    }
+    /* Sampling with a seed is reproducible; --chat runs the template. */
+    char *a, *b;
+    cr_assert_eq(tu_run(&a, "%s generate --model %s --seed 5 -n 10 hi 2>/dev/null", tu_aisle(), fx.path), 0);
+    cr_assert_eq(tu_run(&b, "%s generate --model %s --seed 5 -n 10 hi 2>/dev/null", tu_aisle(), fx.path), 0);
+    cr_assert_str_eq(a, b);
+    free(a), free(b);
+    cr_assert_eq(tu_run(NULL, "%s generate --model %s --chat --system 'be brief' -n 4 hi >/dev/null 2>&1", tu_aisle(),
+                        fx.path), 0);
+    buf_release(&want);
+    tok_ids_release(&ids);
+    tok_free(tk);
+    free(lg), free(outp);
+    lm_kv_free(kv);
+    fx_close(&fx);
+}
+
+/* `aisle perplexity` equals the windowed NLL computed here (no BOS, windows
+ * from an empty cache, the first token of each unscored, the tail dropped). */
+Test(model, cli_perplexity_matches_library)
+{
+    struct fx fx;
+    fx_open(&fx, 41, 0, GGML_TYPE_F32, 2);
+    const char *text = "the quick brown fox jumps over the lazy dog. the five boxing wizards jump quickly.";
+    char *tp = tu_path(tmpdir, "text.txt");
+    tu_write_str(tp, text);
+    enum { W = 16 };
+    int nwin = (int)strlen(text) / W; /* one token per byte: no merges */
+    float *lg = malloc(sizeof(float) * W * V);
+    double nll = 0;
+    for (int w = 0; w < nwin; w++) {
+        struct lm_kv *kv = kv_new(fx.m, 16, 4, 0);
+        int s;
+        lm_kv_seq_new(kv, &s);
+        int32_t t[W];
+        for (int i = 0; i < W; i++)
+            t[i] = (unsigned char)text[w * W + i];
+        eval(fx.m, kv, s, t, W, lg);
+        for (int i = 0; i < W - 1; i++) {
+            const float *l = lg + (size_t)i * V;
+            double mx = l[argmax(l, V)], z = 0;
+            for (int v = 0; v < V; v++)
+                z += exp(l[v] - mx);
+            nll += log(z) + mx - l[t[i + 1]];
+        }
+        lm_kv_free(kv);
+    }
+    double want = exp(nll / (nwin * (W - 1)));
+    char *out;
+    cr_assert_eq(tu_run(&out, "%s perplexity --model %s --ctx %d %s 2>/dev/null", tu_aisle(), fx.path, W, tp), 0);
+    double got;
+    cr_assert_eq(sscanf(out, "ppl %lf", &got), 1, "%s", out);
+    /* printed with 4 decimals; the CLI runs 512-entry chunks, the same kernels */
+    cr_assert_float_eq(got, want, 1e-4 * want + 1e-4, "cli %g, library %g", got, want);
+    free(out);
+    cr_assert_neq(tu_run(NULL, "%s perplexity --model %s --ctx 1000 %s", tu_aisle(), fx.path, tp), 0,
+                  "a text shorter than one window must fail");
+    free(lg), free(tp);
+    fx_close(&fx);
+}
+
+Test(model, cli_bench_model_prints_every_batch)
+{
+    struct fx fx;
+    fx_open(&fx, 43, 1, GGML_TYPE_Q4_0, 2);
+    char *out;
+    cr_assert_eq(tu_run(&out, "%s bench model --model %s --prompt 8 --steps 2 --threads 2", tu_aisle(), fx.path), 0);
+    static const char *const want[] = {"prefill_8 ", "decode_batch1 ", "decode_batch4 ", "decode_batch8 ",
+                                       "decode_batch16 ", "decode_batch32 ", "decode_batch32_vs_1 "};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_assert_not_null(strstr(out, want[i]), "missing %s in:\n%s", want[i], out);
+    free(out);
+    fx_close(&fx);
 }
