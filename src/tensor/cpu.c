@@ -23,9 +23,6 @@
 #endif
 
 static int has_avx2, has_avx512;
-
-/* The AVX-512 table lands in kern_avx512.c; until then the AVX2 code runs there. */
-#define tensor_kernels_avx512 tensor_kernels_avx2
 static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
 static _Atomic(const struct tensor_kernels *) cur_kernels;
 static atomic_int cur_path;

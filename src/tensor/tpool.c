@@ -23,10 +23,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-/* Spin iterations before sleeping: about 50-100 µs with a pause each. */
-#define TPOOL_SPIN 20000
+/* How long a waiting thread spins before it sleeps. Long enough to bridge
+ * the gap between two matmuls of one forward (a few µs), short enough not to
+ * burn a shared core between tokens. */
+#define TPOOL_SPIN_NS 50000
 
 struct tpool_worker {
     struct tpool *pool;
@@ -64,14 +67,37 @@ static inline void cpu_relax(void)
 #endif
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spin up to TPOOL_SPIN_NS while *addr == val; 1 when it changed. The
+ * clock is read every 64 pauses (a pause is 10-140 cycles depending on the CPU). */
+static int spin_while(atomic_int *addr, int val)
+{
+    int64_t end = 0;
+    for (unsigned i = 0;; i++) {
+        if (atomic_load_explicit(addr, memory_order_acquire) != val)
+            return 1;
+        cpu_relax();
+        if ((i & 63) == 0) {
+            int64_t t = now_ns();
+            if (!end)
+                end = t + TPOOL_SPIN_NS;
+            else if (t > end)
+                return 0;
+        }
+    }
+}
+
 /* Wait until *addr != val: spin, then sleep, counting ourselves in *sleepers. */
 static void wait_change(atomic_int *addr, int val, atomic_int *sleepers)
 {
-    for (int i = 0; i < TPOOL_SPIN; i++) {
-        if (atomic_load_explicit(addr, memory_order_acquire) != val)
-            return;
-        cpu_relax();
-    }
+    if (spin_while(addr, val))
+        return;
     while (atomic_load(addr) == val) {
         atomic_fetch_add(sleepers, 1);
         if (atomic_load(addr) == val)
@@ -165,13 +191,14 @@ void tpool_run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *c
     if (atomic_load(&p->gen_sleepers) > 0)
         futex_wake(&p->gen);
     fn(ctx, 0, p->nthreads);
-    for (int i = 0; i < TPOOL_SPIN; i++) {
-        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+    int v = atomic_load_explicit(&p->pending, memory_order_acquire);
+    if (v == 0)
+        return;
+    /* pending only falls: waiting for it to leave v, then re-checking, is a spin until 0 */
+    while (spin_while(&p->pending, v))
+        if ((v = atomic_load_explicit(&p->pending, memory_order_acquire)) == 0)
             return;
-        cpu_relax();
-    }
     atomic_store(&p->pending_sleeper, 1);
-    int v;
     while ((v = atomic_load(&p->pending)) != 0)
         futex_wait(&p->pending, v);
     atomic_store(&p->pending_sleeper, 0);
