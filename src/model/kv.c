@@ -123,7 +123,7 @@ int kv_take_block(struct lm_kv *kv, int seq)
 int lm_kv_new(struct lm_kv **out, const struct lm_model *m, const struct lm_kv_opts *o)
 {
     const struct llama_hparams *hp = lm_model_hparams(m);
-    if (!o || o->n_blocks <= 0 || o->max_seqs <= 0 || o->block_tokens > 4096)
+    if (!o || o->n_blocks <= 0 || o->max_seqs <= 0 || o->block_tokens > LM_KV_MAX_BLOCK)
         return AISLE_EINVAL;
     struct lm_kv *kv = calloc(1, sizeof(*kv));
     if (!kv)

@@ -29,6 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Default lm_model_opts.att_pool_min: below ~65k multiply-adds (tens of
+ * microseconds) waking the pool costs more than it saves. */
+#define ATT_POOL_MIN (1L << 16)
+
 struct lm_w {
     const void *p; /* rows in the map, ggml type t */
     enum ggml_type t;
@@ -59,6 +63,7 @@ struct lm_model {
 
     /* Activations for cap entries, one slab. */
     int cap;
+    long att_pool_min;
     float *slab;
     float *x;    /* (cap, C) residual stream */
     float *xb;   /* (cap, C) normed input / projection output */
@@ -68,7 +73,8 @@ struct lm_model {
     float *att;  /* (cap, QD) attention output */
     float *hb;   /* (cap, F) gate, then swiglu */
     float *hb2;  /* (cap, F) up */
-    float *acc;  /* (nth, HD) per-thread attention accumulator */
+    float *attw; /* (nth, attw_per_thread) attention scratch, see attend() */
+    size_t attw_per_thread;
     int *pos;    /* (cap) positions of the chunk's entries */
     int *eblk;   /* (cap) KV block of each entry */
     int *erow;   /* (cap) row in that block */
@@ -197,9 +203,12 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
     }
     m->nth = tpool_nthreads(m->pool);
     m->cap = opts && opts->max_batch > 0 ? opts->max_batch : 512;
+    m->att_pool_min = opts && opts->att_pool_min ? opts->att_pool_min : ATT_POOL_MIN;
+    int G = m->NH / m->NKV;
+    m->attw_per_thread = (size_t)G * (LM_KV_MAX_BLOCK + m->HD + 2);
     size_t cap = (size_t)m->cap;
     size_t nf = cap * (2 * (size_t)m->C + 2 * (size_t)m->QD + 2 * (size_t)m->KVD + 2 * (size_t)m->F) +
-                (size_t)m->nth * m->HD;
+                (size_t)m->nth * m->attw_per_thread;
     m->slab = malloc(nf * sizeof(float));
     m->pos = malloc(3 * cap * sizeof(int));
     if (!m->slab || !m->pos) {
@@ -215,7 +224,7 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
     m->v = p, p += cap * m->KVD;
     m->hb = p, p += cap * m->F;
     m->hb2 = p, p += cap * m->F;
-    m->acc = p;
+    m->attw = p;
     m->eblk = m->pos + cap;
     m->erow = m->eblk + cap;
     *out = m;
@@ -314,39 +323,63 @@ struct att_job {
     struct lm_kv *kv;
     const struct lm_batch_entry *e; /* (T) */
     int T, l;
-    atomic_int next; /* next (entry, head) unit to claim */
+    atomic_int next; /* next (entry, kv head) unit to claim */
 };
 
-/* out (HD) = softmax(q·K^T / sqrt(HD)) V over positions 0..pos of seq, K/V head
- * kvh of layer l, one pass with a running max. */
+/* The G = NH/NKV query heads that share K/V head kvh, for one entry at
+ * position pos of sequence s, layer l: out (G, HD) = softmax(q K^T / sqrt(HD)) V
+ * over positions 0..pos. One pass over the blocks: a block's scores for all G
+ * heads (its K rows stay in L1 while the heads reuse them), then one rescale
+ * of the running sums per block when its max is a new maximum.
+ * Scratch w: sc (G, BS), acc (G, HD), mx (G), sum (G). */
 static void attend(const struct lm_model *m, const struct lm_kv *kv, const struct lm_seq *s, int l, int kvh, int pos,
-                   const float *q, float *acc, float *out)
+                   const float *q, float *w, float *out)
 {
-    const int HD = m->HD, BS = kv->BS;
+    const int HD = m->HD, BS = kv->BS, G = m->NH / m->NKV;
     const float scale = 1.0f / sqrtf((float)HD);
-    float mx = -INFINITY, sum = 0.0f;
-    memset(acc, 0, (size_t)HD * sizeof(float));
-    for (int p = 0; p <= pos; p++) {
-        size_t off = kv_off(kv, s->tab[p / BS], l, p % BS) + (size_t)kvh * HD;
-        float sc = kv->f16 ? nn_dot_f16(q, (const uint16_t *)kv->k + off, HD) : nn_dot_f32(q, (const float *)kv->k + off, HD);
-        sc *= scale;
-        if (sc > mx) {
-            float c = expf(mx - sc); /* 0 on the first position */
-            sum *= c;
-            for (int i = 0; i < HD; i++)
-                acc[i] *= c;
-            mx = sc;
-        }
-        float w = expf(sc - mx);
-        sum += w;
-        if (kv->f16)
-            nn_axpy_f16(acc, w, (const uint16_t *)kv->v + off, HD);
-        else
-            nn_axpy_f32(acc, w, (const float *)kv->v + off, HD);
+    float *sc = w, *acc = sc + (size_t)G * BS, *mx = acc + (size_t)G * HD, *sum = mx + G;
+    for (int g = 0; g < G; g++) {
+        mx[g] = -INFINITY;
+        sum[g] = 0.0f;
     }
-    float inv = 1.0f / sum;
-    for (int i = 0; i < HD; i++)
-        out[i] = acc[i] * inv;
+    memset(acc, 0, (size_t)G * HD * sizeof(float));
+    for (int p0 = 0; p0 <= pos; p0 += BS) {
+        int n = pos - p0 + 1 < BS ? pos - p0 + 1 : BS;
+        size_t base = kv_off(kv, s->tab[p0 / BS], l, 0) + (size_t)kvh * HD;
+        for (int g = 0; g < G; g++) {
+            const float *qg = q + (size_t)g * HD;
+            float *sg = sc + (size_t)g * BS, bm = -INFINITY;
+            for (int j = 0; j < n; j++) {
+                size_t off = base + (size_t)j * kv->KVD;
+                float d = kv->f16 ? nn_dot_f16(qg, (const uint16_t *)kv->k + off, HD)
+                                  : nn_dot_f32(qg, (const float *)kv->k + off, HD);
+                sg[j] = d * scale;
+                bm = sg[j] > bm ? sg[j] : bm;
+            }
+            float *ag = acc + (size_t)g * HD;
+            if (bm > mx[g]) {
+                float c = expf(mx[g] - bm); /* 0 on the first block */
+                sum[g] *= c;
+                for (int i = 0; i < HD; i++)
+                    ag[i] *= c;
+                mx[g] = bm;
+            }
+            for (int j = 0; j < n; j++) {
+                size_t off = base + (size_t)j * kv->KVD;
+                float wj = expf(sg[j] - mx[g]);
+                sum[g] += wj;
+                if (kv->f16)
+                    nn_axpy_f16(ag, wj, (const uint16_t *)kv->v + off, HD);
+                else
+                    nn_axpy_f32(ag, wj, (const float *)kv->v + off, HD);
+            }
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        float inv = 1.0f / sum[g];
+        for (int i = 0; i < HD; i++)
+            out[(size_t)g * HD + i] = acc[(size_t)g * HD + i] * inv;
+    }
 }
 
 static void att_worker(void *ctx, int ith, int nth)
@@ -354,17 +387,32 @@ static void att_worker(void *ctx, int ith, int nth)
     (void)nth;
     struct att_job *j = ctx;
     struct lm_model *m = j->m;
-    const int NH = m->NH, group = m->NH / m->NKV;
-    float *acc = m->acc + (size_t)ith * m->HD;
+    const int NKV = m->NKV, G = m->NH / m->NKV;
+    float *w = m->attw + (size_t)ith * m->attw_per_thread;
     for (;;) {
         int u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (u >= j->T * NH)
+        if (u >= j->T * NKV)
             break;
-        int t = u / NH, h = u % NH;
+        int t = u / NKV, kvh = u % NKV;
         const struct lm_seq *s = &j->kv->seqs[j->e[t].seq];
-        attend(m, j->kv, s, j->l, h / group, m->pos[t], m->q + (size_t)t * m->QD + (size_t)h * m->HD, acc,
-               m->att + (size_t)t * m->QD + (size_t)h * m->HD);
+        size_t qo = (size_t)t * m->QD + (size_t)kvh * G * m->HD;
+        attend(m, j->kv, s, j->l, kvh, m->pos[t], m->q + qo, w, m->att + qo);
     }
+}
+
+/* Attention of one layer for the chunk. Small work (short contexts, few
+ * entries) runs on the calling thread: waking the pool would cost more. */
+static void attention(struct lm_model *m, struct lm_kv *kv, const struct lm_batch_entry *e, int T, int l)
+{
+    struct att_job job = {.m = m, .kv = kv, .e = e, .T = T, .l = l};
+    atomic_init(&job.next, 0);
+    long work = 0;
+    for (int t = 0; t < T; t++)
+        work += (long)(m->pos[t] + 1) * m->QD;
+    if (m->att_pool_min > 0 && work < m->att_pool_min)
+        att_worker(&job, 0, 1);
+    else
+        tpool_run(m->pool, att_worker, &job);
 }
 
 /* ---- forward --------------------------------------------------------------------- */
@@ -402,9 +450,7 @@ static int forward_chunk(struct lm_model *m, struct lm_kv *kv, const struct lm_b
                 memcpy((float *)kv->v + off, m->v + (size_t)t * KVD, (size_t)KVD * sizeof(float));
             }
         }
-        struct att_job job = {.m = m, .kv = kv, .e = e, .T = T, .l = l};
-        atomic_init(&job.next, 0);
-        tpool_run(m->pool, att_worker, &job);
+        attention(m, kv, e, T, l);
         if ((rc = tensor_matmul(m->pool, m->xb, m->att, ly->wo.p, ly->wo.t, T, QD, C)))
             return rc;
         nn_axpy_f32(m->x, 1.0f, m->xb, T * C);

@@ -58,6 +58,9 @@ struct lm_model_opts {
     int nthreads;  /* compute threads counting the caller; <= 0: online CPUs */
     int max_batch; /* activations are sized for this many entries; larger batches run in
                       chunks of it. <= 0: 512 */
+    long att_pool_min; /* a layer's attention runs on the pool from this many multiply-adds
+                          (positions x NH*HD, summed over the chunk), on the caller below;
+                          0: default (65536); < 0: always on the pool */
 };
 
 /* Open path, check it is a complete Llama model whose tensor types the kernels
@@ -86,9 +89,10 @@ const char *lm_model_errmsg(const struct lm_model *m);
 /* ---- paged KV cache ------------------------------------------------------- */
 
 #define LM_KV_DEFAULT_BLOCK 16
+#define LM_KV_MAX_BLOCK 256 /* tokens per block at most */
 
 struct lm_kv_opts {
-    int block_tokens; /* BS; <= 0: LM_KV_DEFAULT_BLOCK */
+    int block_tokens; /* BS, at most LM_KV_MAX_BLOCK; <= 0: LM_KV_DEFAULT_BLOCK */
     int n_blocks;     /* NB, the pool size */
     int max_seqs;     /* sequence slots */
     int max_seq_len;  /* positions per sequence (rounded up to whole blocks); <= 0: n_ctx */

@@ -316,11 +316,15 @@ static void teardown(void)
     tu_rmdir(tmpdir);
 }
 
+/* Where attention runs: 0 the engine's default (small work on the caller),
+ * -1 always on the pool; tests set it to cover both paths. */
+static long att_pool_min;
+
 static struct lm_model *load(const char *path, int nthreads, int max_batch)
 {
     struct lm_model *m;
     char err[256];
-    struct lm_model_opts o = {.nthreads = nthreads, .max_batch = max_batch};
+    struct lm_model_opts o = {.nthreads = nthreads, .max_batch = max_batch, .att_pool_min = att_pool_min};
     cr_assert_eq(lm_model_load(&m, path, &o, err, sizeof(err)), 0, "%s", err);
     return m;
 }
@@ -447,6 +451,7 @@ TestSuite(model, .init = setup, .fini = teardown, .timeout = 120);
 Test(model, f32_matches_reference_prompt_batch)
 {
     float scale;
+    att_pool_min = -1;
     float d = engine_vs_ref(GGML_TYPE_F32, 0, 0, 4, 0, &scale, NULL);
     cr_assert(scale > 0.5f, "logits too flat to test (rms %g)", scale);
     cr_assert_leq(d, 2e-4f, "max |engine - reference| = %g (logit rms %g)", d, scale);
@@ -472,6 +477,7 @@ Test(model, tied_output_matches_reference)
 Test(model, f16_kv_matches_reference)
 {
     float scale;
+    att_pool_min = -1;
     float d = engine_vs_ref(GGML_TYPE_F32, 0, 1, 4, 0, &scale, NULL);
     cr_assert_leq(d, 1e-2f, "max diff %g", d);
     cr_assert_gt(d, 0.0f, "F16 KV gave bit-identical logits: is it really F16?");
@@ -614,6 +620,11 @@ static void batched_equals_separate(enum ggml_type t, int f16kv)
 
 Test(model, batched_greedy_equals_separate_f32) { batched_equals_separate(GGML_TYPE_F32, 0); }
 Test(model, batched_greedy_equals_separate_q8_0_f16kv) { batched_equals_separate(GGML_TYPE_Q8_0, 1); }
+Test(model, batched_greedy_equals_separate_pooled_attention)
+{
+    att_pool_min = -1;
+    batched_equals_separate(GGML_TYPE_F16, 0);
+}
 
 /* A second sequence whose prompt starts with a cached prefix reuses its
  * blocks; its logits equal recomputing everything in a fresh cache with the
