@@ -15,7 +15,8 @@
  *                for the full corpus is extrapolated from the slice (stated as such)
  *   encode_*     tok_encode (heap merge, word cache) vs tok_encode_naive
  *                (encoder.py's rescan-per-merge), same text, same vocabulary, same
- *                output checked; also on long unbroken words, where O(L^2) shows
+ *                output checked, best of 3; also on the corpus's letters run
+ *                together into 2-4 KB words, where the rescan goes quadratic
  *
  * Prints `name value unit` lines; the machine is whatever runs it (noisy, shared:
  * read the ratios).
@@ -179,29 +180,37 @@ static int same_vocab(const struct tok *a, const struct tok *b)
     return 1;
 }
 
-/* Encode text with both encoders; check they agree; print MB/s and the ratio. */
+/* Encode text with both encoders, best of 3 interleaved runs each (the machine
+ * is shared: the minimum is the least disturbed); check they agree; print MB/s
+ * and the ratio. */
 static void bench_encode(const char *name, const struct tok *t, const char *s, size_t n)
 {
     struct tok_ids a, b;
     tok_ids_init(&a, 0);
     tok_ids_init(&b, 0);
-    struct tok_cache *c = tok_cache_new(t);
-    double t0 = now();
-    int rc = tok_encode(t, c, s, n, 0, &a);
-    double t1 = now();
-    if (rc || (rc = tok_encode_naive(t, s, n, &b)))
-        die("encode", rc);
-    double t2 = now();
-    if (a.len != b.len || memcmp(a.ids, b.ids, a.len * sizeof(int32_t))) {
-        fprintf(stderr, "bench/tokenize: %s: the encoders disagree\n", name);
-        exit(1);
+    double best_fast = 1e30, best_slow = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        a.len = b.len = 0;
+        struct tok_cache *c = tok_cache_new(t); /* cold cache every run: no unfair warm-up */
+        double t0 = now();
+        int rc = tok_encode(t, c, s, n, 0, &a);
+        double t1 = now();
+        if (rc || (rc = tok_encode_naive(t, s, n, &b)))
+            die("encode", rc);
+        double t2 = now();
+        tok_cache_free(c);
+        if (a.len != b.len || memcmp(a.ids, b.ids, a.len * sizeof(int32_t))) {
+            fprintf(stderr, "bench/tokenize: %s: the encoders disagree\n", name);
+            exit(1);
+        }
+        best_fast = t1 - t0 < best_fast ? t1 - t0 : best_fast;
+        best_slow = t2 - t1 < best_slow ? t2 - t1 : best_slow;
     }
-    double fast = (double)n / 1e6 / (t1 - t0), slow = (double)n / 1e6 / (t2 - t1);
+    double fast = (double)n / 1e6 / best_fast, slow = (double)n / 1e6 / best_slow;
     printf("%s_mb_s %.2f MB/s\n", name, fast);
     printf("%s_naive_mb_s %.2f MB/s\n", name, slow);
     printf("%s_speedup %.2f x\n", name, fast / slow);
     printf("%s_bytes_per_token %.2f bytes\n", name, (double)n / (double)a.len);
-    tok_cache_free(c);
     tok_ids_release(&a);
     tok_ids_release(&b);
 }
@@ -275,12 +284,20 @@ int main(void)
     bench_encode("encode", big, text.data, enc);
     struct buf longw;
     buf_init(&longw, 0);
-    for (size_t i = 0; longw.len < (1u << 20); i++) {
-        /* 2-4 KB "words": letters only, so the regex keeps each whole */
-        size_t wl = 2000 + (i * 7919) % 2000;
-        for (size_t k = 0; k < wl; k++)
-            buf_putc(&longw, "etaoinshrdlu"[(i * 31 + k * k) % 12]);
-        buf_putc(&longw, '\n');
+    /* the corpus's letters with everything else removed, cut into 2-4 KB words:
+     * text without spaces (URLs, run-together words) where many different merges
+     * apply inside one word and the rescan-per-merge encoder goes quadratic */
+    size_t wl = 0, want = 2000;
+    for (size_t i = 0; i < text.len && longw.len < (256u << 10); i++) {
+        char ch = text.data[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
+            continue;
+        buf_putc(&longw, ch);
+        if (++wl == want) {
+            buf_putc(&longw, '\n');
+            wl = 0;
+            want = 2000 + (longw.len * 7919) % 2000;
+        }
     }
     bench_encode("encode_longwords", big, longw.data, longw.len);
     buf_release(&longw);

@@ -46,7 +46,7 @@ static struct tok *load_model(const char *cmd, const char *path)
     char err[512];
     struct gguf *g;
     if (gguf_open(&g, path, err, sizeof(err)))
-        cli_die("%s: %s", path, err);
+        cli_die("%s", err); /* the reader's message names the file */
     struct tok *t;
     if (tok_load_gguf(&t, g, err, sizeof(err)))
         cli_die("%s: %s", path, err);

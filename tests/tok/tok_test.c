@@ -626,7 +626,7 @@ static void assert_same_encoding(const struct tok *t, const struct tok *u, const
     encode(t, s, strlen(s), flags, &a);
     encode(u, s, strlen(s), flags, &b);
     cr_assert_eq(a.len, b.len, "\"%s\"", s);
-    cr_assert_eq(memcmp(a.ids, b.ids, a.len * 4), 0, "\"%s\"", s);
+    cr_assert(a.len == 0 || memcmp(a.ids, b.ids, a.len * 4) == 0, "\"%s\"", s);
     tok_ids_release(&a);
     tok_ids_release(&b);
 }
