@@ -821,3 +821,124 @@ Test(tok_spm, gguf_round_trip)
     gguf_close(g);
     tok_free(t);
 }
+
+/* ---- external references (tests/fixtures/tok/README.md) ---- */
+
+static FILE *fixture(const char *name)
+{
+    const char *root = getenv("AISLE_ROOT");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/tests/fixtures/tok/%s", root ? root : ".", name);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "fixture %s (set AISLE_ROOT)", path);
+    return f;
+}
+
+/* Hex text -> bytes in out (NUL-terminated); returns the length. */
+static size_t unhex(const char *hex, size_t n, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        unsigned v;
+        cr_assert_eq(sscanf(hex + i, "%2x", &v), 1);
+        out[k++] = (char)v;
+    }
+    out[k] = '\0';
+    return k;
+}
+
+Test(tok_pretok, splits_like_python_regex_on_400_random_strings)
+{
+    FILE *f = fixture("gpt2-splits.tsv");
+    void *re;
+    cr_assert_eq(tok_regex_new(&re, NULL, 0), 0);
+    void *md = tok_match_data_new(re);
+    char line[4096], text[2048];
+    int cases = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char *tab = strchr(line, '\t');
+        cr_assert_not_null(tab);
+        size_t n = unhex(line, (size_t)(tab - line), text);
+        struct tok_pretok it;
+        tok_pretok_init(&it, re, md, text, n);
+        char *p = tab + 1, *end;
+        size_t start, len;
+        while (tok_pretok_next(&it, &start, &len)) {
+            long want = strtol(p, &end, 10);
+            cr_assert_neq(end, p, "case %d: more words than Python's regex finds", cases);
+            cr_assert_eq((long)len, want, "case %d: word at %zu is %zu bytes, Python's regex says %ld", cases, start,
+                         len, want);
+            p = end;
+        }
+        strtol(p, &end, 10);
+        cr_assert_eq(end, p, "case %d: fewer words than Python's regex finds", cases);
+        cases++;
+    }
+    cr_assert_eq(cases, 400);
+    fclose(f);
+    tok_match_data_free(md);
+    tok_regex_free(re);
+}
+
+Test(tok_spm, matches_sentencepiece_on_a_trained_model)
+{
+    FILE *f = fixture("spm-bpe2000.vocab.tsv");
+    char line[8192];
+    size_t n = 0;
+    char **texts = calloc(2000, sizeof(*texts));
+    size_t *lens = calloc(2000, sizeof(*lens));
+    float *scores = calloc(2000, sizeof(*scores));
+    int32_t *types = calloc(2000, sizeof(*types));
+    while (fgets(line, sizeof(line), f)) {
+        cr_assert_lt(n, 2000);
+        char *tab = strchr(line, '\t');
+        texts[n] = malloc((size_t)(tab - line) / 2 + 1);
+        lens[n] = unhex(line, (size_t)(tab - line), texts[n]);
+        cr_assert_eq(sscanf(tab + 1, "%f\t%d", &scores[n], &types[n]), 2);
+        n++;
+    }
+    fclose(f);
+    struct tok_spm_spec spec = {.tokens = (const char *const *)texts, .lens = lens, .scores = scores, .types = types,
+                                .n = n, .bos = 1, .eos = 2, .eot = -1, .unk = 0, .pad = -1, .add_bos = 1,
+                                .add_space_prefix = 1};
+    struct tok *t;
+    char err[256];
+    cr_assert_eq(tok_new_spm(&t, &spec, err, sizeof(err)), 0, "%s", err);
+    f = fixture("spm-bpe2000.expected.tsv");
+    char text[4096];
+    struct tok_ids v;
+    tok_ids_init(&v, 0);
+    struct buf out;
+    buf_init(&out, 0);
+    int cases = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char *tab = strchr(line, '\t');
+        size_t len = unhex(line, (size_t)(tab - line), text);
+        encode(t, text, len, 0, &v);
+        char *p = tab + 1, *end;
+        for (size_t i = 0; i < v.len; i++) {
+            long want = strtol(p, &end, 10);
+            cr_assert_neq(end, p, "line %d (%s): more ids than sentencepiece", cases, text);
+            cr_assert_eq(v.ids[i], want, "line %d (%s): id %zu is %d, sentencepiece says %ld", cases, text, i, v.ids[i],
+                         want);
+            p = end;
+        }
+        strtol(p, &end, 10);
+        cr_assert_eq(end, p, "line %d (%s): fewer ids than sentencepiece", cases, text);
+        buf_reset(&out);
+        cr_assert_eq(tok_decode(t, v.ids, v.len, 0, &out), 0);
+        cr_assert(out.len == len && !memcmp(out.data, text, len), "line %d decodes to \"%s\"", cases, out.data);
+        cases++;
+    }
+    cr_assert_eq(cases, 67);
+    fclose(f);
+    buf_release(&out);
+    tok_ids_release(&v);
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(lens);
+    free(scores);
+    free(types);
+    tok_free(t);
+}
