@@ -11,7 +11,9 @@
  * before each decode measurement: a streaming read of a 512 MiB buffer by the
  * model's own pool threads (best of 5), so the roofline is bandwidth / bytes
  * of weights one token reads (every matrix plus one embedding row). Decode
- * and batch figures come from model/speed.h, the code `aisle bench model` runs.
+ * and batch figures come from model/speed.h, the code `aisle bench model` runs,
+ * best of 3 runs each, like the bandwidth (best of 5): on a shared machine
+ * the best run is the least disturbed one.
  *
  * Output: `name value unit` lines on stdout; `#` lines are context.
  * Usage: model [--threads N] [--steps N] [--dir DIR] [--types f32,f16,q8_0,q4_0] [--keep]
@@ -205,11 +207,11 @@ int main(int argc, char **argv)
         printf("# %s: file written and loaded in %.1f s\n", names[k], now() - t0);
         /* Page the weights in (the map is lazy) before anything is timed. */
         double warm;
-        if ((rc = lm_speed_decode(m, 1, 1, 2, 0, &warm)))
+        if ((rc = lm_speed_decode(m, 1, 1, 2, 1, 0, &warm)))
             die("warm-up", rc, lm_model_errmsg(m));
         double bw = bandwidth(lm_model_pool(m), bwbuf);
         size_t bpt = lm_model_bytes_per_token(m);
-        if ((rc = lm_speed_decode(m, 1, 16, steps, 0, &one[k])))
+        if ((rc = lm_speed_decode(m, 1, 16, steps, 3, 0, &one[k])))
             die("decode", rc, lm_model_errmsg(m));
         double roof = bw / (double)bpt;
         printf("bandwidth_read_%s %.2f GB/s\n", names[k], bw / 1e9);
@@ -220,13 +222,13 @@ int main(int argc, char **argv)
         fflush(stdout);
         if (tps[k] == GGML_TYPE_Q8_0) {
             double pf;
-            if ((rc = lm_speed_prefill(m, 256, 2, 0, &pf)))
+            if ((rc = lm_speed_prefill(m, 256, 3, 0, &pf)))
                 die("prefill", rc, lm_model_errmsg(m));
             printf("prefill_256_%s %.1f tok/s\n", names[k], pf);
         }
         if (tps[k] == GGML_TYPE_Q8_0 || tps[k] == GGML_TYPE_F32) {
             double b16;
-            if ((rc = lm_speed_decode(m, 16, 16, steps / 2 > 0 ? steps / 2 : 1, 0, &b16)))
+            if ((rc = lm_speed_decode(m, 16, 16, steps / 2 > 0 ? steps / 2 : 1, 3, 0, &b16)))
                 die("batch decode", rc, lm_model_errmsg(m));
             printf("decode_batch16_%s %.1f tok/s\n", names[k], b16);
             printf("decode_batch16_vs_1_%s %.2f x\n", names[k], b16 / one[k]);

@@ -20,7 +20,8 @@ static const char usage_text[] =
     "\n"
     "Measure the engine on a model with random token ids: prefill tokens/s of\n"
     "one prompt, then decode tokens/s of 1, 4, 8, 16 and 32 sequences stepping\n"
-    "together (each after a prompt of 16 tokens). Output: 'name value unit' lines.\n"
+    "together (each after a prompt of 16 tokens); best of 3 runs each.\n"
+    "Output: 'name value unit' lines.\n"
     "\n"
     "  --model FILE   a Llama-family GGUF model\n"
     "  --threads N    compute threads (default: all CPUs)\n"
@@ -65,7 +66,7 @@ static int bench_model(int argc, char **argv)
     static const int batches[] = {1, 4, 8, 16, 32};
     double one = 0;
     for (size_t i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
-        if ((rc = lm_speed_decode(m, batches[i], 16, steps, f16, &tps)))
+        if ((rc = lm_speed_decode(m, batches[i], 16, steps, 3, f16, &tps)))
             cli_die("decode: %s: %s", aisle_strerror(rc), lm_model_errmsg(m));
         if (i == 0)
             one = tps;

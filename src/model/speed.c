@@ -80,18 +80,16 @@ int lm_speed_prefill(struct lm_model *m, int n, int reps, int kv_f16, double *tp
     return rc;
 }
 
-int lm_speed_decode(struct lm_model *m, int nseq, int prompt, int steps, int kv_f16, double *tps)
+/* One run of lm_speed_decode. */
+static int decode_once(struct lm_model *m, int nseq, int prompt, int steps, int kv_f16, uint64_t seed, double *tps)
 {
-    if (nseq <= 0 || prompt <= 0 || steps <= 0)
-        return AISLE_EINVAL;
     struct rig r;
     int V = lm_model_n_vocab(m);
     int rc = rig_init(&r, m, nseq, prompt + steps + 1, nseq * prompt, nseq, kv_f16);
-    uint64_t s = 2;
     if (!rc) {
         for (int q = 0; q < nseq; q++)
             for (int i = 0; i < prompt; i++)
-                lm_batch_add(&r.b, r.seq[q], i, next_token(&s, V), i == prompt - 1);
+                lm_batch_add(&r.b, r.seq[q], i, next_token(&seed, V), i == prompt - 1);
         rc = lm_decode(m, r.kv, &r.b, r.logits);
     }
     double t0 = 0;
@@ -100,7 +98,7 @@ int lm_speed_decode(struct lm_model *m, int nseq, int prompt, int steps, int kv_
             t0 = now();
         r.b.n = 0;
         for (int q = 0; q < nseq; q++)
-            lm_batch_add(&r.b, r.seq[q], prompt + k, next_token(&s, V), 1);
+            lm_batch_add(&r.b, r.seq[q], prompt + k, next_token(&seed, V), 1);
         rc = lm_decode(m, r.kv, &r.b, r.logits);
     }
     double dt = now() - t0;
@@ -108,4 +106,20 @@ int lm_speed_decode(struct lm_model *m, int nseq, int prompt, int steps, int kv_
     if (!rc)
         *tps = (double)nseq * steps / dt;
     return rc;
+}
+
+int lm_speed_decode(struct lm_model *m, int nseq, int prompt, int steps, int reps, int kv_f16, double *tps)
+{
+    if (nseq <= 0 || prompt <= 0 || steps <= 0 || reps <= 0)
+        return AISLE_EINVAL;
+    double best = 0;
+    for (int k = 0; k < reps; k++) {
+        double t;
+        int rc = decode_once(m, nseq, prompt, steps, kv_f16, 2 + (uint64_t)k, &t);
+        if (rc)
+            return rc;
+        best = t > best ? t : best;
+    }
+    *tps = best;
+    return 0;
 }

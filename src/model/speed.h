@@ -21,7 +21,9 @@
 int lm_speed_prefill(struct lm_model *m, int n, int reps, int kv_f16, double *tokens_per_s);
 /* nseq sequences each given a prompt of prompt tokens (untimed), then steps
  * decode calls of nseq entries (one token per sequence); tokens/s over the
- * timed steps = nseq * steps / seconds. */
-int lm_speed_decode(struct lm_model *m, int nseq, int prompt, int steps, int kv_f16, double *tokens_per_s);
+ * timed steps = nseq * steps / seconds, best of reps such runs (on a shared
+ * machine the best run is the one least disturbed by other processes). */
+int lm_speed_decode(struct lm_model *m, int nseq, int prompt, int steps, int reps, int kv_f16,
+                    double *tokens_per_s);
 
 #endif
