@@ -51,10 +51,9 @@ static struct tok *load_model(const char *cmd, const char *path)
     if (tok_load_gguf(&t, g, err, sizeof(err)))
         cli_die("%s: %s", path, err);
     gguf_close(g);
-    const char *pre = tok_pre(t);
-    if (pre && strcmp(pre, "gpt-2") != 0)
+    if (!tok_pre_known(t))
         fprintf(stderr, "aisle %s: warning: pre-tokenizer '%s' is read as GPT-2's; splits may differ from llama.cpp\n",
-                cmd, pre);
+                cmd, tok_pre(t));
     return t;
 }
 

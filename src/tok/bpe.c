@@ -66,11 +66,39 @@ int tok_cp_to_byte(uint32_t cp)
 
 /* ---- the pre-tokenizer ---- */
 
-int tok_regex_new(void **re, char *err, size_t errlen)
+/* Llama 3's pattern as llama.cpp spells it (case-insensitive contractions
+ * written out, so U+017F and U+212A do not fold into them), with the same
+ * U+180E adjustment as above. */
+const char tok_llama3_pattern[] =
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"
+    "| ?(?:[^\\s\\p{L}\\p{N}]|\\x{180E})+[\\r\\n]*|[^\\S\\x{180E}]*[\\r\\n]+"
+    "|[^\\S\\x{180E}]+(?![^\\s]|\\x{180E})|[^\\S\\x{180E}]+";
+
+int tok_pre_info(const char *pre, const char **pattern, int *ignore_merges, int *add_bos)
+{
+    static const char *const gpt2[] = {"gpt-2", "phi-2"};
+    static const char *const llama3[] = {"llama-bpe", "llama3", "llama-v3", "falcon3"};
+    *pattern = tok_gpt2_pattern;
+    *ignore_merges = 0;
+    *add_bos = 0;
+    for (size_t i = 0; pre && i < sizeof(llama3) / sizeof(llama3[0]); i++)
+        if (!strcmp(pre, llama3[i])) {
+            *pattern = tok_llama3_pattern;
+            *ignore_merges = 1;
+            *add_bos = 1;
+            return 1;
+        }
+    for (size_t i = 0; pre && i < sizeof(gpt2) / sizeof(gpt2[0]); i++)
+        if (!strcmp(pre, gpt2[i]))
+            return 1;
+    return 0;
+}
+
+int tok_regex_new(void **re, const char *pattern, char *err, size_t errlen)
 {
     int code;
     PCRE2_SIZE off;
-    pcre2_code *r = pcre2_compile((PCRE2_SPTR)tok_gpt2_pattern, PCRE2_ZERO_TERMINATED,
+    pcre2_code *r = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &off, NULL);
     if (!r) {
         PCRE2_UCHAR msg[160];
@@ -260,7 +288,10 @@ int tok_new_bpe(struct tok **out, const struct tok_bpe_spec *spec, char *err, si
     t->pre = strdup(spec->pre ? spec->pre : "gpt-2");
     if (!t->pre || (spec->chat_template && !(t->chat_template = strdup(spec->chat_template))))
         goto fail;
-    if ((rc = tok_regex_new(&t->re, err, errlen)))
+    const char *pattern;
+    int add_bos_default;
+    t->pre_known = tok_pre_info(t->pre, &pattern, &t->ignore_merges, &add_bos_default);
+    if ((rc = tok_regex_new(&t->re, pattern, err, errlen)))
         goto fail;
     *out = t;
     return 0;
@@ -389,6 +420,21 @@ static int bpe_word_cached(const struct tok *t, struct tok_cache *c, const unsig
     return 0;
 }
 
+/* Llama 3 (ignore_merges): the token whose text is the whole word's visible
+ * form, or -1. scratch holds the visible form. */
+static int32_t whole_word(const struct tok *t, struct buf *scratch, const unsigned char *w, size_t n)
+{
+    if (n < 2 || n > TOK_MAX_TOKEN_LEN)
+        return -1;
+    buf_reset(scratch);
+    for (size_t i = 0; i < n; i++) {
+        char vis[4];
+        if (buf_append(scratch, vis, tok_utf8_put(vis, tok_byte_to_cp(w[i]))))
+            return -1; /* out of memory: merging gives the same answer, only slower */
+    }
+    return tok_find(t, scratch->data, scratch->len);
+}
+
 int tok_bpe_encode_fragment(const struct tok *t, struct tok_cache *c, const char *s, size_t n, struct tok_ids *out)
 {
     struct tok_pretok it;
@@ -397,7 +443,10 @@ int tok_bpe_encode_fragment(const struct tok *t, struct tok_cache *c, const char
     while (tok_pretok_next(&it, &start, &len)) {
         const unsigned char *w = (const unsigned char *)s + start;
         int rc;
-        if (len == 1)
+        int32_t whole = t->ignore_merges ? whole_word(t, &c->esc, w, len) : -1;
+        if (whole >= 0)
+            rc = tok_ids_push(out, whole);
+        else if (len == 1)
             rc = tok_ids_push(out, t->byte_tok[w[0]]);
         else if (len <= WC_MAX_WORD)
             rc = bpe_word_cached(t, c, w, len, out);
@@ -421,6 +470,8 @@ int tok_encode_naive(const struct tok *t, const char *text, size_t n, struct tok
     void *md = tok_match_data_new(t->re);
     int32_t *sym = NULL;
     size_t cap = 0;
+    struct buf scratch;
+    buf_init(&scratch, 0);
     int rc = md ? 0 : AISLE_ENOMEM;
     struct tok_pretok it;
     tok_pretok_init(&it, t->re, md, text, n);
@@ -434,6 +485,11 @@ int tok_encode_naive(const struct tok *t, const char *text, size_t n, struct tok
             }
             sym = ns;
             cap = len;
+        }
+        int32_t whole = t->ignore_merges ? whole_word(t, &scratch, (const unsigned char *)text + start, len) : -1;
+        if (whole >= 0) {
+            rc = tok_ids_push(out, whole);
+            continue;
         }
         size_t k = len;
         for (size_t i = 0; i < len; i++)
@@ -466,6 +522,7 @@ int tok_encode_naive(const struct tok *t, const char *text, size_t n, struct tok
             rc = tok_ids_push(out, sym[i]);
     }
     free(sym);
+    buf_release(&scratch);
     tok_match_data_free(md);
     return rc;
 }

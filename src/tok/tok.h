@@ -152,9 +152,11 @@ int32_t tok_eot(const struct tok *t); /* -1 when none */
 /* 1 when id ends generation (EOS or EOT). */
 int tok_is_eog(const struct tok *t, int32_t id);
 const char *tok_chat_template_of(const struct tok *t); /* NULL when none */
-/* BPE: tokenizer.ggml.pre. Only "gpt-2" (what Aisle writes) is guaranteed to
- * split text as llama.cpp does; others load with the GPT-2 pattern. NULL for SPM. */
+/* BPE: tokenizer.ggml.pre. The GPT-2 family ("gpt-2", "phi-2") and the Llama-3
+ * family ("llama-bpe", "llama3", "llama-v3", "falcon3") split as in llama.cpp;
+ * others load with the GPT-2 pattern and tok_pre_known() is 0. NULL for SPM. */
 const char *tok_pre(const struct tok *t);
+int tok_pre_known(const struct tok *t);
 
 /* ---- encoding ---- */
 
@@ -224,8 +226,10 @@ int tok_chat_format(const struct tok_chat_msg *msgs, size_t n, int add_generatio
 
 /* ---- the GPT-2 pre-tokenizer, shared with the trainer ---- */
 
-/* The GPT-2 pattern as PCRE2 source. */
+/* The GPT-2 pattern as PCRE2 source (what Aisle's vocabularies use). */
 extern const char tok_gpt2_pattern[];
+/* The Llama-3 pattern (tokenizer.ggml.pre "llama-bpe" and kin). */
+extern const char tok_llama3_pattern[];
 /* Iterates over the pre-tokens ("words") of a byte string. Words tile the input:
  * regex matches plus the runs of bytes between them (invalid UTF-8). */
 struct tok_pretok {
@@ -237,9 +241,10 @@ struct tok_pretok {
     int have_match;      /* 1 match pending, 0 none searched yet, -1 no more */
     int jit;             /* the pattern was JIT-compiled */
 };
-/* Compile the GPT-2 pattern with JIT. *re must be released with tok_regex_free.
- * 0 or AISLE_ENOMEM / AISLE_EINVAL (with PCRE2's message in err). */
-int tok_regex_new(void **re, char *err, size_t errlen);
+/* Compile a pre-tokenizer pattern (tok_gpt2_pattern, tok_llama3_pattern) with
+ * JIT. *re must be released with tok_regex_free. 0 or AISLE_ENOMEM /
+ * AISLE_EINVAL (with PCRE2's message in err). */
+int tok_regex_new(void **re, const char *pattern, char *err, size_t errlen);
 void tok_regex_free(void *re);
 void *tok_match_data_new(const void *re);
 void tok_match_data_free(void *md);

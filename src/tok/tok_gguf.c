@@ -172,12 +172,17 @@ int tok_load_gguf(struct tok **out, const struct gguf *g, char *err, size_t errl
             rc = AISLE_ENOMEM;
             goto done;
         }
-        /* llama.cpp's defaults for "gpt2" files that name no special tokens */
+        /* llama.cpp's defaults for "gpt2" files that name no special tokens; the
+         * Llama-3 pre-tokenizers default to adding BOS */
+        const char *pattern;
+        int ignore_merges, add_bos_default;
+        tok_pre_info(pre, &pattern, &ignore_merges, &add_bos_default);
         struct tok_bpe_spec spec = {
             .tokens = tokens, .lens = lens, .types = types, .n = n, .merges = merges, .mlens = mlens,
             .n_merges = nm, .bos = get_id(g, KEY("bos_token_id"), 11, n), .eos = get_id(g, KEY("eos_token_id"), 11, n),
             .eot = get_id(g, KEY("eot_token_id"), -1, n), .pad = get_id(g, KEY("padding_token_id"), -1, n),
-            .add_bos = get_flag(g, KEY("add_bos_token"), 0), .add_eos = get_flag(g, KEY("add_eos_token"), 0),
+            .add_bos = get_flag(g, KEY("add_bos_token"), add_bos_default),
+            .add_eos = get_flag(g, KEY("add_eos_token"), 0),
             .pre = pre ? pre : "default", .chat_template = tmpl,
         };
         rc = tok_new_bpe(&t, &spec, err, errlen);

@@ -54,6 +54,8 @@ struct tok {
     void *re;                  /* BPE: pcre2_code_8 */
     int32_t bos, eos, eot, unk, pad;
     int add_bos, add_eos, add_space_prefix;
+    int ignore_merges;         /* BPE (Llama 3): a word that is a token is not merged */
+    int pre_known;             /* BPE: the pre-tokenizer name is one we split like llama.cpp */
     int32_t *specials;         /* ids matched in text (control, unknown, user-defined), longest first */
     size_t n_specials;
     char *pre;                 /* tokenizer.ggml.pre, owned, may be NULL */
@@ -69,6 +71,10 @@ int tok_create(struct tok **out, enum tok_model model, const char *const *tokens
                const int32_t *types, const float *scores, size_t n, char *err, size_t errlen);
 /* AISLE_EFORMAT when a special id (bos, eos, eot, unk, pad) is neither -1 nor a token. */
 int tok_check_ids(const struct tok *t, char *err, size_t errlen);
+/* What a BPE pre-tokenizer name means, as llama.cpp reads it: the pattern, whether
+ * whole-word tokens skip merging, and the add_bos default. 1 when the name is
+ * known; 0 (and the GPT-2 settings) otherwise. */
+int tok_pre_info(const char *pre, const char **pattern, int *ignore_merges, int *add_bos);
 /* Allocate t->pieces for the piece writers below. */
 int tok_pieces_alloc(struct tok *t, char *err, size_t errlen);
 /* Write piece bytes of every token (model-specific), called by constructors. */

@@ -81,7 +81,7 @@ int tok_trainer_new(struct tok_trainer **out, char *err, size_t errlen)
         tok_seterr(err, errlen, "out of memory");
         return AISLE_ENOMEM;
     }
-    int rc = tok_regex_new(&tr->re, err, errlen);
+    int rc = tok_regex_new(&tr->re, tok_gpt2_pattern, err, errlen);
     if (rc) {
         free(tr);
         return rc;

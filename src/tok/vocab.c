@@ -365,6 +365,7 @@ int32_t tok_eos(const struct tok *t) { return t->eos; }
 int32_t tok_eot(const struct tok *t) { return t->eot; }
 const char *tok_chat_template_of(const struct tok *t) { return t->chat_template; }
 const char *tok_pre(const struct tok *t) { return t->pre; }
+int tok_pre_known(const struct tok *t) { return t->model == TOK_MODEL_SPM || t->pre_known; }
 
 int tok_is_eog(const struct tok *t, int32_t id)
 {

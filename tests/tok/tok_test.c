@@ -108,7 +108,7 @@ static void check_split(const char *s, size_t n, const char *const *want, size_t
 {
     void *re, *md;
     char err[128];
-    cr_assert_eq(tok_regex_new(&re, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tok_regex_new(&re, tok_gpt2_pattern, err, sizeof(err)), 0, "%s", err);
     md = tok_match_data_new(re);
     struct tok_pretok it;
     tok_pretok_init(&it, re, md, s, n);
@@ -166,6 +166,39 @@ Test(tok_pretok, agrees_with_python_regex)
     SPLIT("x \u180e\u180e y", "x", " \u180e\u180e", " y");
 }
 
+static void check_split_llama3(const char *s, size_t n, const char *const *want, size_t nwant)
+{
+    void *re, *md;
+    cr_assert_eq(tok_regex_new(&re, tok_llama3_pattern, NULL, 0), 0);
+    md = tok_match_data_new(re);
+    struct tok_pretok it;
+    tok_pretok_init(&it, re, md, s, n);
+    size_t start, len, k = 0;
+    while (tok_pretok_next(&it, &start, &len)) {
+        cr_assert_lt(k, nwant);
+        cr_assert(len == strlen(want[k]) && !memcmp(s + start, want[k], len), "word %zu of \"%s\" is \"%.*s\"", k, s,
+                  (int)len, s + start);
+        k++;
+    }
+    cr_assert_eq(k, nwant);
+    tok_match_data_free(md);
+    tok_regex_free(re);
+}
+
+#define SPLIT3(s, ...)                                                                                                 \
+    do {                                                                                                               \
+        static const char *const w_[] = {__VA_ARGS__};                                                                 \
+        check_split_llama3(s, sizeof(s) - 1, w_, sizeof(w_) / sizeof(w_[0]));                                          \
+    } while (0)
+
+Test(tok_pretok, llama3_golden_splits)
+{
+    SPLIT3("3333333 x", "333", "333", "3", " x");       /* digits in threes */
+    SPLIT3("Hello\n\nworld", "Hello", "\n\n", "world"); /* newlines stay together */
+    SPLIT3("I'M here  \n\n  now", "I", "'M", " here", "  \n\n", " ", " now");
+    SPLIT3("$12.99/mo", "$", "12", ".", "99", "/mo"); /* one non-letter may lead a word */
+}
+
 Test(tok_pretok, invalid_utf8_bytes_become_words)
 {
     SPLIT("a\xff" "b", "a", "\xff", "b");
@@ -177,7 +210,7 @@ Test(tok_pretok, invalid_utf8_bytes_become_words)
     (void)w;
     /* NUL is a valid character matched by [^\s\p{L}\p{N}] */
     void *re, *md;
-    cr_assert_eq(tok_regex_new(&re, NULL, 0), 0);
+    cr_assert_eq(tok_regex_new(&re, tok_gpt2_pattern, NULL, 0), 0);
     md = tok_match_data_new(re);
     struct tok_pretok it;
     tok_pretok_init(&it, re, md, nul, 3);
@@ -240,6 +273,55 @@ Test(tok_bpe, merges_apply_by_rank)
     assert_ids(&v, (int32_t[]){256, 'o'}, 2, "llo with ll first");
     tok_ids_release(&v);
     tok_free(t);
+}
+
+Test(tok_bpe, llama3_whole_word_tokens_skip_merges)
+{
+    /* "abc" is a token no merge reaches: Llama 3 (ignore_merges) takes it whole */
+    const char *texts[259];
+    size_t lens[259];
+    char bytes[256][4];
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        lens[b] = visible(&c, 1, bytes[b]);
+        texts[b] = bytes[b];
+    }
+    texts[256] = "ab";
+    texts[257] = "abc";
+    texts[258] = "<|begin_of_text|>";
+    for (int i = 256; i < 259; i++)
+        lens[i] = strlen(texts[i]);
+    int32_t types[259];
+    for (int i = 0; i < 259; i++)
+        types[i] = i == 258 ? TOK_TYPE_CONTROL : TOK_TYPE_NORMAL;
+    const char *merges[] = {"a b"};
+    size_t mlens[] = {3};
+    struct tok_bpe_spec spec = {.tokens = texts, .lens = lens, .types = types, .n = 259, .merges = merges,
+                                .mlens = mlens, .n_merges = 1, .bos = 258, .eos = -1, .eot = -1, .pad = -1,
+                                .add_bos = 1, .pre = "llama-bpe"};
+    struct tok *t;
+    char err[256];
+    cr_assert_eq(tok_new_bpe(&t, &spec, err, sizeof(err)), 0, "%s", err);
+    cr_assert(tok_pre_known(t));
+    struct tok_ids v, ref;
+    tok_ids_init(&v, 0);
+    tok_ids_init(&ref, 0);
+    encode(t, "abc abcd", 8, TOK_ADD_SPECIAL, &v);
+    assert_ids(&v, (int32_t[]){258, 257, ' ', 256, 'c', 'd'}, 6, "llama-bpe");
+    cr_assert_eq(tok_encode_naive(t, "abc abcd", 8, &ref), 0);
+    assert_ids(&ref, (int32_t[]){257, ' ', 256, 'c', 'd'}, 5, "the reference encoder agrees");
+    tok_free(t);
+    spec.pre = "gpt-2";
+    cr_assert_eq(tok_new_bpe(&t, &spec, err, sizeof(err)), 0, "%s", err);
+    encode(t, "abc", 3, 0, &v);
+    assert_ids(&v, (int32_t[]){256, 'c'}, 2, "gpt-2 merges");
+    tok_free(t);
+    spec.pre = "qwen2";
+    cr_assert_eq(tok_new_bpe(&t, &spec, err, sizeof(err)), 0, "%s", err);
+    cr_assert_not(tok_pre_known(t), "an unknown pre-tokenizer is reported");
+    tok_free(t);
+    tok_ids_release(&v);
+    tok_ids_release(&ref);
 }
 
 Test(tok_bpe, overlapping_pairs_merge_left_to_right)
@@ -661,6 +743,44 @@ Test(tok_gguf, save_load_tokenizes_identically)
     tok_free(t);
 }
 
+Test(tok_gguf, llama3_files_default_to_bos)
+{
+    /* a Llama-3 style file that names no add_bos_token: llama.cpp adds BOS */
+    char bytes[256][4];
+    const char *texts[257];
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        visible(&c, 1, bytes[b]);
+        texts[b] = bytes[b];
+    }
+    texts[256] = "<|begin_of_text|>";
+    int32_t types[257];
+    for (int i = 0; i < 257; i++)
+        types[i] = i == 256 ? TOK_TYPE_CONTROL : TOK_TYPE_NORMAL;
+    struct gguf_writer *w = gguf_writer_new();
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+    gguf_writer_set_str(w, "tokenizer.ggml.pre", "llama-bpe");
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts, 257);
+    gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, 257);
+    gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 256);
+    char *path = tmp_path("l3.gguf"), err[256];
+    cr_assert_eq(gguf_writer_write(w, path, err, sizeof(err)), 0, "%s", err);
+    gguf_writer_free(w);
+    struct gguf *g;
+    cr_assert_eq(gguf_open(&g, path, err, sizeof(err)), 0, "%s", err);
+    struct tok *t;
+    cr_assert_eq(tok_load_gguf(&t, g, err, sizeof(err)), 0, "%s", err);
+    struct tok_ids v;
+    tok_ids_init(&v, 0);
+    encode(t, "hi", 2, TOK_ADD_SPECIAL, &v);
+    assert_ids(&v, (int32_t[]){256, 'h', 'i'}, 3, "BOS first");
+    tok_ids_release(&v);
+    tok_free(t);
+    gguf_close(g);
+    unlink(path);
+    free(path);
+}
+
 Test(tok_gguf, rejects_bad_vocabularies)
 {
     char *path = tmp_path("bad.gguf"), err[256];
@@ -847,11 +967,11 @@ static size_t unhex(const char *hex, size_t n, char *out)
     return k;
 }
 
-Test(tok_pretok, splits_like_python_regex_on_400_random_strings)
+static void check_split_fixture(const char *name, const char *pattern)
 {
-    FILE *f = fixture("gpt2-splits.tsv");
+    FILE *f = fixture(name);
     void *re;
-    cr_assert_eq(tok_regex_new(&re, NULL, 0), 0);
+    cr_assert_eq(tok_regex_new(&re, pattern, NULL, 0), 0);
     void *md = tok_match_data_new(re);
     char line[4096], text[2048];
     int cases = 0;
@@ -865,19 +985,25 @@ Test(tok_pretok, splits_like_python_regex_on_400_random_strings)
         size_t start, len;
         while (tok_pretok_next(&it, &start, &len)) {
             long want = strtol(p, &end, 10);
-            cr_assert_neq(end, p, "case %d: more words than Python's regex finds", cases);
-            cr_assert_eq((long)len, want, "case %d: word at %zu is %zu bytes, Python's regex says %ld", cases, start,
-                         len, want);
+            cr_assert_neq(end, p, "%s case %d: more words than Python's regex finds", name, cases);
+            cr_assert_eq((long)len, want, "%s case %d: word at %zu is %zu bytes, Python's regex says %ld", name, cases,
+                         start, len, want);
             p = end;
         }
         strtol(p, &end, 10);
-        cr_assert_eq(end, p, "case %d: fewer words than Python's regex finds", cases);
+        cr_assert_eq(end, p, "%s case %d: fewer words than Python's regex finds", name, cases);
         cases++;
     }
     cr_assert_eq(cases, 400);
     fclose(f);
     tok_match_data_free(md);
     tok_regex_free(re);
+}
+
+Test(tok_pretok, splits_like_python_regex_on_400_random_strings)
+{
+    check_split_fixture("gpt2-splits.tsv", tok_gpt2_pattern);
+    check_split_fixture("llama3-splits.tsv", tok_llama3_pattern);
 }
 
 Test(tok_spm, matches_sentencepiece_on_a_trained_model)
