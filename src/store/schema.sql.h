@@ -4,9 +4,12 @@
  * migration that has shipped; add a new one.
  *
  * Passages and FTS: each FTS5 table is an external-content index over a view of
- * `passages`, so passage text is stored once. Triggers on passages keep the
- * indexes exact (an FTS5 'delete' must be given the values that were indexed,
- * which the AFTER DELETE trigger has in OLD).
+ * `passages`, so passage text is stored once. New passages are indexed by
+ * store.c in bulk before each commit (store_fts_flush: one INSERT ... SELECT
+ * per index, far faster than a trigger per row in FTS5); removed ones by the
+ * AFTER DELETE trigger (an FTS5 'delete' must be given the values that were
+ * indexed, which the trigger has in OLD). Migration 1 is unreleased and was
+ * edited in place to drop the old AFTER INSERT trigger.
  */
 static const char *const store_migrations[] = {
     /* 1: the first schema */
@@ -97,18 +100,6 @@ static const char *const store_migrations[] = {
     "CREATE VIRTUAL TABLE catalog_vocab USING fts5vocab(catalog_fts, 'row');\n"
     "CREATE VIRTUAL TABLE review_vocab USING fts5vocab(review_fts, 'row');\n"
     "CREATE VIRTUAL TABLE qa_vocab USING fts5vocab(qa_fts, 'row');\n"
-    "CREATE TRIGGER passages_ai AFTER INSERT ON passages BEGIN\n"
-    "  INSERT INTO catalog_fts(rowid, title, bullet, attribute, description, meta)\n"
-    "    SELECT new.id,\n"
-    "      CASE WHEN new.source='product' THEN new.text END,\n"
-    "      CASE WHEN new.source='bullet' THEN new.text END,\n"
-    "      CASE WHEN new.source='attribute' THEN new.text END,\n"
-    "      CASE WHEN new.source='description' THEN new.text END,\n"
-    "      CASE WHEN new.source='product' THEN new.aux END\n"
-    "    WHERE new.source IN ('product','bullet','attribute','description');\n"
-    "  INSERT INTO review_fts(rowid, title, text) SELECT new.id, new.aux, new.text WHERE new.source='review';\n"
-    "  INSERT INTO qa_fts(rowid, question, answer) SELECT new.id, new.aux, new.text WHERE new.source='qa';\n"
-    "END;\n"
     "CREATE TRIGGER passages_ad AFTER DELETE ON passages BEGIN\n"
     "  INSERT INTO catalog_fts(catalog_fts, rowid, title, bullet, attribute, description, meta)\n"
     "    SELECT 'delete', old.id,\n"
