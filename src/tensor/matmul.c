@@ -57,21 +57,52 @@ static void blas_init(void)
     openblas_set_num_threads(1);
 }
 
-struct mm_job {
+/* One weight matrix of a job. */
+struct mm_part {
     tensor_rowdot_fn rowdot;
     float *out;          /* (T, N) */
     const void *x;       /* (T, K) floats or (T, K/32) q8x blocks */
     size_t xstride;      /* bytes per activation row */
-    const float *xf;     /* (T, K) the caller's floats (sgemm paths) */
     const uint8_t *w;    /* (N, wrow bytes) */
     size_t wrow;
     enum ggml_type wt;
-    int T, K, N;
-    int chunk, nchunks;
+    int N;
     int mode;            /* 0 row-dots, 1 sgemm on F32 W, 2 dequantize + sgemm */
+    int chunk, first, nchunks; /* rows per chunk; this part's chunks are first .. first+nchunks-1 */
+};
+
+struct mm_job {
+    struct mm_part part[TENSOR_MULTI_MAX];
+    int nparts;
+    const float *xf;     /* (T, K) the caller's floats (sgemm paths) */
+    int T, K;
+    int nchunks;         /* over all parts */
     float *tiles;        /* (nth, DEQ_ROWS, K) for mode 2 */
     atomic_int next;
 };
+
+static void mm_chunk(const struct mm_job *j, const struct mm_part *pt, int c, int ith)
+{
+    int n0 = c * pt->chunk, n1 = n0 + pt->chunk < pt->N ? n0 + pt->chunk : pt->N;
+    if (pt->mode == 1) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, n1 - n0, j->K, 1.0f, j->xf, j->K,
+                    (const float *)(const void *)(pt->w + (size_t)n0 * pt->wrow), j->K, 0.0f, pt->out + n0, pt->N);
+    } else if (pt->mode == 2) {
+        float *tile = j->tiles + (size_t)ith * DEQ_ROWS * j->K;
+        for (int n = n0; n < n1; n++)
+            ggml_dequantize_row(pt->wt, pt->w + (size_t)n * pt->wrow, tile + (size_t)(n - n0) * j->K, j->K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, n1 - n0, j->K, 1.0f, j->xf, j->K, tile, j->K, 0.0f,
+                    pt->out + n0, pt->N);
+    } else {
+        for (int t0 = 0; t0 < j->T; t0 += TENSOR_NX) {
+            int nx = j->T - t0 < TENSOR_NX ? j->T - t0 : TENSOR_NX;
+            const char *xr = (const char *)pt->x + (size_t)t0 * pt->xstride;
+            float *o = pt->out + (size_t)t0 * pt->N;
+            for (int n = n0; n < n1; n++)
+                pt->rowdot(j->K, pt->w + (size_t)n * pt->wrow, xr, pt->xstride, nx, o + n, (size_t)pt->N);
+        }
+    }
+}
 
 static void mm_worker(void *ctx, int ith, int nth)
 {
@@ -79,25 +110,10 @@ static void mm_worker(void *ctx, int ith, int nth)
     (void)nth;
     int c;
     while ((c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->nchunks) {
-        int n0 = c * j->chunk, n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
-        if (j->mode == 1) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, n1 - n0, j->K, 1.0f, j->xf, j->K,
-                        (const float *)(j->w + (size_t)n0 * j->wrow), j->K, 0.0f, j->out + n0, j->N);
-        } else if (j->mode == 2) {
-            float *tile = j->tiles + (size_t)ith * DEQ_ROWS * j->K;
-            for (int n = n0; n < n1; n++)
-                ggml_dequantize_row(j->wt, j->w + (size_t)n * j->wrow, tile + (size_t)(n - n0) * j->K, j->K);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, n1 - n0, j->K, 1.0f, j->xf, j->K, tile,
-                        j->K, 0.0f, j->out + n0, j->N);
-        } else {
-            for (int t0 = 0; t0 < j->T; t0 += TENSOR_NX) {
-                int nx = j->T - t0 < TENSOR_NX ? j->T - t0 : TENSOR_NX;
-                const char *xr = (const char *)j->x + (size_t)t0 * j->xstride;
-                float *o = j->out + (size_t)t0 * j->N;
-                for (int n = n0; n < n1; n++)
-                    j->rowdot(j->K, j->w + (size_t)n * j->wrow, xr, j->xstride, nx, o + n, (size_t)j->N);
-            }
-        }
+        const struct mm_part *pt = j->part;
+        while (c >= pt->first + pt->nchunks)
+            pt++;
+        mm_chunk(j, pt, c - pt->first, ith);
     }
 }
 
@@ -120,58 +136,85 @@ static tensor_rowdot_fn pick_rowdot(const struct tensor_kernels *k, enum ggml_ty
     }
 }
 
-int tensor_matmul(struct tpool *p, float *out, const float *x, const void *w, enum ggml_type wt, int T, int K, int N)
+int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *x, const void *const *w,
+                        const enum ggml_type *wt, const int *N, int T, int K)
 {
     const struct tensor_kernels *k = tensor_kernels();
-    int quant_x;
-    tensor_rowdot_fn rowdot = pick_rowdot(k, wt, &quant_x);
-    if (!rowdot || T <= 0 || K <= 0 || N <= 0 || K % ggml_blck_size(wt) != 0)
+    if (n < 1 || n > TENSOR_MULTI_MAX || T <= 0 || K <= 0)
         return AISLE_EINVAL;
     int nth = tpool_nthreads(p);
-    struct mm_job j = {
-        .rowdot = rowdot, .out = out, .x = x, .xstride = (size_t)K * sizeof(float), .xf = x,
-        .w = w, .wrow = ggml_row_size(wt, K), .wt = wt, .T = T, .K = K, .N = N,
-    };
     int bmin = atomic_load(&blas_min_t), dmin = atomic_load(&deq_min_t);
-    if (wt == GGML_TYPE_F32 && bmin > 0 && T >= bmin && ((uintptr_t)w & 3) == 0)
-        j.mode = 1;
-    else if (wt != GGML_TYPE_F32 && dmin > 0 && T >= dmin)
-        j.mode = 2;
+    struct mm_job j = {.nparts = n, .xf = x, .T = T, .K = K};
+    int need_qx = 0, need_tiles = 0, need_blas = 0;
+    for (int i = 0; i < n; i++) {
+        struct mm_part *pt = &j.part[i];
+        int quant_x;
+        pt->rowdot = pick_rowdot(k, wt[i], &quant_x);
+        if (!pt->rowdot || N[i] <= 0 || K % ggml_blck_size(wt[i]) != 0)
+            return AISLE_EINVAL;
+        pt->out = out[i];
+        pt->x = x;
+        pt->xstride = (size_t)K * sizeof(float);
+        pt->w = w[i];
+        pt->wrow = ggml_row_size(wt[i], K);
+        pt->wt = wt[i];
+        pt->N = N[i];
+        if (wt[i] == GGML_TYPE_F32 && bmin > 0 && T >= bmin && ((uintptr_t)w[i] & 3) == 0)
+            pt->mode = 1;
+        else if (wt[i] != GGML_TYPE_F32 && dmin > 0 && T >= dmin)
+            pt->mode = 2;
+        need_qx |= quant_x && pt->mode == 0;
+        need_tiles |= pt->mode == 2;
+        need_blas |= pt->mode != 0;
+        /* Chunks: enough per thread (~8) to balance a noisy machine, few
+         * enough that the counter is not contended; sgemm wants wide slices. */
+        if (pt->mode == 2)
+            pt->chunk = DEQ_ROWS;
+        else if (pt->mode == 1)
+            pt->chunk = N[i] / nth < 256 ? (N[i] + nth - 1) / nth : 256;
+        else {
+            pt->chunk = N[i] / (nth * 8);
+            pt->chunk = pt->chunk < 4 ? 4 : pt->chunk > 64 ? 64 : pt->chunk;
+        }
+        pt->first = j.nchunks;
+        pt->nchunks = (N[i] + pt->chunk - 1) / pt->chunk;
+        j.nchunks += pt->nchunks;
+    }
 
-    size_t qbytes = quant_x && j.mode == 0 ? (size_t)T * (K / 32) * sizeof(struct q8x_block) : 0;
-    size_t tbytes = j.mode == 2 ? (size_t)nth * DEQ_ROWS * K * sizeof(float) : 0;
+    size_t qbytes = need_qx ? (size_t)T * (K / 32) * sizeof(struct q8x_block) : 0;
+    size_t tbytes = need_tiles ? (size_t)nth * DEQ_ROWS * K * sizeof(float) : 0;
     struct tensor_scratch local = {0}, *s = tpool_scratch(p);
     if (!s)
         s = &local;
     if (qbytes + tbytes > 0 && tensor_scratch_reserve(s, qbytes + tbytes) != 0)
         return AISLE_ENOMEM;
     if (qbytes) {
+        /* one quantization of x serves every quantized part */
         struct q8x_block *qx = s->data;
         for (int t = 0; t < T; t++)
             k->quantize_x(x + (size_t)t * K, qx + (size_t)t * (K / 32), K);
-        j.x = qx;
-        j.xstride = (size_t)(K / 32) * sizeof(struct q8x_block);
+        for (int i = 0; i < n; i++) {
+            int quant_x;
+            pick_rowdot(k, wt[i], &quant_x);
+            if (quant_x && j.part[i].mode == 0) {
+                j.part[i].x = qx;
+                j.part[i].xstride = (size_t)(K / 32) * sizeof(struct q8x_block);
+            }
+        }
     }
     if (tbytes)
-        j.tiles = (float *)((char *)s->data + qbytes);
-    if (j.mode)
+        j.tiles = (float *)(void *)((char *)s->data + qbytes);
+    if (need_blas)
         pthread_once(&blas_once, blas_init);
-
-    /* Chunks: enough per thread (~8) to balance a noisy machine, few enough
-     * that the counter is not contended; sgemm wants wide slices. */
-    if (j.mode == 2)
-        j.chunk = DEQ_ROWS;
-    else if (j.mode == 1)
-        j.chunk = N / nth < 256 ? (N + nth - 1) / nth : 256;
-    else {
-        j.chunk = N / (nth * 8);
-        j.chunk = j.chunk < 4 ? 4 : j.chunk > 64 ? 64 : j.chunk;
-    }
-    j.nchunks = (N + j.chunk - 1) / j.chunk;
     atomic_init(&j.next, 0);
     tpool_run(p, mm_worker, &j);
     tensor_scratch_release(&local);
     return 0;
+}
+
+int tensor_matmul(struct tpool *p, float *out, const float *x, const void *w, enum ggml_type wt, int T, int K, int N)
+{
+    return tensor_matmul_multi(p, 1, &out, x, &w, &wt, &N, T, K);
 }
 
 int tensor_matmul_ref(float *out, const float *x, const void *w, enum ggml_type wt, int T, int K, int N)

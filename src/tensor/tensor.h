@@ -63,6 +63,15 @@ void tpool_run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *c
  * T, K or N <= 0) or AISLE_ENOMEM (scratch for the quantized activations
  * could not grow; the pool keeps it between calls). */
 int tensor_matmul(struct tpool *p, float *out, const float *x, const void *w, enum ggml_type wt, int T, int K, int N);
+/* Up to TENSOR_MULTI_MAX products that share one input, in one pool dispatch
+ * and with x converted once: out[i] (T, N[i]) = x (T, K) · W_i^T, W_i of
+ * type wt[i] (the Q/K/V or gate/up projections of a layer). Same results,
+ * bit for bit, as separate tensor_matmul calls. out[i] must not alias x or
+ * each other. 0, AISLE_EINVAL (n out of range or any part invalid; nothing
+ * written) or AISLE_ENOMEM. */
+#define TENSOR_MULTI_MAX 4
+int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *x, const void *const *w,
+                        const enum ggml_type *wt, const int *N, int T, int K);
 /* Plain-C reference of the same contract (dequantize each row, double
  * accumulation): the oracle for tests. 0, AISLE_EINVAL or AISLE_ENOMEM. */
 int tensor_matmul_ref(float *out, const float *x, const void *w, enum ggml_type wt, int T, int K, int N);

@@ -406,3 +406,32 @@ Test(nn, dot_axpy_f16_every_path)
     cr_assert_eq(tensor_set_path(TENSOR_PATH_AVX512), tensor_cpu_has_avx512() ? 0 : AISLE_EINVAL);
     tensor_set_path(TENSOR_PATH_AUTO);
 }
+
+Test(tensor_matmul, multi_equals_separate_calls)
+{
+    struct tpool *p = tpool_new(2);
+    enum { T = 5, K = 256 };
+    static const enum ggml_type wt[4] = {GGML_TYPE_Q8_0, GGML_TYPE_F16, GGML_TYPE_Q4_K, GGML_TYPE_Q4_0};
+    static const int N[4] = {67, 13, 130, 1};
+    float x[T * K], *outs[4], *sep[4];
+    const void *ws[4];
+    for (int i = 0; i < T * K; i++)
+        x[i] = frand();
+    for (int i = 0; i < 4; i++) {
+        ws[i] = random_weights(wt[i], K, N[i]);
+        outs[i] = malloc(sizeof(float) * T * N[i]);
+        sep[i] = malloc(sizeof(float) * T * N[i]);
+        cr_assert_eq(tensor_matmul(p, sep[i], x, ws[i], wt[i], T, K, N[i]), 0);
+    }
+    cr_assert_eq(tensor_matmul_multi(p, 4, outs, x, ws, wt, N, T, K), 0);
+    for (int i = 0; i < 4; i++) /* same kernels on the same data: identical bits */
+        cr_assert(memcmp(outs[i], sep[i], sizeof(float) * T * N[i]) == 0, "part %d", i);
+    cr_assert_eq(tensor_matmul_multi(p, 0, outs, x, ws, wt, N, T, K), AISLE_EINVAL);
+    cr_assert_eq(tensor_matmul_multi(p, 5, outs, x, ws, wt, N, T, K), AISLE_EINVAL);
+    for (int i = 0; i < 4; i++) {
+        free((void *)ws[i]);
+        free(outs[i]);
+        free(sep[i]);
+    }
+    tpool_free(p);
+}
