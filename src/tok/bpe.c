@@ -448,7 +448,7 @@ int tok_bpe_encode_fragment(const struct tok *t, struct tok_cache *c, const char
             rc = tok_ids_push(out, whole);
         else if (len == 1)
             rc = tok_ids_push(out, t->byte_tok[w[0]]);
-        else if (len <= WC_MAX_WORD)
+        else if (len <= WC_MAX_WORD && !c->one_shot)
             rc = bpe_word_cached(t, c, w, len, out);
         else {
             rc = 0;

@@ -170,8 +170,9 @@ struct tok_cache;
 struct tok_cache *tok_cache_new(const struct tok *t);
 void tok_cache_free(struct tok_cache *c);
 
-/* Append the tokens of text[0..n) (any bytes) to out. cache may be NULL (a
- * temporary one is made) and must have been made for t. 0, AISLE_ENOMEM, or
+/* Append the tokens of text[0..n) (any bytes) to out. cache must have been made
+ * for t; it may be NULL for one-off calls (a temporary one is made, without the
+ * word cache: pass a long-lived cache where many texts are encoded). 0, AISLE_ENOMEM, or
  * AISLE_ETOOBIG when out's cap is reached (out then holds a prefix). */
 int tok_encode(const struct tok *t, struct tok_cache *cache, const char *text, size_t n, unsigned flags,
                struct tok_ids *out);

@@ -96,7 +96,8 @@ struct tok_cache {
     size_t sym_cap;
     struct tok_heap_ent *heap;
     size_t heap_len, heap_cap;
-    struct buf esc; /* SPM: the escaped fragment */
+    struct buf esc; /* SPM: the escaped fragment; BPE: a word's visible form */
+    int one_shot;   /* made for one tok_encode call: skip the word cache (4 MiB to set up) */
     /* BPE word cache: open addressing over entries in arenas */
     struct tok_wc_ent *wc; /* (wc_cap) */
     size_t wc_cap, wc_len;

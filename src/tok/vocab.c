@@ -532,6 +532,8 @@ int tok_encode(const struct tok *t, struct tok_cache *cache, const char *text, s
     struct tok_cache *c = cache ? cache : tok_cache_new(t);
     if (!c)
         return AISLE_ENOMEM;
+    if (!cache)
+        c->one_shot = 1;
     int rc = 0;
     if ((flags & TOK_ADD_SPECIAL) && t->add_bos && t->bos >= 0 && (rc = tok_ids_push(out, t->bos)))
         goto done;
