@@ -8,7 +8,8 @@
  *
  * Design: every matrix product runs once for all T entries of a chunk
  * (tensor_matmul with T rows), so prompt chunks and the decode tokens of many
- * sequences share one pass over the weights. Attention is per (entry, head):
+ * sequences share one pass over the weights; Q/K/V and gate/up go to the pool
+ * as one dispatch each (tensor_matmul_multi), 4 pool wake-ups per layer. Attention is per (entry, head):
  * the entry's query against positions 0..pos of its own sequence, read block
  * by block from the cache with a one-pass (online) softmax, so no score buffer
  * that grows with the context is needed. All K/V rows of a chunk are written
@@ -47,10 +48,6 @@ struct lm_layer {
     const float *ffn_norm;  /* (C) */
     struct lm_w wgate, wup; /* (F, C) */
     struct lm_w wdown;      /* (C, F) */
-    /* Matrices stored back to back in the file (same type, adjacent bytes)
-     * form one taller matrix: one matmul, one pool wake-up instead of 3 or 2. */
-    int qkv_fused;          /* wq, wk, wv: (QD + 2 KVD, C) at wq.p */
-    int gu_fused;           /* wgate, wup: (2F, C) at wgate.p */
 };
 
 struct lm_model {
@@ -77,7 +74,6 @@ struct lm_model {
     float *att;  /* (cap, QD) attention output */
     float *hb;   /* (cap, F) gate, then swiglu */
     float *hb2;  /* (cap, F) up */
-    float *fused; /* (cap, max(QD + 2 KVD, 2F)) output of a fused matmul */
     float *attw; /* (nth, attw_per_thread) attention scratch, see attend() */
     size_t attw_per_thread;
     int *pos;    /* (cap) positions of the chunk's entries */
@@ -126,12 +122,6 @@ static int get_w(const struct gguf *g, const char *name, struct lm_w *w, char *e
     w->t = t->type;
     w->nbytes = t->nbytes;
     return 0;
-}
-
-/* b's rows follow a's directly in the map, in the same type. */
-static int adjacent(const struct lm_w *a, const struct lm_w *b)
-{
-    return a->t == b->t && (const char *)a->p + a->nbytes == (const char *)b->p;
 }
 
 /* Copy a norm vector (any dequantizable type) into dst (C floats). */
@@ -196,8 +186,6 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
         }
         ly->attn_norm = an;
         ly->ffn_norm = fn;
-        ly->qkv_fused = adjacent(&ly->wq, &ly->wk) && adjacent(&ly->wk, &ly->wv);
-        ly->gu_fused = adjacent(&ly->wgate, &ly->wup);
     }
     float *on = m->norms + (size_t)(2 * m->L) * m->C;
     if ((rc = get_norm(m->g, LLAMA_TENSOR_OUTPUT_NORM, on, m->C, err, errlen)) ||
@@ -220,8 +208,7 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
     int G = m->NH / m->NKV;
     m->attw_per_thread = (size_t)G * (LM_KV_MAX_BLOCK + m->HD + 2);
     size_t cap = (size_t)m->cap;
-    size_t fw = (size_t)(m->QD + 2 * m->KVD > 2 * m->F ? m->QD + 2 * m->KVD : 2 * m->F);
-    size_t nf = cap * (2 * (size_t)m->C + 2 * (size_t)m->QD + 2 * (size_t)m->KVD + 2 * (size_t)m->F + fw) +
+    size_t nf = cap * (2 * (size_t)m->C + 2 * (size_t)m->QD + 2 * (size_t)m->KVD + 2 * (size_t)m->F) +
                 (size_t)m->nth * m->attw_per_thread;
     m->slab = malloc(nf * sizeof(float));
     m->pos = malloc(3 * cap * sizeof(int));
@@ -238,7 +225,6 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
     m->v = p, p += cap * m->KVD;
     m->hb = p, p += cap * m->F;
     m->hb2 = p, p += cap * m->F;
-    m->fused = p, p += cap * fw;
     m->attw = p;
     m->eblk = m->pos + cap;
     m->erow = m->eblk + cap;
@@ -449,19 +435,12 @@ static int forward_chunk(struct lm_model *m, struct lm_kv *kv, const struct lm_b
     for (int l = 0; l < m->L; l++) {
         const struct lm_layer *ly = &m->layers[l];
         nn_rmsnorm_forward(m->xb, m->x, ly->attn_norm, T, C, eps);
-        if (ly->qkv_fused) {
-            const int W = QD + 2 * KVD;
-            if ((rc = tensor_matmul(m->pool, m->fused, m->xb, ly->wq.p, ly->wq.t, T, C, W)))
-                return rc;
-            for (int t = 0; t < T; t++) {
-                const float *r = m->fused + (size_t)t * W;
-                memcpy(m->q + (size_t)t * QD, r, (size_t)QD * sizeof(float));
-                memcpy(m->k + (size_t)t * KVD, r + QD, (size_t)KVD * sizeof(float));
-                memcpy(m->v + (size_t)t * KVD, r + QD + KVD, (size_t)KVD * sizeof(float));
-            }
-        } else if ((rc = tensor_matmul(m->pool, m->q, m->xb, ly->wq.p, ly->wq.t, T, C, QD)) ||
-                   (rc = tensor_matmul(m->pool, m->k, m->xb, ly->wk.p, ly->wk.t, T, C, KVD)) ||
-                   (rc = tensor_matmul(m->pool, m->v, m->xb, ly->wv.p, ly->wv.t, T, C, KVD)))
+        /* Q, K and V in one pool dispatch, the input converted once. */
+        float *qkv_out[3] = {m->q, m->k, m->v};
+        const void *qkv_w[3] = {ly->wq.p, ly->wk.p, ly->wv.p};
+        const enum ggml_type qkv_t[3] = {ly->wq.t, ly->wk.t, ly->wv.t};
+        const int qkv_n[3] = {QD, KVD, KVD};
+        if ((rc = tensor_matmul_multi(m->pool, 3, qkv_out, m->xb, qkv_w, qkv_t, qkv_n, T, C)))
             return rc;
         nn_rope_forward(m->q, m->pos, T, m->NH, m->HD, base);
         nn_rope_forward(m->k, m->pos, T, m->NKV, m->HD, base);
@@ -480,18 +459,13 @@ static int forward_chunk(struct lm_model *m, struct lm_kv *kv, const struct lm_b
             return rc;
         nn_axpy_f32(m->x, 1.0f, m->xb, T * C);
         nn_rmsnorm_forward(m->xb, m->x, ly->ffn_norm, T, C, eps);
-        if (ly->gu_fused) {
-            if ((rc = tensor_matmul(m->pool, m->fused, m->xb, ly->wgate.p, ly->wgate.t, T, C, 2 * F)))
-                return rc;
-            for (int t = 0; t < T; t++)
-                nn_swiglu_forward(m->hb + (size_t)t * F, m->fused + (size_t)t * 2 * F,
-                                  m->fused + (size_t)t * 2 * F + F, F);
-        } else {
-            if ((rc = tensor_matmul(m->pool, m->hb, m->xb, ly->wgate.p, ly->wgate.t, T, C, F)) ||
-                (rc = tensor_matmul(m->pool, m->hb2, m->xb, ly->wup.p, ly->wup.t, T, C, F)))
-                return rc;
-            nn_swiglu_forward(m->hb, m->hb, m->hb2, T * F);
-        }
+        float *gu_out[2] = {m->hb, m->hb2};
+        const void *gu_w[2] = {ly->wgate.p, ly->wup.p};
+        const enum ggml_type gu_t[2] = {ly->wgate.t, ly->wup.t};
+        const int gu_n[2] = {F, F};
+        if ((rc = tensor_matmul_multi(m->pool, 2, gu_out, m->xb, gu_w, gu_t, gu_n, T, C)))
+            return rc;
+        nn_swiglu_forward(m->hb, m->hb, m->hb2, T * F);
         if ((rc = tensor_matmul(m->pool, m->xb, m->hb, ly->wdown.p, ly->wdown.t, T, F, C)))
             return rc;
         nn_axpy_f32(m->x, 1.0f, m->xb, T * C);
