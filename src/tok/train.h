@@ -54,7 +54,7 @@ struct tok_train_stats {
 /* Totals so far. */
 void tok_trainer_stats(const struct tok_trainer *tr, struct tok_train_stats *st);
 /* Learn merges until the vocabulary (bytes + merged tokens + specials) has
- * vocab_size tokens or no pair occurs twice... or at all; build the tokenizer.
+ * vocab_size tokens or no adjacent pair is left in any word; build the tokenizer.
  * The trainer can train again (with another size). 0, AISLE_EINVAL (vocab_size
  * below TOK_TRAIN_MIN_VOCAB or above TOK_MAX_VOCAB), AISLE_ENOMEM; detail in err. */
 int tok_trainer_train(struct tok_trainer *tr, size_t vocab_size, tok_train_progress_fn progress, void *ctx,
