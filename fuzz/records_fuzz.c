@@ -129,7 +129,9 @@ static void check_msg(const char *msg, const char *path, size_t max_line, int cs
     FUZZ_CHECK(*end == ':', "\"%s\": no ':' after the line number", msg);
     FUZZ_CHECK(ln >= 1 && ln <= lines.n, "\"%s\": line %llu of a %llu-line file", msg, ln,
                (unsigned long long)lines.n);
-    if (!strstr(end, "line longer than the"))
+    /* Only the reader's own complaint: a field's text may say anything. */
+    if (strncmp(end, ": record: line longer than the ", 31) != 0 &&
+        strncmp(end, ": header: line longer than the ", 31) != 0)
         return;
     size_t cap = max_line ? max_line : LINEIO_MAX_LINE_DEFAULT;
     if (ln > MAX_LENS)
