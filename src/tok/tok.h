@@ -201,7 +201,9 @@ int tok_decode(const struct tok *t, const int32_t *ids, size_t n, unsigned flags
 
 /* Streaming decode for token-by-token output: bytes are released only as whole
  * UTF-8 characters; bytes that cannot start or continue a valid character are
- * released as they are (so the total output equals tok_decode's). */
+ * released as they are, so the total output equals tok_decode's (except that
+ * TOK_DECODE_STRIP drops only a leading BOS: a stream cannot know its last token;
+ * stop at EOS/EOT with tok_is_eog instead). */
 struct tok_stream {
     unsigned char pend[4]; /* an incomplete character's first bytes */
     size_t npend;

@@ -897,6 +897,25 @@ Test(tok_spm, greedy_best_score_merges_with_byte_fallback)
     buf_reset(&out);
     cr_assert_eq(tok_decode(t, v.ids, v.len, TOK_DECODE_SPECIAL, &out), 0);
     cr_assert_str_eq(out.data, "<s> h\xc3\xa9 lll");
+    /* streaming gives what tok_decode gives, whatever the flags and whether BOS is there */
+    for (int with_bos = 0; with_bos < 2; with_bos++) {
+        encode(t, "h\xc3\xa9 lll", 6, with_bos ? TOK_ADD_SPECIAL : 0, &v);
+        for (unsigned f = 0; f < 4; f++) {
+            struct buf whole, streamed;
+            buf_init(&whole, 0);
+            buf_init(&streamed, 0);
+            cr_assert_eq(tok_decode(t, v.ids, v.len, f, &whole), 0);
+            struct tok_stream st;
+            tok_stream_init(&st, f);
+            for (size_t i = 0; i < v.len; i++)
+                cr_assert_eq(tok_stream_push(t, &st, v.ids[i], &streamed), 0);
+            cr_assert_eq(tok_stream_flush(&st, &streamed), 0);
+            cr_assert_str_eq(streamed.data ? streamed.data : "", whole.data ? whole.data : "", "flags %u, bos %d", f,
+                             with_bos);
+            buf_release(&whole);
+            buf_release(&streamed);
+        }
+    }
     buf_release(&out);
     tok_ids_release(&v);
     tok_free(t);
