@@ -387,6 +387,40 @@ static AVX2 void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int
     NX_DISPATCH(body_q6_k, K, w, x, xs, out, os);
 }
 
+/* Widening for the sgemm tiles: d * q in float, the same products as
+ * gguf/quant.c, so the tiles are bit-identical to ggml_dequantize_row. */
+static AVX2 void dequant_row(enum ggml_type t, const void *wv, float *y, int K)
+{
+    const uint8_t *w = wv;
+    switch (t) {
+    case GGML_TYPE_F32: memcpy(y, w, (size_t)K * 4); return;
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16: {
+        int kind = t == GGML_TYPE_F16 ? W_F16 : W_BF16, k = 0;
+        for (; k + 8 <= K; k += 8)
+            _mm256_storeu_ps(y + k, load_w(kind, w, k));
+        for (; k < K; k++)
+            y[k] = load_w1(kind, w, k);
+        return;
+    }
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q4_0: {
+        int q4 = t == GGML_TYPE_Q4_0, bs = q4 ? 18 : 34;
+        for (int b = 0; b < K / 32; b++, w += bs, y += 32) {
+            __m256 d = _mm256_set1_ps(f16(w));
+            __m256i q = q4 ? q4_0_values(w + 2) : _mm256_loadu_si256((const __m256i *)(const void *)(w + 2));
+            __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+            _mm256_storeu_ps(y, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+            _mm256_storeu_ps(y + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+            _mm256_storeu_ps(y + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+            _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+        }
+        return;
+    }
+    default: ggml_dequantize_row(t, w, y, K); return;
+    }
+}
+
 /* Same arithmetic as the scalar quantize_x (d = amax/127, q = round-to-even
  * of x * 127/amax), so both paths produce identical blocks. */
 static AVX2 void quantize_x(const float *x, struct q8x_block *y, int K)
@@ -503,6 +537,7 @@ const struct tensor_kernels tensor_kernels_avx2 = {
     .rowdot_q4_0 = rowdot_q4_0,
     .rowdot_q4_k = rowdot_q4_k,
     .rowdot_q6_k = rowdot_q6_k,
+    .dequant_row = dequant_row,
     .quantize_x = quantize_x,
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,

@@ -219,6 +219,11 @@ static void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int nx, 
     tensor_kernels_avx2.rowdot_q6_k(K, w, x, xs, nx, out, os);
 }
 
+static void dequant_row(enum ggml_type t, const void *w, float *y, int K)
+{
+    tensor_kernels_avx2.dequant_row(t, w, y, K);
+}
+
 static void quantize_x(const float *x, struct q8x_block *y, int K)
 {
     tensor_kernels_avx2.quantize_x(x, y, K);
@@ -299,6 +304,7 @@ const struct tensor_kernels tensor_kernels_avx512 = {
     .rowdot_q4_0 = rowdot_q4_0,
     .rowdot_q4_k = rowdot_q4_k,
     .rowdot_q6_k = rowdot_q6_k,
+    .dequant_row = dequant_row,
     .quantize_x = quantize_x,
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,

@@ -164,6 +164,11 @@ static void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int nx, 
     }
 }
 
+static void dequant_row(enum ggml_type t, const void *w, float *y, int K)
+{
+    ggml_dequantize_row(t, w, y, K);
+}
+
 static void quantize_x(const float *x, struct q8x_block *y, int K)
 {
     for (int b = 0; b < K / 32; b++, x += 32) {
@@ -235,6 +240,7 @@ const struct tensor_kernels tensor_kernels_scalar = {
     .rowdot_q4_0 = rowdot_q4_0,
     .rowdot_q4_k = rowdot_q4_k,
     .rowdot_q6_k = rowdot_q6_k,
+    .dequant_row = dequant_row,
     .quantize_x = quantize_x,
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,

@@ -32,9 +32,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Crossovers measured with bench/kernels on a 2-core EPYC (docs/TENSOR.md). */
-static atomic_int blas_min_t = 32;
-static atomic_int deq_min_t = 64;
+/* Crossovers measured on a Zen 3 EPYC, K=768 N=2048, one thread's CPU time
+ * (docs/TENSOR.md): sgemm beats the F32 row dots from T=16 (45 vs 36
+ * GFLOP/s); with SIMD widening of the tiles, dequantize+sgemm beats the
+ * F16 and Q4_0 row dots from T=32 and Q8_0 from T=64 (one threshold between). */
+static atomic_int blas_min_t = 16;
+static atomic_int deq_min_t = 48;
 
 /* Rows per dequantize-then-sgemm tile. */
 #define DEQ_ROWS 64
@@ -72,6 +75,7 @@ struct mm_part {
 };
 
 struct mm_job {
+    const struct tensor_kernels *k;
     struct mm_part part[TENSOR_MULTI_MAX];
     int nparts;
     const float *xf;     /* (T, K) the caller's floats (sgemm paths) */
@@ -89,8 +93,11 @@ static void mm_chunk(const struct mm_job *j, const struct mm_part *pt, int c, in
                     (const float *)(const void *)(pt->w + (size_t)n0 * pt->wrow), j->K, 0.0f, pt->out + n0, pt->N);
     } else if (pt->mode == 2) {
         float *tile = j->tiles + (size_t)ith * DEQ_ROWS * j->K;
-        for (int n = n0; n < n1; n++)
-            ggml_dequantize_row(pt->wt, pt->w + (size_t)n * pt->wrow, tile + (size_t)(n - n0) * j->K, j->K);
+        for (int n = n0; n < n1; n++) {
+            const uint8_t *wr = pt->w + (size_t)n * pt->wrow;
+            float *dst = tile + (size_t)(n - n0) * j->K;
+            j->k->dequant_row(pt->wt, wr, dst, j->K);
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, n1 - n0, j->K, 1.0f, j->xf, j->K, tile, j->K, 0.0f,
                     pt->out + n0, pt->N);
     } else {
@@ -144,7 +151,7 @@ int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *
         return AISLE_EINVAL;
     int nth = tpool_nthreads(p);
     int bmin = atomic_load(&blas_min_t), dmin = atomic_load(&deq_min_t);
-    struct mm_job j = {.nparts = n, .xf = x, .T = T, .K = K};
+    struct mm_job j = {.k = k, .nparts = n, .xf = x, .T = T, .K = K};
     int need_qx = 0, need_tiles = 0, need_blas = 0;
     for (int i = 0; i < n; i++) {
         struct mm_part *pt = &j.part[i];

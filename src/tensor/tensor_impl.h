@@ -40,6 +40,9 @@ struct tensor_kernels {
     const char *name;
     tensor_rowdot_fn rowdot_f32, rowdot_f16, rowdot_bf16;     /* float activations */
     tensor_rowdot_fn rowdot_q8_0, rowdot_q4_0, rowdot_q4_k, rowdot_q6_k; /* q8x activations */
+    /* One weight row (K elements of type t) widened to floats, exactly as
+     * ggml_dequantize_row does it (the sgemm tiles). */
+    void (*dequant_row)(enum ggml_type t, const void *w, float *y, int K);
     /* x (K) -> K/32 blocks, K a multiple of 32. */
     void (*quantize_x)(const float *x, struct q8x_block *y, int K);
     float (*dot_f32)(const float *a, const float *b, int n);

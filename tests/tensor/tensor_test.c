@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "gguf/quant.h"
 #include "tensor/tensor.h"
+#include "tensor/tensor_impl.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -434,4 +435,28 @@ Test(tensor_matmul, multi_equals_separate_calls)
         free(sep[i]);
     }
     tpool_free(p);
+}
+
+Test(tensor_matmul, sgemm_tiles_widen_exactly)
+{
+    enum { K = 512, N = 3 };
+    float *a = malloc(sizeof(float) * K), *b = malloc(sizeof(float) * K);
+    enum tensor_path ps[3];
+    int np = paths(ps);
+    for (int pi = 0; pi < np; pi++) {
+        cr_assert_eq(tensor_set_path(ps[pi]), 0);
+        for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
+            void *w = random_weights(all_types[ti], K, N);
+            size_t row = ggml_row_size(all_types[ti], K);
+            for (int n = 0; n < N; n++) {
+                cr_assert_eq(ggml_dequantize_row(all_types[ti], (uint8_t *)w + n * row, a, K), 0);
+                tensor_kernels()->dequant_row(all_types[ti], (uint8_t *)w + n * row, b, K);
+                cr_assert(memcmp(a, b, sizeof(float) * K) == 0, "%s on %s", ggml_type_name(all_types[ti]),
+                          tensor_path_name(ps[pi]));
+            }
+            free(w);
+        }
+    }
+    tensor_set_path(TENSOR_PATH_AUTO);
+    free(a), free(b);
 }
