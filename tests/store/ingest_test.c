@@ -492,3 +492,56 @@ Test(demo_cli, generated_files_are_reproducible, .timeout = 60)
     free(db);
     tu_rmdir(dir);
 }
+
+/* The FTS indexes are fed in bulk at commit and trimmed by a trigger on delete:
+ * after loads, reloads and replacements inside one file, each index must agree
+ * exactly with the passages it is built from (FTS5's own integrity-check
+ * compares the index with its external content). */
+Test(ingest, fts_indexes_match_passages_after_upserts)
+{
+    struct fx f;
+    fx_init(&f);
+    struct ingest_opts o = {.format_csv = -1};
+    struct ingest_stats st;
+    char err[512];
+    /* The same product twice in two files, and its reviews and Q&A replaced. */
+    char *p = tu_path(f.dir, "p2.jsonl"), *r = tu_path(f.dir, "r.jsonl"), *q = tu_path(f.dir, "q.jsonl");
+    tu_write_str(p, "{\"id\": \"P1\", \"title\": \"Crisper Pan Mk2\", \"bullets\": [\"new bullet\"]}\n"
+                    "{\"id\": \"P4\", \"title\": \"Fresh product\", \"description\": \"brand new text\"}\n");
+    tu_write_str(r, "{\"id\": \"R1\", \"product_id\": \"P1\", \"text\": \"first words\"}\n"
+                    "{\"id\": \"R2\", \"product_id\": \"P4\", \"text\": \"other words\"}\n");
+    tu_write_str(q, "{\"id\": \"Q1\", \"product_id\": \"P1\", \"question\": \"fits?\", \"answers\": [\"yes\", \"no\"]}\n");
+    for (int round = 0; round < 2; round++) {
+        cr_assert_eq(ingest_file(f.s, INGEST_PRODUCTS, p, &o, &st, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(ingest_file(f.s, INGEST_REVIEWS, r, &o, &st, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(ingest_file(f.s, INGEST_QA, q, &o, &st, err, sizeof(err)), 0, "%s", err);
+        tu_write_str(r, "{\"id\": \"R1\", \"product_id\": \"P1\", \"text\": \"replaced words\"}\n");
+        tu_write_str(q, "{\"id\": \"Q1\", \"product_id\": \"P1\", \"question\": \"fits frt18?\", \"answer\": \"maybe\"}\n");
+    }
+    /* A failed file in between must not leave half an index behind. */
+    tu_write_str(p, "{\"id\": \"P5\", \"title\": \"will roll back\"}\n{\"id\": \"P6\"}\n");
+    cr_assert_neq(ingest_file(f.s, INGEST_PRODUCTS, p, &o, &st, err, sizeof(err)), 0);
+    store_close(f.s);
+    f.s = NULL;
+
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(f.db, &db), SQLITE_OK);
+    const char *checks[] = {"INSERT INTO catalog_fts(catalog_fts) VALUES('integrity-check')",
+                            "INSERT INTO review_fts(review_fts) VALUES('integrity-check')",
+                            "INSERT INTO qa_fts(qa_fts) VALUES('integrity-check')"};
+    for (size_t i = 0; i < 3; i++) {
+        char *msg = NULL;
+        cr_assert_eq(sqlite3_exec(db, checks[i], NULL, NULL, &msg), SQLITE_OK, "%s: %s", checks[i], msg ? msg : "");
+    }
+    sqlite3_close(db);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM review_fts WHERE review_fts MATCH 'replaced'"), 1);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM review_fts WHERE review_fts MATCH 'first'"), 0);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM qa_fts WHERE qa_fts MATCH 'maybe'"), 1);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM qa_fts WHERE qa_fts MATCH 'yes'"), 0);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM catalog_fts WHERE catalog_fts MATCH 'roll'"), 0);
+    cr_assert_eq(tu_count(f.db, "SELECT count(*) FROM catalog_fts WHERE catalog_fts MATCH 'mk2'"), 1);
+    free(p);
+    free(r);
+    free(q);
+    fx_release(&f);
+}
