@@ -160,8 +160,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    double min_s = quick ? 0.05 : 0.15;
-    int reps = quick ? 2 : 4;
+    /* many short repetitions: on a shared machine the best one is the least disturbed */
+    double min_s = quick ? 0.02 : 0.03;
+    int reps = quick ? 4 : 10;
     struct tpool *p1 = tpool_new(1), *p = tpool_new(nthreads);
     if (!p1 || !p) {
         fprintf(stderr, "bench/kernels: no thread pool\n");
@@ -169,6 +170,12 @@ int main(int argc, char **argv)
     }
     printf("# kernel path %s (avx2 %d, avx512 %d), %d threads\n", tensor_path_name(tensor_path()),
            tensor_cpu_has_avx2(), tensor_cpu_has_avx512(), nthreads);
+    FILE *la = fopen("/proc/loadavg", "r");
+    char lbuf[128];
+    if (la && fgets(lbuf, sizeof(lbuf), la))
+        printf("# load average at start: %s", lbuf); /* other processes share the cores and the memory bus */
+    if (la)
+        fclose(la);
 
     /* Bandwidth. */
     size_t bw_bytes = (size_t)512 << 20;
@@ -260,6 +267,57 @@ int main(int argc, char **argv)
                 printf("crossover_%s_t%d_sgemm %.1f GFLOP/s\n", ggml_type_name(ct[ti]), T, flops / s_blas / 1e9);
             }
             free(r.data);
+        }
+        tensor_set_blas_min_t(ob), tensor_set_deq_min_t(od);
+    }
+
+    /* Compute rate of one thread on an in-cache matrix (K=768, N=768), in
+     * CPU time: what the kernels can do when memory is not the limit, robust
+     * to other processes taking the core. */
+    {
+        int K = 768, N = 768;
+        static const enum ggml_type ct[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0,
+                                            GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+        static const int Ts[] = {1, 16};
+        int ob = tensor_set_blas_min_t(0), od = tensor_set_deq_min_t(0);
+        for (size_t ti = 0; ti < sizeof(ct) / sizeof(ct[0]); ti++) {
+            size_t row = ggml_row_size(ct[ti], K);
+            uint8_t *w = xmalloc(row * N);
+            float *tmp = xmalloc(sizeof(float) * K);
+            for (int n = 0; n < N; n++) {
+                for (int k = 0; k < K; k++)
+                    tmp[k] = frand() * 0.1f;
+                if (ggml_can_quantize(ct[ti]))
+                    ggml_quantize_row(ct[ti], tmp, w + n * row, K);
+                else /* K-quants have no quantizer: random bits with small f16 scales */
+                    for (size_t b = 0; b < row; b++)
+                        w[n * row + b] = (uint8_t)(frand() * 127 + 128) & (ct[ti] == GGML_TYPE_Q4_K && b % 144 < 4 ? 0x13 : 0xff);
+            }
+            if (ct[ti] == GGML_TYPE_Q6_K)
+                for (size_t b = 0; b < row * N / 210; b++)
+                    w[b * 210 + 209] = 0x13;
+            for (size_t i = 0; i < 2; i++) {
+                for (int path = 0; path < 2; path++) {
+                    tensor_set_path(path ? fast : TENSOR_PATH_SCALAR);
+                    double best = 1e30;
+                    for (int rep = 0; rep < 5; rep++) {
+                        struct timespec a, b;
+                        int calls = 0;
+                        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+                        do {
+                            tensor_matmul(p1, out, x, w, ct[ti], Ts[i], K, N);
+                            calls++;
+                            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+                        } while ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9 < min_s);
+                        double dt = ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / calls;
+                        best = dt < best ? dt : best;
+                    }
+                    printf("cpu1_%s_t%d%s %.1f GFLOP/s\n", ggml_type_name(ct[ti]), Ts[i], path ? "" : "_scalar",
+                           2.0 * Ts[i] * K * N / best / 1e9);
+                }
+            }
+            tensor_set_path(fast);
+            free(w), free(tmp);
         }
         tensor_set_blas_min_t(ob), tensor_set_deq_min_t(od);
     }

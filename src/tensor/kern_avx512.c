@@ -64,7 +64,11 @@ AVX512_INLINE float load_w1(int kind, const uint8_t *w, int k)
     }
     if (kind == W_F16)
         return f16(w + 2 * (size_t)k);
-    return ggml_bf16_to_fp32(tensor_rd16(w + 2 * (size_t)k));
+    /* inline, not ggml_bf16_to_fp32: a call in the tail made gcc spill the accumulators */
+    uint32_t u = (uint32_t)tensor_rd16(w + 2 * (size_t)k) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
 AVX512_INLINE void rowdot_float(int kind, int K, const void *wv, const void *x, size_t xs, const int nx, float *out,
