@@ -4,6 +4,7 @@
  * (LLVMFuzzerInitialize) on a built-in text and a small SentencePiece one.
  *
  * Invariants checked (abort on violation):
+ *   - the pre-tokenizer's ASCII fast path splits exactly as PCRE2 alone does;
  *   - BPE: decode(encode(x)) == x for every x, without and with special-token
  *     parsing (then decoded with TOK_DECODE_SPECIAL); plain encoding never
  *     yields a control token and equals the textbook encoder's output;
@@ -17,6 +18,7 @@
 #include "core/error.h"
 #include "core/utf8.h"
 #include "tok/tok.h"
+#include "tok/tok_impl.h"
 #include "tok/train.h"
 
 #include "fuzz.h"
@@ -31,6 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static struct tok *bpe, *spm;
 static struct tok_cache *bpe_cache;
+static void *md_a, *md_b; /* PCRE2 match data for the pre-tokenizer comparison */
 
 static const char training_text[] =
     "Will this crisper drawer fit my Frigidaire FFHS2622MS? It's 30\" wide and I've measured twice.\n"
@@ -88,7 +91,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FUZZ_CHECK(tok_trainer_train(tr, 420, NULL, NULL, &bpe, err, sizeof(err)) == 0, "%s", err);
     tok_trainer_free(tr);
     bpe_cache = tok_cache_new(bpe);
-    FUZZ_CHECK(bpe_cache, "cache");
+    md_a = tok_match_data_new(bpe->re);
+    md_b = tok_match_data_new(bpe->re);
+    FUZZ_CHECK(bpe_cache && md_a && md_b, "cache");
     build_spm();
     return 0;
 }
@@ -111,6 +116,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct tok_ids v, ref;
     tok_ids_init(&v, 0);
     tok_ids_init(&ref, 0);
+
+    /* the ASCII fast path of the pre-tokenizer splits exactly as PCRE2 does */
+    struct tok_pretok pa, pb;
+    tok_pretok_init(&pa, bpe->re, md_a, x, size);
+    tok_pretok_init(&pb, bpe->re, md_b, x, size);
+    pb.ascii_fast = 1;
+    size_t sa, la, sb, lb;
+    int ra, rb;
+    do {
+        ra = tok_pretok_next(&pa, &sa, &la);
+        rb = tok_pretok_next(&pb, &sb, &lb);
+        FUZZ_CHECK(ra == rb && (!ra || (sa == sb && la == lb)), "PCRE2 word [%zu+%zu], fast path [%zu+%zu]", sa, la, sb,
+                   lb);
+    } while (ra);
 
     /* BPE, plain text */
     FUZZ_CHECK(tok_encode(bpe, bpe_cache, x, size, 0, &v) == 0, "bpe encode");

@@ -135,15 +135,82 @@ void tok_pretok_init(struct tok_pretok *it, const void *re, void *md, const char
     it->n = n;
     it->pos = 0;
     it->have_match = 0;
+    it->ascii_fast = 0;
     /* pcre2_jit_match skips pcre2_match's per-call checks (~20% of the regex time) */
     size_t jit_size = 0;
     it->jit = pcre2_pattern_info(re, PCRE2_INFO_JITSIZE, &jit_size) == 0 && jit_size > 0;
+}
+
+/* ASCII classes as the GPT-2 pattern sees them (PCRE2 with UCP agrees: a test
+ * checks all 128): letters \p{L}, digits \p{N}, \s = HT LF VT FF CR and space;
+ * everything else (punctuation, other controls) is "other". */
+enum { A_OTHER, A_LETTER, A_DIGIT, A_SPACE };
+
+static int ascii_class(unsigned char c)
+{
+    if ((c | 32) >= 'a' && (c | 32) <= 'z')
+        return A_LETTER;
+    if (c >= '0' && c <= '9')
+        return A_DIGIT;
+    if (c == ' ' || (c >= 9 && c <= 13))
+        return A_SPACE;
+    return A_OTHER;
+}
+
+/* Length of the GPT-2 pattern's match at s[p] when ASCII bytes alone decide it;
+ * 0 when a byte >= 0x80 could change it (PCRE2 then decides). The alternatives,
+ * in the pattern's order: a contraction; an optional space and a run of letters,
+ * digits or "other"; whitespace not followed by a non-space; whitespace. */
+static size_t ascii_match(const unsigned char *s, size_t p, size_t n)
+{
+    unsigned char c = s[p];
+    if (c >= 0x80)
+        return 0;
+    if (c == '\'' && p + 1 < n) {
+        unsigned char d = s[p + 1], e = p + 2 < n ? s[p + 2] : 0;
+        if (d == 's' || d == 't' || d == 'm' || d == 'd')
+            return 2;
+        if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l'))
+            return 3;
+    }
+    size_t q = p;
+    int k = ascii_class(c);
+    if (c == ' ' && p + 1 < n) {
+        if (s[p + 1] >= 0x80)
+            return 0;
+        if (ascii_class(s[p + 1]) != A_SPACE) {
+            q = p + 1; /* " ?" then the run */
+            k = ascii_class(s[q]);
+        }
+    }
+    if (k != A_SPACE) {
+        while (q < n && s[q] < 0x80 && ascii_class(s[q]) == k)
+            q++;
+        return q < n && s[q] >= 0x80 ? 0 : q - p; /* a non-ASCII letter/digit/symbol may continue it */
+    }
+    while (q < n && s[q] < 0x80 && ascii_class(s[q]) == A_SPACE)
+        q++;
+    if (q == n)
+        return q - p;
+    if (s[q] >= 0x80)
+        return 0; /* U+00A0 and friends are whitespace too */
+    /* a non-space follows: \s+(?!\S) leaves it the last whitespace; a single one is \s+ */
+    return q - p >= 2 ? q - 1 - p : 1;
 }
 
 int tok_pretok_next(struct tok_pretok *it, size_t *start, size_t *len)
 {
     if (it->pos >= it->n)
         return 0;
+    if (it->ascii_fast && it->have_match == 0) {
+        size_t m = ascii_match((const unsigned char *)it->s, it->pos, it->n);
+        if (m) {
+            *start = it->pos;
+            *len = m;
+            it->pos += m;
+            return 1;
+        }
+    }
     if (it->have_match == 0) {
         /* With PCRE2_MATCH_INVALID_UTF the subject is not re-validated per call
          * and invalid sequences simply never match: they end up in the gap. */
@@ -291,6 +358,7 @@ int tok_new_bpe(struct tok **out, const struct tok_bpe_spec *spec, char *err, si
     const char *pattern;
     int add_bos_default;
     t->pre_known = tok_pre_info(t->pre, &pattern, &t->ignore_merges, &add_bos_default);
+    t->ascii_fast = pattern == tok_gpt2_pattern;
     if ((rc = tok_regex_new(&t->re, pattern, err, errlen)))
         goto fail;
     *out = t;
@@ -439,6 +507,7 @@ int tok_bpe_encode_fragment(const struct tok *t, struct tok_cache *c, const char
 {
     struct tok_pretok it;
     tok_pretok_init(&it, t->re, c->md, s, n);
+    it.ascii_fast = t->ascii_fast;
     size_t start, len;
     while (tok_pretok_next(&it, &start, &len)) {
         const unsigned char *w = (const unsigned char *)s + start;
@@ -475,6 +544,7 @@ int tok_encode_naive(const struct tok *t, const char *text, size_t n, struct tok
     int rc = md ? 0 : AISLE_ENOMEM;
     struct tok_pretok it;
     tok_pretok_init(&it, t->re, md, text, n);
+    it.ascii_fast = t->ascii_fast;
     size_t start, len;
     while (!rc && tok_pretok_next(&it, &start, &len)) {
         if (len > cap) {

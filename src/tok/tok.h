@@ -171,8 +171,9 @@ struct tok_cache *tok_cache_new(const struct tok *t);
 void tok_cache_free(struct tok_cache *c);
 
 /* Append the tokens of text[0..n) (any bytes) to out. cache must have been made
- * for t; it may be NULL for one-off calls (a temporary one is made, without the
- * word cache: pass a long-lived cache where many texts are encoded). 0, AISLE_ENOMEM, or
+ * for t; it may be NULL for one-off calls (a temporary one is made, with the word
+ * cache only for texts of 64 KiB or more: pass a long-lived cache where many
+ * texts are encoded). 0, AISLE_ENOMEM, or
  * AISLE_ETOOBIG when out's cap is reached (out then holds a prefix). */
 int tok_encode(const struct tok *t, struct tok_cache *cache, const char *text, size_t n, unsigned flags,
                struct tok_ids *out);
@@ -243,6 +244,8 @@ struct tok_pretok {
     size_t mstart, mend; /* the next regex match, once found (mend > mstart) */
     int have_match;      /* 1 match pending, 0 none searched yet, -1 no more */
     int jit;             /* the pattern was JIT-compiled */
+    int ascii_fast;      /* set to 1 after init when re is tok_gpt2_pattern: words that ASCII
+                          * bytes alone decide are split without PCRE2 (same result, ~3x faster) */
 };
 /* Compile a pre-tokenizer pattern (tok_gpt2_pattern, tok_llama3_pattern) with
  * JIT. *re must be released with tok_regex_free. 0 or AISLE_ENOMEM /

@@ -55,6 +55,7 @@ struct tok {
     int32_t bos, eos, eot, unk, pad;
     int add_bos, add_eos, add_space_prefix;
     int ignore_merges;         /* BPE (Llama 3): a word that is a token is not merged */
+    int ascii_fast;            /* BPE: the pattern is GPT-2's, which tok_pretok can split ASCII for */
     int pre_known;             /* BPE: the pre-tokenizer name is one we split like llama.cpp */
     int32_t *specials;         /* ids matched in text (control, unknown, user-defined), longest first */
     size_t n_specials;
@@ -97,7 +98,7 @@ struct tok_cache {
     struct tok_heap_ent *heap;
     size_t heap_len, heap_cap;
     struct buf esc; /* SPM: the escaped fragment; BPE: a word's visible form */
-    int one_shot;   /* made for one tok_encode call: skip the word cache (4 MiB to set up) */
+    int one_shot;   /* made for one short tok_encode call: skip the word cache (4 MiB to set up) */
     /* BPE word cache: open addressing over entries in arenas */
     struct tok_wc_ent *wc; /* (wc_cap) */
     size_t wc_cap, wc_len;

@@ -202,6 +202,7 @@ int tok_trainer_feed(struct tok_trainer *tr, const char *text, size_t n)
 {
     struct tok_pretok it;
     tok_pretok_init(&it, tr->re, tr->md, text, n);
+    it.ascii_fast = 1; /* the trainer's pattern is GPT-2's */
     size_t start, len;
     tr->bytes += n;
     while (tok_pretok_next(&it, &start, &len)) {

@@ -533,7 +533,7 @@ int tok_encode(const struct tok *t, struct tok_cache *cache, const char *text, s
     if (!c)
         return AISLE_ENOMEM;
     if (!cache)
-        c->one_shot = 1;
+        c->one_shot = n < (1u << 16); /* the word cache pays for its set-up on long texts only */
     int rc = 0;
     if ((flags & TOK_ADD_SPECIAL) && t->add_bos && t->bos >= 0 && (rc = tok_ids_push(out, t->bos)))
         goto done;

@@ -104,25 +104,31 @@ static void assert_ids(const struct tok_ids *v, const int32_t *want, size_t n, c
 
 /* ---- the GPT-2 pre-tokenizer ---- */
 
+static uint32_t rnd(void);
+
 static void check_split(const char *pattern, const char *s, size_t n, const char *const *want, size_t nwant)
 {
     void *re, *md;
     char err[128];
     cr_assert_eq(tok_regex_new(&re, pattern, err, sizeof(err)), 0, "%s", err);
     md = tok_match_data_new(re);
-    struct tok_pretok it;
-    tok_pretok_init(&it, re, md, s, n);
-    size_t start, len, k = 0, covered = 0;
-    while (tok_pretok_next(&it, &start, &len)) {
-        cr_assert_lt(k, nwant, "more words than expected for \"%s\"", s);
-        cr_assert_eq(start, covered, "words tile the input");
-        cr_assert(len == strlen(want[k]) && !memcmp(s + start, want[k], len), "word %zu of \"%s\" is \"%.*s\", want \"%s\"",
-                  k, s, (int)len, s + start, want[k]);
-        covered += len;
-        k++;
+    /* PCRE2 alone, then (GPT-2) with the ASCII fast path */
+    for (int fast = 0; fast <= (pattern == tok_gpt2_pattern); fast++) {
+        struct tok_pretok it;
+        tok_pretok_init(&it, re, md, s, n);
+        it.ascii_fast = fast;
+        size_t start, len, k = 0, covered = 0;
+        while (tok_pretok_next(&it, &start, &len)) {
+            cr_assert_lt(k, nwant, "more words than expected for \"%s\" (fast %d)", s, fast);
+            cr_assert_eq(start, covered, "words tile the input");
+            cr_assert(len == strlen(want[k]) && !memcmp(s + start, want[k], len),
+                      "word %zu of \"%s\" is \"%.*s\", want \"%s\" (fast %d)", k, s, (int)len, s + start, want[k], fast);
+            covered += len;
+            k++;
+        }
+        cr_assert_eq(k, nwant, "\"%s\": %zu words, want %zu (fast %d)", s, k, nwant, fast);
+        cr_assert_eq(covered, n);
     }
-    cr_assert_eq(k, nwant, "\"%s\": %zu words, want %zu", s, k, nwant);
-    cr_assert_eq(covered, n);
     tok_match_data_free(md);
     tok_regex_free(re);
 }
@@ -200,6 +206,55 @@ Test(tok_pretok, invalid_utf8_bytes_become_words)
         k++;
     cr_assert_eq(k, 3);
     tok_match_data_free(md);
+    tok_regex_free(re);
+}
+
+/* The ASCII fast path must split exactly as PCRE2 does: all 128 ASCII classes,
+ * then random text that mixes ASCII with the non-ASCII bytes that stop it. */
+Test(tok_pretok, ascii_fast_path_equals_pcre2)
+{
+    void *re;
+    cr_assert_eq(tok_regex_new(&re, tok_gpt2_pattern, NULL, 0), 0);
+    void *md_a = tok_match_data_new(re), *md_b = tok_match_data_new(re);
+    static const char *const pieces[] = {"a", "Z", "q", "7", "0", " ", " ", "  ", "\n", "\t", "\r\n", "\v", "\f", "'",
+                                         "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'l", "!", "?!", ".", "$",
+                                         "\x01", "\x1c", "\x1f", "\x7f", "_", "-", "\xc3\xa9", "\xc2\xa0", "\xc2\xb2",
+                                         "\xe2\x80\x94", "\xe1\xa0\x8e", "\xff", "\xc3", "\xf0\x9f\x9b\x92", "\xe3\x80\x80"};
+    size_t np = sizeof(pieces) / sizeof(pieces[0]);
+    char s[512];
+    for (int iter = 0; iter < 200000; iter++) {
+        size_t n = 0;
+        int parts = iter < 128 ? 0 : 1 + (int)(rnd() % 12);
+        if (iter < 128) { /* every ASCII byte alone, then between letters */
+            s[n++] = (char)iter;
+            if (iter % 2) {
+                s[n++] = 'x';
+                s[n++] = (char)iter;
+                s[n++] = ' ';
+            }
+        }
+        for (int k = 0; k < parts; k++) {
+            /* mostly ASCII pieces, sometimes a non-ASCII one */
+            const char *p = pieces[rnd() % (rnd() % 4 ? 33 : np)];
+            size_t l = strlen(p);
+            memcpy(s + n, p, l);
+            n += l;
+        }
+        struct tok_pretok a, b;
+        tok_pretok_init(&a, re, md_a, s, n);
+        tok_pretok_init(&b, re, md_b, s, n);
+        b.ascii_fast = 1;
+        size_t sa, la, sb, lb;
+        int ra, rb;
+        do {
+            ra = tok_pretok_next(&a, &sa, &la);
+            rb = tok_pretok_next(&b, &sb, &lb);
+            cr_assert(ra == rb && (!ra || (sa == sb && la == lb)),
+                      "iteration %d \"%.*s\": PCRE2 word [%zu+%zu], fast path [%zu+%zu]", iter, (int)n, s, sa, la, sb, lb);
+        } while (ra);
+    }
+    tok_match_data_free(md_a);
+    tok_match_data_free(md_b);
     tok_regex_free(re);
 }
 
