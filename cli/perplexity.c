@@ -96,31 +96,37 @@ int cmd_perplexity(int argc, char **argv)
 
     struct lm_kv *kv = eng_kv(m, ctx, 1, f16);
     struct lm_batch b;
-    /* Logits of positions 0..ctx-2 score tokens 1..ctx-1. */
-    float *logits = malloc((size_t)(ctx - 1) * V * sizeof(float));
-    if (lm_batch_init(&b, ctx) || !logits)
-        cli_die("out of memory for %d x %d logits", ctx - 1, V);
+    /* Logits of positions 0..ctx-2 score tokens 1..ctx-1. A window goes to
+     * lm_decode in pieces of at most PIECE entries (the sequence carries on
+     * from one to the next), so the logits buffer stays PIECE x V. */
+    enum { PIECE = 512 };
+    float *logits = malloc((size_t)PIECE * V * sizeof(float));
+    if (lm_batch_init(&b, PIECE) || !logits)
+        cli_die("out of memory for %d x %d logits", PIECE, V);
     double nll = 0, t0 = cli_now();
     size_t scored = 0;
     for (size_t w = 0; w < nwin; w++) {
         const int32_t *t = ids.ids + w * (size_t)ctx;
         int seq;
         lm_kv_seq_new(kv, &seq);
-        b.n = 0;
-        for (int i = 0; i < ctx; i++)
-            lm_batch_add(&b, seq, i, t[i], i < ctx - 1);
-        int rc = lm_decode(m, kv, &b, logits);
-        if (rc)
-            cli_die("decode: %s: %s", aisle_strerror(rc), lm_model_errmsg(m));
-        for (int i = 0; i < ctx - 1; i++) {
-            const float *l = logits + (size_t)i * V;
-            double mx = l[0], z = 0;
-            for (int v = 1; v < V; v++)
-                mx = l[v] > mx ? l[v] : mx;
-            for (int v = 0; v < V; v++)
-                z += exp(l[v] - mx);
-            nll += log(z) + mx - l[t[i + 1]];
-            scored++;
+        for (int i0 = 0; i0 < ctx; i0 += PIECE) {
+            int n = ctx - i0 < PIECE ? ctx - i0 : PIECE;
+            b.n = 0;
+            for (int i = i0; i < i0 + n; i++)
+                lm_batch_add(&b, seq, i, t[i], i < ctx - 1);
+            int rc = lm_decode(m, kv, &b, logits);
+            if (rc)
+                cli_die("decode: %s: %s", aisle_strerror(rc), lm_model_errmsg(m));
+            for (int i = i0; i < i0 + n && i < ctx - 1; i++) {
+                const float *l = logits + (size_t)(i - i0) * V;
+                double mx = l[0], z = 0;
+                for (int v = 1; v < V; v++)
+                    mx = l[v] > mx ? l[v] : mx;
+                for (int v = 0; v < V; v++)
+                    z += exp(l[v] - mx);
+                nll += log(z) + mx - l[t[i + 1]];
+                scored++;
+            }
         }
         lm_kv_seq_free(kv, seq);
         fprintf(stderr, "\rwindow %zu/%zu  ppl %.4f", w + 1, nwin, exp(nll / (double)scored));
