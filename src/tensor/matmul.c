@@ -32,12 +32,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Crossovers measured on a Zen 3 EPYC, K=768 N=2048, one thread's CPU time
- * (docs/TENSOR.md): sgemm beats the F32 row dots from T=16 (45 vs 36
- * GFLOP/s); with SIMD widening of the tiles, dequantize+sgemm beats the
- * F16 and Q4_0 row dots from T=32 and Q8_0 from T=64 (one threshold between). */
-static atomic_int blas_min_t = 16;
-static atomic_int deq_min_t = 48;
+/* Crossovers (docs/TENSOR.md), K=768 N=2048 on a 2-core Zen 3 EPYC: with 2
+ * threads and the weights coming from DRAM (bench/kernels crossover_*), the
+ * row dots match sgemm up to T~64 for F32 and F16, and dequantize+sgemm wins
+ * from T~32-64 for Q8_0/Q4_0. One thread in cache (CPU time) favours sgemm
+ * earlier (F32 from T=16), but batched decode reads its weights from DRAM. */
+static atomic_int blas_min_t = 64;
+static atomic_int deq_min_t = 64;
 
 /* Rows per dequantize-then-sgemm tile. */
 #define DEQ_ROWS 64
