@@ -13,6 +13,8 @@
  *                on a smaller slice (it is O(merges x symbols)); both trainers run
  *                on the same slice and must agree merge for merge; the naive time
  *                for the full corpus is extrapolated from the slice (stated as such)
+ *   pretok_*     the GPT-2 pre-tokenizer with PCRE2 for every word vs its ASCII
+ *                fast path (same words checked), best of 3
  *   encode_*     tok_encode (heap merge, word cache) vs tok_encode_naive
  *                (encoder.py's rescan-per-merge), same text, same vocabulary, same
  *                output checked, best of 3; also on the corpus's letters run
@@ -215,6 +217,40 @@ static void bench_encode(const char *name, const struct tok *t, const char *s, s
     tok_ids_release(&b);
 }
 
+/* The pre-tokenizer alone: PCRE2 for every word vs the ASCII fast path, best of 3. */
+static void bench_pretok(const char *s, size_t n)
+{
+    void *re;
+    char err[256];
+    if (tok_regex_new(&re, tok_gpt2_pattern, err, sizeof(err)))
+        die(err, AISLE_EINVAL);
+    void *md = tok_match_data_new(re);
+    double best[2] = {1e30, 1e30};
+    size_t words[2] = {0, 0};
+    for (int rep = 0; rep < 3; rep++)
+        for (int fast = 0; fast < 2; fast++) {
+            struct tok_pretok it;
+            tok_pretok_init(&it, re, md, s, n);
+            it.ascii_fast = fast;
+            size_t start, len, w = 0;
+            double t0 = now();
+            while (tok_pretok_next(&it, &start, &len))
+                w++;
+            double t = now() - t0;
+            best[fast] = t < best[fast] ? t : best[fast];
+            words[fast] = w;
+        }
+    if (words[0] != words[1]) {
+        fprintf(stderr, "bench/tokenize: the pre-tokenizer paths disagree\n");
+        exit(1);
+    }
+    printf("pretok_pcre2_mb_s %.1f MB/s\n", (double)n / 1e6 / best[0]);
+    printf("pretok_ascii_fast_mb_s %.1f MB/s\n", (double)n / 1e6 / best[1]);
+    printf("pretok_speedup %.2f x\n", best[0] / best[1]);
+    tok_match_data_free(md);
+    tok_regex_free(re);
+}
+
 int main(void)
 {
     size_t mb = getenv("TOK_BENCH_MB") ? (size_t)atol(getenv("TOK_BENCH_MB")) : 50;
@@ -281,6 +317,7 @@ int main(void)
 
     /* encoding: the trained vocabulary on real text, then on long unbroken words */
     size_t enc = text.len < (8u << 20) ? text.len : (8u << 20);
+    bench_pretok(text.data, enc);
     bench_encode("encode", big, text.data, enc);
     struct buf longw;
     buf_init(&longw, 0);
