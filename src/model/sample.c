@@ -269,9 +269,25 @@ int lm_sampler_dist(struct lm_sampler *s, float *logits, const int32_t **ids, co
         n = m;
     }
     if (p->top_p < 1.0f) {
-        if (!sorted)
-            qsort(s->c, (size_t)n, sizeof(*s->c), cand_cmp);
-        sorted = 1;
+        /* Sorting all V candidates costs milliseconds per token; the nucleus
+         * is usually small. Sort only the k most likely, k growing 4x until
+         * their mass (over the full denominator z) reaches top_p. */
+        for (int k = 64; !sorted; k *= 4) {
+            if (k >= n) {
+                qsort(s->c, (size_t)n, sizeof(*s->c), cand_cmp);
+                sorted = 1;
+                break;
+            }
+            select_top(s->c, n, k);
+            double mass = 0;
+            for (int i = 0; i < k; i++)
+                mass += exp((double)s->c[i].logit - mx) / z;
+            if (mass >= p->top_p) {
+                n = k;
+                qsort(s->c, (size_t)n, sizeof(*s->c), cand_cmp);
+                sorted = 1;
+            }
+        }
         double cum = 0;
         int m = n;
         for (int i = 0; i < n; i++) {

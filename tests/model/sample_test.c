@@ -123,6 +123,54 @@ Test(sample, top_p)
     cr_assert_float_eq(pv[3], 0.375f, TOL);
 }
 
+/* top-p over a large vocabulary (the partial-sort path) equals the
+ * definition: sort everything, keep the shortest head with mass >= p. */
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+Test(sample, top_p_large_vocab_matches_full_sort)
+{
+    enum { V = 5000 };
+    static float l[V], pv[V], sorted[V];
+    uint64_t r = 12345;
+    for (int i = 0; i < V; i++) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        l[i] = (float)((r >> 40) & 0xffffff) / 8388608.0f * 4.0f; /* spread 0..8: a wide nucleus */
+    }
+    static const float ps[3] = {0.3f, 0.9f, 0.999f};
+    for (int k = 0; k < 3; k++) {
+        struct lm_sample_params p = plain();
+        p.top_p = ps[k];
+        int n = dist(&p, l, V, pv);
+        memcpy(sorted, l, sizeof(l));
+        qsort(sorted, V, sizeof(float), cmp_desc);
+        double z = 0, cum = 0;
+        for (int i = 0; i < V; i++)
+            z += exp((double)sorted[i] - sorted[0]);
+        int want = V;
+        for (int i = 0; i < V; i++) {
+            cum += exp((double)sorted[i] - sorted[0]) / z;
+            if (cum >= ps[k]) {
+                want = i + 1;
+                break;
+            }
+        }
+        cr_assert_eq(n, want, "top_p %g: %d candidates, want %d", ps[k], n, want);
+        cr_assert_gt(n, 64, "the test must reach past the first partial sort");
+        /* kept exactly the n largest logits */
+        int kept = 0;
+        for (int i = 0; i < V; i++)
+            if (pv[i] > 0) {
+                kept++;
+                cr_assert_geq(l[i], sorted[n - 1]);
+            }
+        cr_assert_eq(kept, n);
+    }
+}
+
 Test(sample, min_p)
 {
     float l[4], pv[4];
