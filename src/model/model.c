@@ -298,7 +298,7 @@ int lm_batch_init(struct lm_batch *b, int cap)
     b->e = malloc((size_t)(cap > 0 ? cap : 1) * sizeof(*b->e));
     if (!b->e)
         return AISLE_ENOMEM;
-    b->cap = cap;
+    b->cap = cap > 0 ? cap : 0;
     return 0;
 }
 
@@ -541,8 +541,15 @@ int lm_decode(struct lm_model *m, struct lm_kv *kv, const struct lm_batch *batch
             s->len++;
         }
         int rc = forward_chunk(m, kv, ce, T, lo);
-        if (rc)
+        if (rc) {
+            /* Undo the whole call: each sequence back to its length before it
+             * (entries in reverse, so each ends at its first entry's pos). The
+             * blocks of this chunk are private and unregistered; those filled
+             * by earlier chunks hold valid K/V and stay findable. */
+            for (int i = c0 + T - 1; i >= 0; i--)
+                lm_kv_seq_truncate(kv, e[i].seq, e[i].pos);
             return bad(m, rc, "kernel failed: %s", aisle_strerror(rc));
+        }
         for (int t = 0; t < T; t++) {
             if (m->erow[t] == kv->BS - 1)
                 kv_block_filled(kv, ce[t].seq, ce[t].pos / kv->BS);

@@ -156,8 +156,9 @@ int lm_batch_add(struct lm_batch *b, int seq, int pos, int32_t token, int want_l
  * into its sequence (appending a block when the position starts one) and the
  * logits of each entry with want_logits into logits_out (n_want, V), in entry
  * order. Blocks that become full are registered in the prefix cache. The call
- * checks everything (sequences, positions, tokens, free blocks) before writing:
- * on error nothing has changed. 0, AISLE_EINVAL (bad entry, detail in
+ * checks everything (sequences, positions, tokens, free blocks) before writing,
+ * and a kernel failure rolls the sequences back: on error no sequence has
+ * changed (logits_out may have been partly written). 0, AISLE_EINVAL (bad entry, detail in
  * lm_model_errmsg), AISLE_ETOOBIG (not enough free blocks or a sequence would
  * pass max_seq_len) or AISLE_ENOMEM. */
 int lm_decode(struct lm_model *m, struct lm_kv *kv, const struct lm_batch *batch, float *logits_out);
