@@ -8,15 +8,18 @@
  * map plus the compiled pre-tokenizer regex). Encoding state (PCRE2 match data,
  * scratch arrays, a per-word cache) lives in a struct tok_cache that each thread
  * owns, so one vocabulary serves many threads. BPE encoding splits text with the
- * GPT-2 regex (PCRE2 JIT, PCRE2_MATCH_INVALID_UTF; bytes the regex cannot match,
- * i.e. invalid UTF-8, become words of their own so nothing is lost), then merges
- * each word's byte symbols by rank with a min-heap over a linked list: O(L log L)
- * per word of L bytes. SPM encoding is llama.cpp's greedy best-score bigram merge
- * over UTF-8 characters with <0xNN> byte fallback.
+ * GPT-2 regex (or Llama 3's, by tokenizer.ggml.pre; PCRE2 JIT with
+ * PCRE2_MATCH_INVALID_UTF; bytes the regex cannot match, i.e. invalid UTF-8,
+ * become words of their own so nothing is lost; ASCII words that no later byte can
+ * change are split by an equivalent hand-written matcher), then merges each word's
+ * byte symbols by rank with a min-heap over a linked list: O(L log L) per word of
+ * L bytes. SPM encoding is llama.cpp's greedy best-score bigram merge over UTF-8
+ * characters with <0xNN> byte fallback.
  *
  * Invariants: token ids are 0..n-1; for a BPE vocabulary every byte value has a
- * single-byte token (checked at load), so any byte string encodes and
- * tok_decode(tok_encode(x)) == x for every x, valid UTF-8 or not. Special
+ * single-byte token (checked at load), so any byte string encodes, and with
+ * NORMAL-typed tokens (as Aisle writes them) tok_decode(tok_encode(x)) == x for
+ * every x, valid UTF-8 or not. Special
  * (control) tokens are produced from text only when TOK_PARSE_SPECIAL is given.
  * docs/TOKENIZER.md describes the format, special tokens and chat template.
  *
