@@ -197,19 +197,26 @@ static uint64_t text_hash(const char *s, size_t n)
     return hset_hash(HSET_FNV_SEED, s, n);
 }
 
-int32_t tok_find(const struct tok *t, const char *s, size_t n)
+/* The map slot holding text s, or the empty slot where it would go. */
+static size_t map_slot(const struct tok *t, const char *s, size_t n)
 {
-    if (!t->map_cap)
-        return -1;
     size_t mask = t->map_cap - 1;
     for (size_t i = (size_t)text_hash(s, n) & mask;; i = (i + 1) & mask) {
         uint32_t v = t->map[i];
         if (!v)
-            return -1;
+            return i;
         const struct tok_token *k = &t->tokens[v - 1];
         if (k->len == n && memcmp(t->text + k->off, s, n) == 0)
-            return (int32_t)(v - 1);
+            return i;
     }
+}
+
+int32_t tok_find(const struct tok *t, const char *s, size_t n)
+{
+    if (!t->map_cap)
+        return -1;
+    uint32_t v = t->map[map_slot(t, s, n)];
+    return v ? (int32_t)(v - 1) : -1;
 }
 
 static int cmp_special(const void *a, const void *b, void *ctx)
@@ -264,14 +271,8 @@ int tok_init_tokens(struct tok *t, const char *const *tokens, const size_t *lens
         if (k->type < TOK_TYPE_UNDEFINED || k->type > TOK_TYPE_BYTE)
             k->type = TOK_TYPE_UNDEFINED; /* llama.cpp: unknown types decode to nothing */
         k->score = scores ? scores[i] : 0.0f;
-        /* the first of duplicate texts wins the map; llama.cpp keeps the last,
-         * but real vocabularies have none and a test pins our choice */
-        if (tok_find(t, t->text + k->off, k->len) < 0) {
-            size_t mask = cap - 1, j = (size_t)text_hash(t->text + k->off, k->len) & mask;
-            while (t->map[j])
-                j = (j + 1) & mask;
-            t->map[j] = (uint32_t)i + 1;
-        }
+        /* of tokens with the same text the last wins the map, as in llama.cpp's token_to_id */
+        t->map[map_slot(t, t->text + k->off, k->len)] = (uint32_t)i + 1;
         if (k->len && (k->type == TOK_TYPE_CONTROL || k->type == TOK_TYPE_UNKNOWN || k->type == TOK_TYPE_USER_DEFINED))
             nspecial++;
     }

@@ -680,6 +680,57 @@ Test(tok_train, incremental_equals_naive_recount)
     tok_trainer_free(tr);
 }
 
+Test(tok_train, special_texts_in_the_corpus_stay_special)
+{
+    /* the GPT-2 pre-tokenizer splits "<|user|>" into "<|", "user", "|>", so no merge
+     * can make a normal token with a special token's text (which llama.cpp's
+     * text->id map would resolve to the control token) */
+    struct tok_trainer *tr;
+    cr_assert_eq(tok_trainer_new(&tr, NULL, 0), 0);
+    const char *chat = "<|system|>\nBe brief.<|end|>\n<|user|>\nDoes it fit?<|end|>\n<|assistant|>\nYes.<|end|>\n"
+                       "<|endoftext|>";
+    for (int i = 0; i < 500; i++)
+        cr_assert_eq(tok_trainer_feed(tr, chat, strlen(chat)), 0);
+    struct tok *t;
+    cr_assert_eq(tok_trainer_train(tr, 2000, NULL, NULL, &t, NULL, 0), 0);
+    for (size_t i = 0; i < tok_n_vocab(t); i++) {
+        size_t len;
+        const char *s = tok_text(t, (int32_t)i, &len);
+        cr_assert_eq(tok_find(t, s, len), (int32_t)i, "token %zu \"%.*s\" has a twin", i, (int)len, s);
+    }
+    struct tok_ids v;
+    tok_ids_init(&v, 0);
+    encode(t, chat, strlen(chat), 0, &v);
+    for (size_t i = 0; i < v.len; i++)
+        cr_assert_eq(tok_type_of(t, v.ids[i]), TOK_TYPE_NORMAL);
+    tok_ids_release(&v);
+    tok_free(t);
+    tok_trainer_free(tr);
+}
+
+Test(tok_bpe, duplicate_texts_resolve_to_the_last_as_in_llama_cpp)
+{
+    static const char *const m[][2] = {{"a", "b"}};
+    struct tok *t = mk_bpe(m, 1, 0);
+    cr_assert_eq(tok_find(t, "ab", 2), 256);
+    tok_free(t);
+    const char *texts[258];
+    size_t lens[258];
+    char bytes[256][4];
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        lens[b] = visible(&c, 1, bytes[b]);
+        texts[b] = bytes[b];
+    }
+    texts[256] = texts[257] = "ab";
+    lens[256] = lens[257] = 2;
+    struct tok_bpe_spec spec = {.tokens = texts, .lens = lens, .n = 258, .bos = -1, .eos = -1, .eot = -1, .pad = -1};
+    char err[128];
+    cr_assert_eq(tok_new_bpe(&t, &spec, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tok_find(t, "ab", 2), 257);
+    tok_free(t);
+}
+
 static int count_progress(void *ctx, size_t done, size_t total)
 {
     size_t *calls = ctx;
