@@ -11,7 +11,7 @@
  * Float weights (F32/F16/BF16): each 8-wide slice of the weight row is loaded
  * (and widened) once and FMA'd into one accumulator per activation row; one
  * row alone gets four accumulators so the FMA latency is hidden.
- * Quantized weights against q8x activation blocks (tensor_impl.h):
+ * Quantized weights against quantized activation rows (tensor_impl.h):
  *   Q8_0: |w| (unsigned) x sign(w)*q with _mm256_maddubs_epi16 — pairs fit
  *         int16 since 128*127*2 < 32768 — then _mm256_madd_epi16 by ones to
  *         int32 and one float FMA per block with d_w*d_x.
@@ -172,51 +172,6 @@ AVX2_INLINE __m256i load_q(const int8_t *q)
     return _mm256_loadu_si256((const __m256i *)(const void *)q);
 }
 
-/* Blocks are taken in pairs into two accumulator sets when nx <= 2, so one
- * activation row does not wait on the FMA latency of a single chain. */
-AVX2_INLINE void body_q8_0(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
-{
-    const int nb = K / 32, pairs = nx <= 2;
-    const struct q8x_block *xb[TENSOR_NX];
-    __m256 acc[TENSOR_NX], acc2[TENSOR_NX];
-    _Pragma("GCC unroll 4")
-    for (int j = 0; j < nx; j++) {
-        xb[j] = XROW(x, j, xs);
-        acc[j] = acc2[j] = _mm256_setzero_ps();
-    }
-    const uint8_t *wb = w;
-    int b = 0;
-    if (pairs) {
-        for (; b + 2 <= nb; b += 2, wb += 68) {
-            float dw0 = f16(wb), dw1 = f16(wb + 34);
-            __m256i q0 = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 2));
-            __m256i q1 = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 36));
-            __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
-            _Pragma("GCC unroll 4")
-            for (int j = 0; j < nx; j++) {
-                __m256 f0 = _mm256_cvtepi32_ps(dot_us(a0, _mm256_sign_epi8(load_q(xb[j][b].q), q0)));
-                __m256 f1 = _mm256_cvtepi32_ps(dot_us(a1, _mm256_sign_epi8(load_q(xb[j][b + 1].q), q1)));
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw0 * xb[j][b].d), f0, acc[j]);
-                acc2[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw1 * xb[j][b + 1].d), f1, acc2[j]);
-            }
-        }
-    }
-    for (; b < nb; b++, wb += 34) {
-        float dw = f16(wb);
-        __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 2));
-        __m256i aq = _mm256_sign_epi8(q, q);
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < nx; j++) {
-            __m256i sy = _mm256_sign_epi8(load_q(xb[j][b].q), q);
-            __m256 f = _mm256_cvtepi32_ps(dot_us(aq, sy));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[j][b].d), f, acc[j]);
-        }
-    }
-    _Pragma("GCC unroll 4")
-    for (int j = 0; j < nx; j++)
-        out[j * os] = hsum8(_mm256_add_ps(acc[j], acc2[j]));
-}
-
 /* 16 packed bytes -> 32 nibbles: low nibbles in bytes 0..15, high in 16..31. */
 AVX2_INLINE __m256i unpack_nibbles16(const uint8_t *p)
 {
@@ -231,47 +186,89 @@ AVX2_INLINE __m256i q4_0_values(const uint8_t *p)
     return _mm256_sub_epi8(unpack_nibbles16(p), _mm256_set1_epi8(8));
 }
 
-/* The -8 offset is applied to the weights (one subtract shared by all nx
- * rows) and the product uses the same sign trick as Q8_0. */
-AVX2_INLINE void body_q4_0(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
+/* The 32 signed weights of a Q8_0 (q4 = 0) or Q4_0 (q4 = 1) block. */
+AVX2_INLINE __m256i q_values(int q4, const uint8_t *wb)
 {
-    const int nb = K / 32, pairs = nx <= 2;
-    const struct q8x_block *xb[TENSOR_NX];
+    return q4 ? q4_0_values(wb + 2) : _mm256_loadu_si256((const __m256i *)(const void *)(wb + 2));
+}
+
+/* The f16 scales of 8 consecutive blocks (bs bytes apart), widened at once. */
+AVX2_INLINE __m256 scales8(const uint8_t *wb, int bs)
+{
+    __m128i h = _mm_cvtsi32_si128(tensor_rd16(wb));
+    h = _mm_insert_epi16(h, tensor_rd16(wb + bs), 1);
+    h = _mm_insert_epi16(h, tensor_rd16(wb + 2 * bs), 2);
+    h = _mm_insert_epi16(h, tensor_rd16(wb + 3 * bs), 3);
+    h = _mm_insert_epi16(h, tensor_rd16(wb + 4 * bs), 4);
+    h = _mm_insert_epi16(h, tensor_rd16(wb + 5 * bs), 5);
+    h = _mm_insert_epi16(h, tensor_rd16(wb + 6 * bs), 6);
+    h = _mm_insert_epi16(h, tensor_rd16(wb + 7 * bs), 7);
+    return _mm256_cvtph_ps(h);
+}
+
+/* Q8_0 and Q4_0 (the -8 applied to the weights, then the same sign trick).
+ * Blocks go in groups of 8: their weight scales are widened together and
+ * multiplied by 8 activation scales in one instruction, so each block only
+ * broadcasts its product from a small table. With nx <= 2 two blocks are in
+ * flight per row (two accumulator sets) to cover the FMA latency. */
+AVX2_INLINE void body_q(int q4, int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
+{
+    const int nb = K / 32, bs = q4 ? 18 : 34;
+    struct q8x_view v[TENSOR_NX];
     __m256 acc[TENSOR_NX], acc2[TENSOR_NX];
+    _Alignas(32) float sc[TENSOR_NX][8];
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
-        xb[j] = XROW(x, j, xs);
+        v[j] = q8x_view(XROW(x, j, xs), K);
         acc[j] = acc2[j] = _mm256_setzero_ps();
     }
     const uint8_t *wb = w;
     int b = 0;
-    if (pairs) {
-        for (; b + 2 <= nb; b += 2, wb += 36) {
-            float dw0 = f16(wb), dw1 = f16(wb + 18);
-            __m256i q0 = q4_0_values(wb + 2), q1 = q4_0_values(wb + 20);
-            __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
-            _Pragma("GCC unroll 4")
-            for (int j = 0; j < nx; j++) {
-                __m256 f0 = _mm256_cvtepi32_ps(dot_us(a0, _mm256_sign_epi8(load_q(xb[j][b].q), q0)));
-                __m256 f1 = _mm256_cvtepi32_ps(dot_us(a1, _mm256_sign_epi8(load_q(xb[j][b + 1].q), q1)));
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw0 * xb[j][b].d), f0, acc[j]);
-                acc2[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw1 * xb[j][b + 1].d), f1, acc2[j]);
+    for (; b + 8 <= nb; b += 8, wb += 8 * bs) {
+        __m256 dw = scales8(wb, bs);
+        _Pragma("GCC unroll 4")
+        for (int j = 0; j < nx; j++)
+            _mm256_store_ps(sc[j], _mm256_mul_ps(dw, _mm256_loadu_ps(v[j].d + b)));
+        if (nx <= 2) {
+            for (int i = 0; i < 8; i += 2) {
+                __m256i q0 = q_values(q4, wb + i * bs), q1 = q_values(q4, wb + (i + 1) * bs);
+                __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
+                _Pragma("GCC unroll 4")
+                for (int j = 0; j < nx; j++) {
+                    const int8_t *y = v[j].q + 32 * (b + i);
+                    __m256 f0 = _mm256_cvtepi32_ps(dot_us(a0, _mm256_sign_epi8(load_q(y), q0)));
+                    __m256 f1 = _mm256_cvtepi32_ps(dot_us(a1, _mm256_sign_epi8(load_q(y + 32), q1)));
+                    acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[j][i]), f0, acc[j]);
+                    acc2[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[j][i + 1]), f1, acc2[j]);
+                }
+            }
+        } else {
+            for (int i = 0; i < 8; i++) {
+                __m256i q = q_values(q4, wb + i * bs), aq = _mm256_sign_epi8(q, q);
+                _Pragma("GCC unroll 4")
+                for (int j = 0; j < nx; j++) {
+                    __m256 f = _mm256_cvtepi32_ps(dot_us(aq, _mm256_sign_epi8(load_q(v[j].q + 32 * (b + i)), q)));
+                    acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[j][i]), f, acc[j]);
+                }
             }
         }
     }
-    for (; b < nb; b++, wb += 18) {
+    for (; b < nb; b++, wb += bs) {
         float dw = f16(wb);
-        __m256i q = q4_0_values(wb + 2), aq = _mm256_sign_epi8(q, q);
+        __m256i q = q_values(q4, wb), aq = _mm256_sign_epi8(q, q);
         _Pragma("GCC unroll 4")
         for (int j = 0; j < nx; j++) {
-            __m256 f = _mm256_cvtepi32_ps(dot_us(aq, _mm256_sign_epi8(load_q(xb[j][b].q), q)));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[j][b].d), f, acc[j]);
+            __m256 f = _mm256_cvtepi32_ps(dot_us(aq, _mm256_sign_epi8(load_q(v[j].q + 32 * b), q)));
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * v[j].d[b]), f, acc[j]);
         }
     }
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++)
         out[j * os] = hsum8(_mm256_add_ps(acc[j], acc2[j]));
 }
+
+#define Q8_BODY(K, w, x, xs, out, os, NX) body_q(0, K, w, x, xs, out, os, NX)
+#define Q4_BODY(K, w, x, xs, out, os, NX) body_q(1, K, w, x, xs, out, os, NX)
 
 static void q4k_scales(const uint8_t *s, int *sc, int *m)
 {
@@ -286,12 +283,12 @@ static void q4k_scales(const uint8_t *s, int *sc, int *m)
 AVX2_INLINE void body_q4_k(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
 {
     const int nb = K / 256;
-    const struct q8x_block *xb[TENSOR_NX];
+    struct q8x_view v[TENSOR_NX];
     __m256 acc[TENSOR_NX];
     float corr[TENSOR_NX];
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
-        xb[j] = XROW(x, j, xs);
+        v[j] = q8x_view(XROW(x, j, xs), K);
         acc[j] = _mm256_setzero_ps();
         corr[j] = 0.0f;
     }
@@ -308,12 +305,14 @@ AVX2_INLINE void body_q4_k(int K, const void *w, const void *x, size_t xs, float
             float mlo = dmin * (float)m[2 * c], mhi = dmin * (float)m[2 * c + 1];
             _Pragma("GCC unroll 4")
             for (int j = 0; j < nx; j++) {
-                const struct q8x_block *y = &xb[j][8 * b + 2 * c];
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dlo * y[0].d), _mm256_cvtepi32_ps(dot_us(lo, load_q(y[0].q))),
+                const int xb = 8 * b + 2 * c; /* activation blocks xb (low nibbles) and xb + 1 */
+                const float *dx = v[j].d + xb;
+                const int16_t *sx = v[j].s + 2 * xb;
+                const int8_t *y = v[j].q + 32 * xb;
+                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dlo * dx[0]), _mm256_cvtepi32_ps(dot_us(lo, load_q(y))), acc[j]);
+                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dhi * dx[1]), _mm256_cvtepi32_ps(dot_us(hi, load_q(y + 32))),
                                          acc[j]);
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dhi * y[1].d), _mm256_cvtepi32_ps(dot_us(hi, load_q(y[1].q))),
-                                         acc[j]);
-                corr[j] += mlo * y[0].d * (float)(y[0].s[0] + y[0].s[1]) + mhi * y[1].d * (float)(y[1].s[0] + y[1].s[1]);
+                corr[j] += mlo * dx[0] * (float)(sx[0] + sx[1]) + mhi * dx[1] * (float)(sx[2] + sx[3]);
             }
         }
     }
@@ -325,12 +324,12 @@ AVX2_INLINE void body_q4_k(int K, const void *w, const void *x, size_t xs, float
 AVX2_INLINE void body_q6_k(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
 {
     const int nb = K / 256;
-    const struct q8x_block *xb[TENSOR_NX];
+    struct q8x_view v[TENSOR_NX];
     __m256 acc[TENSOR_NX];
     float corr[TENSOR_NX];
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
-        xb[j] = XROW(x, j, xs);
+        v[j] = q8x_view(XROW(x, j, xs), K);
         acc[j] = _mm256_setzero_ps();
         corr[j] = 0.0f;
     }
@@ -356,12 +355,12 @@ AVX2_INLINE void body_q6_k(int K, const void *w, const void *x, size_t xs, float
                 __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)sb), _mm_set1_epi16((short)sa));
                 _Pragma("GCC unroll 4")
                 for (int j = 0; j < nx; j++) {
-                    const struct q8x_block *y = &xb[j][8 * b + 4 * h + c];
-                    __m256i p16 = _mm256_maddubs_epi16(u[c], load_q(y->q));
+                    const int xb = 8 * b + 4 * h + c;
+                    __m256i p16 = _mm256_maddubs_epi16(u[c], load_q(v[j].q + 32 * xb));
                     __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, scv));
-                    float s = d * y->d;
+                    float s = d * v[j].d[xb];
                     acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(s), f, acc[j]);
-                    corr[j] += s * (float)(sa * y->s[0] + sb * y->s[1]);
+                    corr[j] += s * (float)(sa * v[j].s[2 * xb] + sb * v[j].s[2 * xb + 1]);
                 }
             }
         }
@@ -373,12 +372,12 @@ AVX2_INLINE void body_q6_k(int K, const void *w, const void *x, size_t xs, float
 
 static AVX2 void rowdot_q8_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
 {
-    NX_DISPATCH(body_q8_0, K, w, x, xs, out, os);
+    NX_DISPATCH(Q8_BODY, K, w, x, xs, out, os);
 }
 
 static AVX2 void rowdot_q4_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
 {
-    NX_DISPATCH(body_q4_0, K, w, x, xs, out, os);
+    NX_DISPATCH(Q4_BODY, K, w, x, xs, out, os);
 }
 
 static AVX2 void rowdot_q4_k(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
@@ -426,11 +425,15 @@ static AVX2 void dequant_row(enum ggml_type t, const void *wv, float *y, int K)
 }
 
 /* Same arithmetic as the scalar quantize_x (d = amax/127, q = round-to-even
- * of x * 127/amax), so both paths produce identical blocks. */
-static AVX2 void quantize_x(const float *x, struct q8x_block *y, int K)
+ * of x * 127/amax), so both paths produce identical rows. */
+static AVX2 void quantize_x(const float *x, void *row, int K)
 {
+    const int nb = K / 32;
+    float *dv = row;
+    int16_t *sv = (int16_t *)(void *)((char *)row + (size_t)nb * 4);
+    int8_t *qv = (int8_t *)row + (size_t)nb * 8;
     const __m256 signbit = _mm256_set1_ps(-0.0f);
-    for (int b = 0; b < K / 32; b++, x += 32) {
+    for (int b = 0; b < nb; b++, x += 32) {
         __m256 v[4];
         __m256 mx = _mm256_setzero_ps();
         for (int i = 0; i < 4; i++) {
@@ -442,7 +445,7 @@ static AVX2 void quantize_x(const float *x, struct q8x_block *y, int K)
         m = _mm_max_ss(m, _mm_movehdup_ps(m));
         float amax = _mm_cvtss_f32(m);
         float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-        y[b].d = amax / 127.0f;
+        dv[b] = amax / 127.0f;
         __m256 idv = _mm256_set1_ps(id);
         __m256i qi[4];
         for (int i = 0; i < 4; i++)
@@ -451,12 +454,12 @@ static AVX2 void quantize_x(const float *x, struct q8x_block *y, int K)
         __m256i s0 = _mm256_add_epi32(qi[0], qi[1]), s1 = _mm256_add_epi32(qi[2], qi[3]);
         __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(void *)y[b].q, p);
+        _mm256_storeu_si256((__m256i *)(void *)(qv + 32 * b), p);
         __m256i hs = _mm256_hadd_epi32(s0, s1); /* lane: s0 pairs, s1 pairs per 128-bit half */
         hs = _mm256_hadd_epi32(hs, hs);
         __m128i t = _mm_add_epi32(_mm256_castsi256_si128(hs), _mm256_extracti128_si256(hs, 1));
-        y[b].s[0] = (int16_t)_mm_cvtsi128_si32(t);
-        y[b].s[1] = (int16_t)_mm_extract_epi32(t, 1);
+        sv[2 * b] = (int16_t)_mm_cvtsi128_si32(t);
+        sv[2 * b + 1] = (int16_t)_mm_extract_epi32(t, 1);
     }
 }
 

@@ -165,12 +165,12 @@ AVX512_INLINE __m256i qvalues(int q4, const uint8_t *wb)
 AVX512_INLINE void body_q(int q4, int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
 {
     const int nb = K / 32, bs = q4 ? 18 : 34;
-    const struct q8x_block *xb[TENSOR_NX];
+    struct q8x_view v[TENSOR_NX];
     __m512 acc[TENSOR_NX];
     float tail[TENSOR_NX];
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
-        xb[j] = XROW(x, j, xs);
+        v[j] = q8x_view(XROW(x, j, xs), K);
         acc[j] = _mm512_setzero_ps();
         tail[j] = 0.0f;
     }
@@ -181,9 +181,10 @@ AVX512_INLINE void body_q(int q4, int K, const void *w, const void *x, size_t xs
         __m512i q = join(qvalues(q4, wb), qvalues(q4, wb + bs));
         _Pragma("GCC unroll 4")
         for (int j = 0; j < nx; j++) {
-            __m512i y = join(ld32(xb[j][b].q), ld32(xb[j][b + 1].q));
+            /* blocks b and b+1 of a row are adjacent: one 64-byte load */
+            __m512i y = _mm512_loadu_si512((const void *)(v[j].q + 32 * b));
             __m512 f = _mm512_cvtepi32_ps(dot_ss(q, y));
-            acc[j] = _mm512_fmadd_ps(scales2(dw0 * xb[j][b].d, dw1 * xb[j][b + 1].d), f, acc[j]);
+            acc[j] = _mm512_fmadd_ps(scales2(dw0 * v[j].d[b], dw1 * v[j].d[b + 1]), f, acc[j]);
         }
     }
     if (b < nb) { /* odd block count: the last block alone, high half zero */
@@ -191,8 +192,8 @@ AVX512_INLINE void body_q(int q4, int K, const void *w, const void *x, size_t xs
         __m512i q = join(qvalues(q4, wb), _mm256_setzero_si256());
         _Pragma("GCC unroll 4")
         for (int j = 0; j < nx; j++) {
-            __m512i y = join(ld32(xb[j][b].q), _mm256_setzero_si256());
-            tail[j] = dw * xb[j][b].d * (float)_mm512_reduce_add_epi32(dot_ss(q, y));
+            __m512i y = join(ld32(v[j].q + 32 * b), _mm256_setzero_si256());
+            tail[j] = dw * v[j].d[b] * (float)_mm512_reduce_add_epi32(dot_ss(q, y));
         }
     }
     _Pragma("GCC unroll 4")
@@ -228,7 +229,7 @@ static void dequant_row(enum ggml_type t, const void *w, float *y, int K)
     tensor_kernels_avx2.dequant_row(t, w, y, K);
 }
 
-static void quantize_x(const float *x, struct q8x_block *y, int K)
+static void quantize_x(const float *x, void *y, int K)
 {
     tensor_kernels_avx2.quantize_x(x, y, K);
 }

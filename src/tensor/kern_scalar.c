@@ -5,8 +5,8 @@
  *
  * Dims legend: K input channels, nx activation rows per weight row, n vector length.
  *
- * Block layouts are in gguf/quant.h's top comment; the q8x activation block
- * in tensor_impl.h.
+ * Block layouts are in gguf/quant.h's top comment; the quantized activation
+ * row in tensor_impl.h.
  */
 #include "tensor/tensor_impl.h"
 
@@ -60,15 +60,15 @@ static void rowdot_q8_0(int K, const void *w, const void *x, size_t xs, int nx, 
 {
     const int nb = K / 32;
     for (int j = 0; j < nx; j++) {
-        const struct q8x_block *xb = XROW(x, j, xs);
+        struct q8x_view v = q8x_view(XROW(x, j, xs), K);
         const uint8_t *wb = w;
         float acc = 0.0f;
         for (int b = 0; b < nb; b++, wb += 34) {
             const int8_t *q = (const int8_t *)(wb + 2);
             int isum = 0;
             for (int i = 0; i < 32; i++)
-                isum += q[i] * xb[b].q[i];
-            acc += ggml_fp16_to_fp32(tensor_rd16(wb)) * xb[b].d * (float)isum;
+                isum += q[i] * v.q[32 * b + i];
+            acc += ggml_fp16_to_fp32(tensor_rd16(wb)) * v.d[b] * (float)isum;
         }
         out[j * os] = acc;
     }
@@ -80,16 +80,17 @@ static void rowdot_q4_0(int K, const void *w, const void *x, size_t xs, int nx, 
 {
     const int nb = K / 32;
     for (int j = 0; j < nx; j++) {
-        const struct q8x_block *xb = XROW(x, j, xs);
+        struct q8x_view v = q8x_view(XROW(x, j, xs), K);
         const uint8_t *wb = w;
         float acc = 0.0f;
         for (int b = 0; b < nb; b++, wb += 18) {
             const uint8_t *q = wb + 2;
+            const int8_t *y = v.q + 32 * b;
             int isum = 0;
             for (int i = 0; i < 16; i++)
-                isum += (q[i] & 15) * xb[b].q[i] + (q[i] >> 4) * xb[b].q[i + 16];
-            isum -= 8 * (xb[b].s[0] + xb[b].s[1]);
-            acc += ggml_fp16_to_fp32(tensor_rd16(wb)) * xb[b].d * (float)isum;
+                isum += (q[i] & 15) * y[i] + (q[i] >> 4) * y[i + 16];
+            isum -= 8 * (v.s[2 * b] + v.s[2 * b + 1]);
+            acc += ggml_fp16_to_fp32(tensor_rd16(wb)) * v.d[b] * (float)isum;
         }
         out[j * os] = acc;
     }
@@ -112,20 +113,21 @@ static void rowdot_q4_k(int K, const void *w, const void *x, size_t xs, int nx, 
 {
     const int nb = K / 256;
     for (int jx = 0; jx < nx; jx++) {
-        const struct q8x_block *xb = XROW(x, jx, xs);
+        struct q8x_view v = q8x_view(XROW(x, jx, xs), K);
         const uint8_t *wb = w;
         float acc = 0.0f;
-        for (int b = 0; b < nb; b++, wb += 144, xb += 8) {
+        for (int b = 0; b < nb; b++, wb += 144) {
             float d = ggml_fp16_to_fp32(tensor_rd16(wb)), dmin = ggml_fp16_to_fp32(tensor_rd16(wb + 2));
             const uint8_t *sc6 = wb + 4, *q = wb + 16;
             for (int j = 0; j < 8; j++) {
-                int sc, m;
+                int sc, m, xb = 8 * b + j;
                 q4k_scales(sc6, j, &sc, &m);
                 const uint8_t *qq = q + 32 * (j / 2);
+                const int8_t *y = v.q + 32 * xb;
                 int isum = 0;
                 for (int i = 0; i < 32; i++)
-                    isum += ((j & 1) ? qq[i] >> 4 : qq[i] & 15) * xb[j].q[i];
-                acc += xb[j].d * (d * (float)(sc * isum) - dmin * (float)(m * (xb[j].s[0] + xb[j].s[1])));
+                    isum += ((j & 1) ? qq[i] >> 4 : qq[i] & 15) * y[i];
+                acc += v.d[xb] * (d * (float)(sc * isum) - dmin * (float)(m * (v.s[2 * xb] + v.s[2 * xb + 1])));
             }
         }
         out[jx * os] = acc;
@@ -139,9 +141,10 @@ static void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int nx, 
 {
     const int nb = K / 256;
     for (int jx = 0; jx < nx; jx++) {
-        const struct q8x_block *xb = XROW(x, jx, xs);
+        struct q8x_view v = q8x_view(XROW(x, jx, xs), K);
         const uint8_t *wb = w;
         float acc = 0.0f;
+        int xb = 0;
         for (int b = 0; b < nb; b++, wb += 210) {
             const uint8_t *ql = wb, *qh = wb + 128;
             const int8_t *sc = (const int8_t *)(wb + 192);
@@ -150,13 +153,15 @@ static void rowdot_q6_k(int K, const void *w, const void *x, size_t xs, int nx, 
                 for (int c = 0; c < 4; c++, xb++) {
                     const uint8_t *l = ql + 64 * h + 32 * (c & 1);
                     const uint8_t *hb = qh + 32 * h;
+                    const int8_t *y = v.q + 32 * xb;
                     int is[2] = {0, 0};
                     for (int i = 0; i < 32; i++) {
                         int u = ((c < 2 ? l[i] & 15 : l[i] >> 4) | ((hb[i] >> (2 * c)) & 3) << 4);
-                        is[i / 16] += u * xb->q[i];
+                        is[i / 16] += u * y[i];
                     }
-                    int t = sc[8 * h + 2 * c] * (is[0] - 32 * xb->s[0]) + sc[8 * h + 2 * c + 1] * (is[1] - 32 * xb->s[1]);
-                    acc += d * xb->d * (float)t;
+                    int t = sc[8 * h + 2 * c] * (is[0] - 32 * v.s[2 * xb]) +
+                            sc[8 * h + 2 * c + 1] * (is[1] - 32 * v.s[2 * xb + 1]);
+                    acc += d * v.d[xb] * (float)t;
                 }
             }
         }
@@ -169,25 +174,29 @@ static void dequant_row(enum ggml_type t, const void *w, float *y, int K)
     ggml_dequantize_row(t, w, y, K);
 }
 
-static void quantize_x(const float *x, struct q8x_block *y, int K)
+static void quantize_x(const float *x, void *row, int K)
 {
-    for (int b = 0; b < K / 32; b++, x += 32) {
+    const int nb = K / 32;
+    float *d = row;
+    int16_t *s = (int16_t *)(void *)((char *)row + (size_t)nb * 4);
+    int8_t *q = (int8_t *)row + (size_t)nb * 8;
+    for (int b = 0; b < nb; b++, x += 32, q += 32) {
         float amax = 0.0f;
         for (int i = 0; i < 32; i++)
             amax = fmaxf(amax, fabsf(x[i]));
-        float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-        y[b].d = d;
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
         int s0 = 0, s1 = 0;
         for (int i = 0; i < 32; i++) {
-            int q = (int)nearbyintf(x[i] * id);
-            y[b].q[i] = (int8_t)q;
+            int v = (int)nearbyintf(x[i] * id);
+            q[i] = (int8_t)v;
             if (i < 16)
-                s0 += q;
+                s0 += v;
             else
-                s1 += q;
+                s1 += v;
         }
-        y[b].s[0] = (int16_t)s0;
-        y[b].s[1] = (int16_t)s1;
+        s[2 * b] = (int16_t)s0;
+        s[2 * b + 1] = (int16_t)s1;
     }
 }
 

@@ -65,7 +65,7 @@ static void blas_init(void)
 struct mm_part {
     tensor_rowdot_fn rowdot;
     float *out;          /* (T, N) */
-    const void *x;       /* (T, K) floats or (T, K/32) q8x blocks */
+    const void *x;       /* (T, K) floats or T quantized rows (TENSOR_Q8X_ROW) */
     size_t xstride;      /* bytes per activation row */
     const uint8_t *w;    /* (N, wrow bytes) */
     size_t wrow;
@@ -189,7 +189,7 @@ int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *
         j.nchunks += pt->nchunks;
     }
 
-    size_t qbytes = need_qx ? (size_t)T * (K / 32) * sizeof(struct q8x_block) : 0;
+    size_t qbytes = need_qx ? (size_t)T * TENSOR_Q8X_ROW(K) : 0;
     size_t tbytes = need_tiles ? (size_t)nth * DEQ_ROWS * K * sizeof(float) : 0;
     struct tensor_scratch local = {0}, *s = tpool_scratch(p);
     if (!s)
@@ -198,15 +198,15 @@ int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *
         return AISLE_ENOMEM;
     if (qbytes) {
         /* one quantization of x serves every quantized part */
-        struct q8x_block *qx = s->data;
+        char *qx = s->data;
         for (int t = 0; t < T; t++)
-            k->quantize_x(x + (size_t)t * K, qx + (size_t)t * (K / 32), K);
+            k->quantize_x(x + (size_t)t * K, qx + (size_t)t * TENSOR_Q8X_ROW(K), K);
         for (int i = 0; i < n; i++) {
             int quant_x;
             pick_rowdot(k, wt[i], &quant_x);
             if (quant_x && j.part[i].mode == 0) {
                 j.part[i].x = qx;
-                j.part[i].xstride = (size_t)(K / 32) * sizeof(struct q8x_block);
+                j.part[i].xstride = TENSOR_Q8X_ROW(K);
             }
         }
     }

@@ -20,19 +20,33 @@
  * row's loads and unpacking across them). */
 #define TENSOR_NX 4
 
-/* 32 activations quantized for the integer dot products (llama.cpp's Q8_0
- * idea with a float scale and per-16 sums): x[i] ~= d * q[i], q in
- * [-127, 127], d = max|x| / 127; s[h] = sum of q[16h .. 16h+15] (the sums let
- * Q4_0/Q4_K/Q6_K fold their offsets out of the integer loop). */
-struct q8x_block {
-    float d;
-    int16_t s[2];
-    int8_t q[32];
+/* A row of K activations quantized for the integer dot products
+ * (llama.cpp's Q8_0 idea, with a float scale and per-16 sums), in blocks of
+ * 32: x[32b+i] ~= d[b] * q[32b+i], q in [-127, 127], d[b] = max|x| / 127 over
+ * the block; s[2b+h] = sum of q[32b+16h .. 32b+16h+15] (the sums let
+ * Q4_K/Q6_K fold their offsets out of the integer loop). The three arrays
+ * lie one after the other in TENSOR_Q8X_ROW(K) bytes — d first, so the SIMD
+ * kernels load eight block scales with one instruction:
+ *   float d[K/32]; int16_t s[K/16]; int8_t q[K]; */
+#define TENSOR_Q8X_ROW(K) ((size_t)(K) / 32 * (4 + 4 + 32))
+
+struct q8x_view {
+    const float *d;
+    const int16_t *s;
+    const int8_t *q;
 };
+
+static inline struct q8x_view q8x_view(const void *row, int K)
+{
+    const char *r = row;
+    struct q8x_view v = {(const float *)(const void *)r, (const int16_t *)(const void *)(r + (size_t)K / 32 * 4),
+                         (const int8_t *)(r + (size_t)K / 32 * 8)};
+    return v;
+}
 
 /* Dot one weight row (K elements of the table's type) with nx activation
  * rows; x row j starts at (const char *)x + j * xstride and is either K
- * floats or K/32 q8x blocks; writes out[j * ostride]. */
+ * floats or a quantized row (TENSOR_Q8X_ROW); writes out[j * ostride]. */
 typedef void (*tensor_rowdot_fn)(int K, const void *wrow, const void *x, size_t xstride, int nx, float *out,
                                  size_t ostride);
 
@@ -43,8 +57,8 @@ struct tensor_kernels {
     /* One weight row (K elements of type t) widened to floats, exactly as
      * ggml_dequantize_row does it (the sgemm tiles). */
     void (*dequant_row)(enum ggml_type t, const void *w, float *y, int K);
-    /* x (K) -> K/32 blocks, K a multiple of 32. */
-    void (*quantize_x)(const float *x, struct q8x_block *y, int K);
+    /* x (K) -> one quantized row of TENSOR_Q8X_ROW(K) bytes at y, K a multiple of 32. */
+    void (*quantize_x)(const float *x, void *y, int K);
     float (*dot_f32)(const float *a, const float *b, int n);
     void (*axpy_f32)(float *y, float a, const float *x, int n);
     float (*dot_f16)(const float *a, const uint16_t *b, int n);

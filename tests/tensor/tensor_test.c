@@ -197,7 +197,7 @@ Test(tensor_matmul, every_type_path_and_odd_shape)
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
             enum ggml_type t = all_types[ti];
             int kb = ggml_blck_size(t) == 256 ? 256 : 32;
-            static const int shapes[][3] = {{1, 1, 1}, {1, 2, 37}, {3, 3, 5}, {5, 8, 67}, {7, 24, 129}, {1, 64, 300}};
+            static const int shapes[][3] = {{1, 1, 1}, {1, 2, 37}, {2, 16, 33}, {3, 3, 5}, {5, 8, 67}, {6, 9, 17}, {7, 24, 129}, {1, 64, 300}};
             for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
                 int T = shapes[si][0], K = kb * shapes[si][1], N = shapes[si][2];
                 if (K > 4096)
