@@ -81,6 +81,27 @@ Test(tok_cli, field_picks_json_strings)
     tu_rmdir(dir);
 }
 
+Test(tok_cli, trains_from_a_store)
+{
+    char *dir = tu_tmpdir();
+    char *db = tu_path(dir, "s.db"), *model = tu_path(dir, "s.gguf"), *res;
+    const char *root = tu_root();
+    cr_assert_eq(tu_run(&res, "'%s' ingest --db '%s' --products '%s/data/demo-store/products.jsonl.gz' --qa "
+                              "'%s/data/demo-store/qa.jsonl.gz'",
+                        tu_aisle(), db, root, root),
+                 0, "%s", res);
+    free(res);
+    cr_assert_eq(tu_run(&res, "'%s' tokenizer train --vocab 1000 --out '%s' --db '%s'", tu_aisle(), model, db), 0, "%s",
+                 res);
+    cr_assert(strstr(res, "1000 tokens"), "%s", res);
+    free(res);
+    /* words of the catalog became single tokens */
+    cr_assert_eq(count_tokens(model, " the"), 1);
+    free(db);
+    free(model);
+    tu_rmdir(dir);
+}
+
 Test(tok_cli, usage_errors)
 {
     char *res;
