@@ -1064,3 +1064,142 @@ Test(model, cli_bench_model_prints_every_batch)
     free(out);
     fx_close(&fx);
 }
+
+/* ---- randomized cache operations against invariants and fresh recomputation ---- */
+
+#include "model/kv_impl.h"
+
+/* The cache's bookkeeping agrees with its sequences' tables. */
+static void check_invariants(const struct lm_kv *kv)
+{
+    int *count = calloc((size_t)kv->NB, sizeof(int));
+    for (int s = 0; s < kv->max_seqs; s++) {
+        const struct lm_seq *q = &kv->seqs[s];
+        if (!q->used)
+            continue;
+        cr_assert_eq(q->nblk, (q->len + kv->BS - 1) / kv->BS, "seq %d: %d blocks for %d positions", s, q->nblk, q->len);
+        for (int i = 0; i < q->nblk; i++)
+            count[q->tab[i]]++;
+    }
+    int zero = 0;
+    for (int b = 0; b < kv->NB; b++) {
+        cr_assert_eq(kv->refs[b], count[b], "block %d: refs %d, held by %d tables", b, kv->refs[b], count[b]);
+        zero += count[b] == 0;
+    }
+    cr_assert_eq(kv->nfree, zero);
+    int walked = 0;
+    for (int b = kv->fhead; b >= 0; b = kv->fnext[b]) {
+        cr_assert_eq(kv->refs[b], 0);
+        walked++;
+    }
+    cr_assert_eq(walked, zero);
+    /* A shared block is full in every sequence that holds it. */
+    for (int s = 0; s < kv->max_seqs; s++) {
+        const struct lm_seq *q = &kv->seqs[s];
+        for (int i = 0; q->used && i < q->nblk; i++)
+            if (kv->refs[q->tab[i]] > 1)
+                cr_assert_geq(q->len, (i + 1) * kv->BS, "seq %d holds shared block %d partially", s, q->tab[i]);
+    }
+    free(count);
+}
+
+/* 300 random operations (new with prefix lookup, append, fork, truncate,
+ * free) on a small pool that keeps running out and reusing cached blocks;
+ * invariants after each, and at the end every live sequence's next logits
+ * equal a fresh cache's for the same tokens. */
+Test(model, random_cache_operations_keep_invariants_and_logits)
+{
+    struct fx fx;
+    fx_open(&fx, 51, 0, GGML_TYPE_F32, 1);
+    enum { NSEQ = 6, MAXLEN = 40 };
+    struct lm_kv *kv;
+    struct lm_kv_opts o = {.block_tokens = 4, .n_blocks = 24, .max_seqs = NSEQ, .max_seq_len = MAXLEN + 8};
+    cr_assert_eq(lm_kv_new(&kv, fx.m, &o), 0);
+    int32_t hist[NSEQ][MAXLEN + 8];
+    int live[NSEQ] = {0};
+    uint64_t r = 77;
+#define RND(n) (r = r * 6364136223846793005ULL + 1442695040888963407ULL, (int)((r >> 33) % (uint64_t)(n)))
+    /* A few shared "system prompts" so the prefix cache gets hits. */
+    int32_t base[3][16];
+    for (int k = 0; k < 3; k++)
+        prompt(base[k], 16, 900 + k);
+    int hits = 0;
+    for (int step = 0; step < 300; step++) {
+        int s = RND(NSEQ), op = RND(5);
+        if (!live[s] && op != 0)
+            op = 0;
+        if (op == 0 && !live[s]) { /* new sequence: a base prompt plus a tail, prefix reused */
+            int32_t toks[24];
+            memcpy(toks, base[RND(3)], sizeof(base[0]));
+            prompt(toks + 16, 8, (uint64_t)step);
+            int n = 17 + RND(8), seq, cached;
+            if (lm_kv_seq_new(kv, &seq))
+                continue;
+            cr_assert_eq(lm_kv_seq_prefix(kv, seq, toks, n, &cached), 0);
+            hits += cached > 0;
+            struct lm_batch b;
+            lm_batch_init(&b, n);
+            for (int i = cached; i < n; i++)
+                lm_batch_add(&b, seq, i, toks[i], 0);
+            if (lm_decode(fx.m, kv, &b, NULL) == 0) {
+                memcpy(hist[seq], toks, sizeof(int32_t) * n);
+                live[seq] = 1;
+            } else
+                lm_kv_seq_free(kv, seq); /* out of blocks: refused whole */
+            lm_batch_release(&b);
+        } else if (op == 1) { /* append 1-5 tokens */
+            int len = lm_kv_seq_len(kv, s), n = 1 + RND(5);
+            if (len + n > MAXLEN)
+                continue;
+            int32_t t[5];
+            prompt(t, n, (uint64_t)step * 31);
+            struct lm_batch b;
+            lm_batch_init(&b, n);
+            for (int i = 0; i < n; i++)
+                lm_batch_add(&b, s, len + i, t[i], 0);
+            if (lm_decode(fx.m, kv, &b, NULL) == 0)
+                memcpy(hist[s] + len, t, sizeof(int32_t) * n);
+            else
+                cr_assert_eq(lm_kv_seq_len(kv, s), len, "a refused batch changed the sequence");
+            lm_batch_release(&b);
+        } else if (op == 2) { /* fork */
+            int d;
+            if (lm_kv_seq_fork(kv, s, &d) == 0) {
+                memcpy(hist[d], hist[s], sizeof(hist[0]));
+                live[d] = 1;
+            }
+        } else if (op == 3) { /* truncate */
+            int len = lm_kv_seq_len(kv, s);
+            lm_kv_seq_truncate(kv, s, RND(len + 1));
+        } else { /* free */
+            lm_kv_seq_free(kv, s);
+            live[s] = 0;
+        }
+        check_invariants(kv);
+    }
+    cr_assert_gt(hits, 5, "the prefix cache was hardly exercised (%d hits)", hits);
+    /* Every live sequence continues exactly like a fresh computation. */
+    float *got = malloc(sizeof(float) * V), *want = malloc(sizeof(float) * V);
+    for (int s = 0; s < NSEQ; s++) {
+        int len = lm_kv_seq_len(kv, s);
+        if (!live[s] || len == 0 || len >= MAXLEN + 8)
+            continue;
+        int32_t z = 42;
+        eval(fx.m, kv, s, &z, 1, got);
+        struct ref rf;
+        ref_init(&rf, &fx.w);
+        for (int i = 0; i < len; i++)
+            ref_forward(&rf, hist[s][i], want);
+        ref_forward(&rf, z, want);
+        ref_release(&rf);
+        cr_assert_leq(max_abs_diff(got, want, V), 2e-4f, "seq %d (len %d) differs from the reference", s, len);
+    }
+#undef RND
+    free(got), free(want);
+    for (int s = 0; s < NSEQ; s++)
+        lm_kv_seq_free(kv, s);
+    cr_assert_eq(lm_kv_n_free_blocks(kv), 24);
+    check_invariants(kv);
+    lm_kv_free(kv);
+    fx_close(&fx);
+}
