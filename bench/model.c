@@ -16,6 +16,9 @@
  * alternate (3 rounds, best of each). On a shared machine the best run is the
  * least disturbed one.
  *
+ * Last, the sampler's cost per token over 32000 logits (default chain, top-p
+ * alone) next to greedy, the one-pass baseline.
+ *
  * Output: `name value unit` lines on stdout; `#` lines are context.
  * Usage: model [--threads N] [--steps N] [--dir DIR] [--types f32,f16,q8_0,q4_0] [--keep]
  * (--keep leaves DIR/aisle-bench-model-TYPE.gguf for `aisle bench model`.)
@@ -25,6 +28,7 @@
 #include "gguf/llama_names.h"
 #include "gguf/quant.h"
 #include "model/model.h"
+#include "model/sample.h"
 #include "model/speed.h"
 #include "tensor/tensor.h"
 
@@ -154,6 +158,57 @@ static double bandwidth(struct tpool *p, const float *buf)
     return best;
 }
 
+/* ---- sampling cost per token ------------------------------------------------------- */
+
+/* Microseconds per lm_sampler_sample over V = 32000 logits shaped like a
+ * language model's (a few likely tokens, a long tail), best of 3 x 200. */
+static double sample_us(const struct lm_sample_params *p, const float *logits, float *work)
+{
+    struct lm_sampler *s;
+    if (lm_sampler_new(&s, V, p))
+        die("sampler", AISLE_ENOMEM, NULL);
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now();
+        for (int k = 0; k < 200; k++) {
+            memcpy(work, logits, V * sizeof(float));
+            int32_t t;
+            lm_sampler_sample(s, work, &t);
+            lm_sampler_accept(s, t);
+        }
+        double us = (now() - t0) / 200 * 1e6;
+        best = us < best ? us : best;
+    }
+    lm_sampler_free(s);
+    return best;
+}
+
+static void bench_sampling(void)
+{
+    float *logits = malloc(V * sizeof(float)), *work = malloc(V * sizeof(float));
+    if (!logits || !work)
+        die("sampling", AISLE_ENOMEM, NULL);
+    rng = 7;
+    for (int i = 0; i < V; i++) /* Gumbel-like tail: most mass on a few hundred tokens */
+        logits[i] = 4.0f * frand() - (float)(i % 997) * 0.01f;
+    struct lm_sample_params greedy, dflt, topp;
+    lm_sample_params_default(&dflt);
+    dflt.repeat_penalty = 1.1f;
+    greedy = dflt;
+    greedy.temperature = 0;
+    topp = dflt;
+    topp.top_k = 0;
+    topp.min_p = 0;
+    topp.top_p = 0.9f;
+    double g = sample_us(&greedy, logits, work);
+    printf("sample_greedy %.1f us\n", g);
+    printf("sample_default %.1f us\n", sample_us(&dflt, logits, work));
+    printf("sample_top_p_only %.1f us\n", sample_us(&topp, logits, work));
+    printf("# sampling baseline: greedy (one pass over the logits) %.1f us\n", g);
+    free(logits);
+    free(work);
+}
+
 /* ---- the runs ---------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -247,5 +302,6 @@ int main(int argc, char **argv)
             unlink(path);
     }
     free(bwbuf);
+    bench_sampling();
     return 0;
 }

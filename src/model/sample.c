@@ -31,6 +31,7 @@ struct lm_sampler {
     int32_t *hist;    /* (H) ring of accepted tokens */
     int H, hlen, hpos;
     uint64_t rng[4];  /* xoshiro256** state */
+    double bmass[1024]; /* (TOPP_BUCKETS) top-p mass per logit bucket */
 };
 
 /* ---- PRNG: splitmix64 to seed xoshiro256** ------------------------------------- */
@@ -214,6 +215,57 @@ static void select_top(struct cand *c, int n, int k)
     }
 }
 
+/* top-p without sorting the vocabulary: candidates are bucketed by how far
+ * their logit lies below the max (TOPP_BUCKETS buckets over TOPP_RANGE nats;
+ * the bucket index only grows as the logit falls). The buckets above the one
+ * where the cumulative mass crosses the target are kept whole, unsorted; only
+ * the boundary bucket is sorted and cut exactly. */
+#define TOPP_BUCKETS 1024
+#define TOPP_RANGE 40.0 /* nats; e^-40 is below a float's resolution of 1 */
+
+static int bucket_of(float logit, float mx)
+{
+    double d = ((double)mx - logit) * (TOPP_BUCKETS / TOPP_RANGE);
+    return d < TOPP_BUCKETS - 1 ? (int)d : TOPP_BUCKETS - 1;
+}
+
+/* Keep the shortest most-likely set of c[0..n) whose mass (unnormalised,
+ * exp(l - mx)) reaches target, given s->bmass over every candidate that top-p
+ * must count. Returns its size; the set is moved to c[0..). */
+static int nucleus(struct lm_sampler *s, int n, float mx, double target)
+{
+    int bs = TOPP_BUCKETS - 1;
+    double cum = 0;
+    for (int b = 0; b < TOPP_BUCKETS; b++) {
+        if (cum + s->bmass[b] >= target) {
+            bs = b;
+            break;
+        }
+        cum += s->bmass[b];
+    }
+    int nin = 0;
+    for (int i = 0; i < n; i++)
+        if (bucket_of(s->c[i].logit, mx) < bs) {
+            struct cand t = s->c[nin];
+            s->c[nin++] = s->c[i];
+            s->c[i] = t;
+        }
+    int nb = nin;
+    for (int i = nin; i < n; i++)
+        if (bucket_of(s->c[i].logit, mx) == bs) {
+            struct cand t = s->c[nb];
+            s->c[nb++] = s->c[i];
+            s->c[i] = t;
+        }
+    qsort(s->c + nin, (size_t)(nb - nin), sizeof(*s->c), cand_cmp);
+    int m = nin;
+    for (int i = nin; i < nb && cum < target; i++) {
+        cum += expf(s->c[i].logit - mx);
+        m = i + 1;
+    }
+    return m > 0 ? m : (n > 0 ? 1 : 0);
+}
+
 int lm_sampler_dist(struct lm_sampler *s, float *logits, const int32_t **ids, const float **probs, int *nout)
 {
     const struct lm_sample_params *p = &s->p;
@@ -254,10 +306,18 @@ int lm_sampler_dist(struct lm_sampler *s, float *logits, const int32_t **ids, co
         qsort(s->c, (size_t)n, sizeof(*s->c), cand_cmp);
         sorted = 1;
     }
-    /* Softmax denominator over every candidate left by top-k (untempered). */
+    /* Softmax denominator over every candidate left by top-k (untempered);
+     * without top-k, top-p's bucketed masses come from the same pass. */
+    int buckets = p->top_p < 1.0f && !sorted;
+    if (buckets)
+        memset(s->bmass, 0, sizeof(s->bmass));
     double z = 0;
-    for (int i = 0; i < n; i++)
-        z += exp((double)s->c[i].logit - mx);
+    for (int i = 0; i < n; i++) {
+        double e = expf(s->c[i].logit - mx); /* float exp: V of them per token */
+        z += e;
+        if (buckets)
+            s->bmass[bucket_of(s->c[i].logit, mx)] += e;
+    }
     if (p->min_p > 0) {
         /* p_i >= min_p * p_max  <=>  l_i >= max + log(min_p); a prefix in
          * sorted order, so it commutes with top-p and may run first. */
@@ -269,39 +329,25 @@ int lm_sampler_dist(struct lm_sampler *s, float *logits, const int32_t **ids, co
         n = m;
     }
     if (p->top_p < 1.0f) {
-        /* Sorting all V candidates costs milliseconds per token; the nucleus
-         * is usually small. Sort only the k most likely, k growing 4x until
-         * their mass (over the full denominator z) reaches top_p. */
-        for (int k = 64; !sorted; k *= 4) {
-            if (k >= n) {
-                qsort(s->c, (size_t)n, sizeof(*s->c), cand_cmp);
-                sorted = 1;
-                break;
+        double target = (double)p->top_p * z, cum = 0;
+        if (sorted) {
+            int m = n;
+            for (int i = 0; i < n; i++) {
+                cum += expf(s->c[i].logit - mx);
+                if (cum >= target) {
+                    m = i + 1;
+                    break;
+                }
             }
-            select_top(s->c, n, k);
-            double mass = 0;
-            for (int i = 0; i < k; i++)
-                mass += exp((double)s->c[i].logit - mx) / z;
-            if (mass >= p->top_p) {
-                n = k;
-                qsort(s->c, (size_t)n, sizeof(*s->c), cand_cmp);
-                sorted = 1;
-            }
+            n = m;
+        } else {
+            n = nucleus(s, n, mx, target);
         }
-        double cum = 0;
-        int m = n;
-        for (int i = 0; i < n; i++) {
-            cum += exp((double)s->c[i].logit - mx) / z;
-            if (cum >= p->top_p) {
-                m = i + 1;
-                break;
-            }
-        }
-        n = m;
     }
-    double t = p->temperature, zt = 0;
+    const float invt = 1.0f / p->temperature;
+    double zt = 0;
     for (int i = 0; i < n; i++) {
-        double e = exp(((double)s->c[i].logit - mx) / t);
+        double e = expf((s->c[i].logit - mx) * invt);
         s->probs[i] = (float)e;
         s->ids[i] = s->c[i].id;
         zt += e;
