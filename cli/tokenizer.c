@@ -15,11 +15,13 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <sqlite3.h>
+#include <zlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define FEED_CHUNK (1u << 20) /* text lines are fed to the trainer in chunks of this size */
+#define FEED_CHUNK (1u << 20)     /* text lines are fed to the trainer in chunks of this size */
+#define MAX_JSON_FILE (256u << 20) /* a whole-file JSON document (not JSON Lines), decompressed */
 #define MAX_FIELDS 64
 
 static const char usage_text[] =
@@ -29,9 +31,10 @@ static const char usage_text[] =
     "tokens: <|endoftext|> <|system|> <|user|> <|assistant|> <|end|>) and write it\n"
     "as a GGUF file that llama.cpp and 'aisle tokenize' read.\n"
     "\n"
-    "Inputs, plain or gzip: *.jsonl / *.json files are read as one JSON value per\n"
-    "line, taking every string value (or only those under the --field names);\n"
-    "anything else is text, line by line. --db adds a store's evidence passages\n"
+    "Inputs, plain or gzip: *.jsonl files are read as one JSON value per line,\n"
+    "*.json files as one JSON document (or per line when that fails), taking every\n"
+    "string value (or only those under the --field names); anything else is text,\n"
+    "line by line. --db adds a store's evidence passages\n"
     "(product titles, bullets, attributes, descriptions, reviews and their titles,\n"
     "Q&A answers and questions).\n"
     "\n"
@@ -93,8 +96,38 @@ static int is_json_name(const char *path)
     return strstr(path, ".jsonl") || strstr(path, ".json");
 }
 
+/* A *.json file may be one JSON document over many lines rather than JSON Lines:
+ * try it whole first. 1 when it was read that way, 0 to read it line by line. */
+static int read_json_document(struct reader *r, const char *path)
+{
+    size_t n = strlen(path);
+    int json_not_lines = (n > 5 && !strcmp(path + n - 5, ".json")) || (n > 8 && !strcmp(path + n - 8, ".json.gz"));
+    if (!json_not_lines)
+        return 0;
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return 0;
+    struct buf doc;
+    buf_init(&doc, MAX_JSON_FILE);
+    char chunk[1 << 16];
+    int got, ok = 1;
+    while (ok && (got = gzread(f, chunk, sizeof(chunk))) > 0)
+        ok = buf_append(&doc, chunk, (size_t)got) == 0;
+    ok = ok && got == 0;
+    gzclose(f);
+    json_t *v = ok ? json_loadb(doc.data ? doc.data : "", doc.len, JSON_ALLOW_NUL, NULL) : NULL;
+    buf_release(&doc);
+    if (!v)
+        return 0; /* too big, corrupt, or JSON Lines after all */
+    feed_json(r, v, NULL);
+    json_decref(v);
+    return 1;
+}
+
 static void read_file(struct reader *r, const char *path)
 {
+    if (read_json_document(r, path))
+        return;
     struct lineio in;
     if (lineio_open(&in, path, 0))
         cli_die("%s: %s", path, in.err);

@@ -81,6 +81,27 @@ Test(tok_cli, field_picks_json_strings)
     tu_rmdir(dir);
 }
 
+Test(tok_cli, reads_a_whole_json_document)
+{
+    /* a pretty-printed document (not JSON Lines): its strings are the text */
+    char *dir = tu_tmpdir();
+    char *doc = tu_path(dir, "d.json.gz"), *model = tu_path(dir, "d.gguf"), *res;
+    char json[8192];
+    size_t o = (size_t)snprintf(json, sizeof(json), "{\n  \"items\": [\n");
+    for (int i = 0; i < 60; i++)
+        o += (size_t)snprintf(json + o, sizeof(json) - o, "    {\"text\": \"kkkk kkkk\", \"n\": %d}%s\n", i,
+                              i < 59 ? "," : "");
+    o += (size_t)snprintf(json + o, sizeof(json) - o, "  ]\n}\n");
+    tu_write(doc, json, o);
+    cr_assert_eq(tu_run(&res, "'%s' tokenizer train --vocab 300 --out '%s' '%s'", tu_aisle(), model, doc), 0, "%s", res);
+    cr_assert_null(strstr(res, "skipped"), "%s", res);
+    free(res);
+    cr_assert_leq(count_tokens(model, "kkkk"), 2);
+    free(doc);
+    free(model);
+    tu_rmdir(dir);
+}
+
 Test(tok_cli, trains_from_a_store)
 {
     char *dir = tu_tmpdir();
