@@ -183,7 +183,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < bw_bytes / 8; i++)
         buf[i] = i;
     double bw1 = bandwidth(p1, buf, bw_bytes, reps + 1), bw = bandwidth(p, buf, bw_bytes, reps + 1);
-    free(buf);
     printf("bandwidth_1t %.1f GB/s\n", bw1);
     printf("bandwidth_%dt %.1f GB/s\n", nthreads, bw);
 
@@ -197,6 +196,10 @@ int main(int argc, char **argv)
     for (size_t ti = 0; ti < 4; ti++) {
         enum ggml_type t = types[ti];
         double fast_bytes = 0, fast_time = 0, scalar_bytes = 0, scalar_time = 0;
+        /* the other processes' load drifts: each type's fractions use the bandwidth
+         * measured right before it */
+        bw = bandwidth(p, buf, bw_bytes, 3);
+        printf("bandwidth_%dt_before_%s %.1f GB/s\n", nthreads, ggml_type_name(t), bw);
         for (size_t si = 0; si < 4; si++) {
             int K = shapes[si][0], N = shapes[si][1];
             struct ring r;
@@ -217,6 +220,8 @@ int main(int argc, char **argv)
         printf("matvec_%s_all_roofline %.2f fraction\n", ggml_type_name(t), fast_bytes / fast_time / 1e9 / bw);
         printf("matvec_%s_all_speedup_vs_scalar %.1f x\n", ggml_type_name(t), scalar_time / fast_time);
     }
+
+    free(buf);
 
     /* Matrix-matrix at K=768, N=2048 (the FFN up projection): GFLOP/s vs one matvec per row. */
     {
