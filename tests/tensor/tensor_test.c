@@ -460,3 +460,16 @@ Test(tensor_matmul, sgemm_tiles_widen_exactly)
     tensor_set_path(TENSOR_PATH_AUTO);
     free(a), free(b);
 }
+
+/* Each Criterion test runs in a fresh process, so the path is chosen here
+ * for the first time and AISLE_TENSOR_PATH must decide it. */
+Test(tensor_path, env_var_forces_scalar)
+{
+    setenv("AISLE_TENSOR_PATH", "scalar", 1);
+    cr_assert_eq(tensor_path(), TENSOR_PATH_SCALAR);
+    cr_assert_str_eq(tensor_path_name(tensor_path()), "scalar");
+    cr_assert_eq(tensor_set_path(TENSOR_PATH_AUTO), 0);
+    cr_assert_eq(tensor_path(), tensor_cpu_has_avx512() ? TENSOR_PATH_AVX512
+                                : tensor_cpu_has_avx2() ? TENSOR_PATH_AVX2
+                                                        : TENSOR_PATH_SCALAR);
+}
