@@ -3,7 +3,8 @@
  * counts, a block table per sequence, and the prefix cache that finds full
  * blocks by the hash of their tokens chained with the previous block's hash.
  *
- * Dims legend: NB blocks, BS tokens per block, L layers, KVD = NKV*HD.
+ * Dims legend: NB blocks, BS tokens per block, L layers, NKV key/value heads,
+ * HD head_dim, KVD = NKV*HD.
  *
  * Invariants: refs[b] == number of sequence tables listing b; b is on the free
  * list iff refs[b] == 0; reg[b] implies full[b] and b is in exactly one bucket
@@ -113,6 +114,9 @@ int kv_take_block(struct lm_kv *kv, int seq)
     unregister(kv, b);
     kv->full[b] = 0;
     kv->refs[b] = 1;
+    /* Attention multiplies all BS value columns, with zero weights past the
+     * sequence's end: those columns must hold finite numbers, not garbage. */
+    memset((char *)kv->v + (size_t)b * kv_block_elems(kv) * kv->elt, 0, kv_block_elems(kv) * kv->elt);
     struct lm_seq *s = &kv->seqs[seq];
     s->tab[s->nblk++] = b;
     return b;
@@ -129,7 +133,9 @@ int lm_kv_new(struct lm_kv **out, const struct lm_model *m, const struct lm_kv_o
     if (!kv)
         return AISLE_ENOMEM;
     kv->L = (int)hp->n_layer;
-    kv->KVD = (int)(hp->n_head_kv * hp->head_dim);
+    kv->NKV = (int)hp->n_head_kv;
+    kv->HD = (int)hp->head_dim;
+    kv->KVD = kv->NKV * kv->HD;
     kv->BS = o->block_tokens > 0 ? o->block_tokens : LM_KV_DEFAULT_BLOCK;
     kv->NB = o->n_blocks;
     kv->f16 = o->f16 ? 1 : 0;
@@ -279,14 +285,13 @@ void lm_kv_seq_free(struct lm_kv *kv, int seq)
     s->len = s->nblk = 0;
 }
 
-/* Copy rows [0, rows) of block src into block dst (K, V and tokens). */
+/* Copy block src into block dst: K and V whole (rows past `rows` are stale
+ * but finite, which the attention's zero weights need), tokens [0, rows). */
 static void block_copy(struct lm_kv *kv, int dst, int src, int rows)
 {
-    for (int l = 0; l < kv->L; l++) {
-        size_t n = (size_t)rows * kv->KVD * kv->elt;
-        memcpy((char *)kv->k + kv_off(kv, dst, l, 0) * kv->elt, (char *)kv->k + kv_off(kv, src, l, 0) * kv->elt, n);
-        memcpy((char *)kv->v + kv_off(kv, dst, l, 0) * kv->elt, (char *)kv->v + kv_off(kv, src, l, 0) * kv->elt, n);
-    }
+    size_t n = kv_block_elems(kv) * kv->elt;
+    memcpy((char *)kv->k + (size_t)dst * n, (char *)kv->k + (size_t)src * n, n);
+    memcpy((char *)kv->v + (size_t)dst * n, (char *)kv->v + (size_t)src * n, n);
     memcpy(&kv->tokens[(size_t)dst * kv->BS], &kv->tokens[(size_t)src * kv->BS], (size_t)rows * sizeof(int32_t));
 }
 

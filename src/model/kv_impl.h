@@ -24,13 +24,15 @@ struct lm_seq {
 };
 
 struct lm_kv {
-    int L, KVD;      /* layers, NKV*HD */
+    int L, NKV, HD;  /* layers, key/value heads, head_dim */
+    int KVD;         /* NKV*HD */
     int BS, NB;      /* tokens per block, blocks */
     int f16;         /* element type of k/v: 1 uint16_t half, 0 float */
     int max_seqs;    /* sequence slots */
     int max_blocks;  /* blocks per sequence */
     size_t elt;      /* bytes per element (2 or 4) */
-    void *k, *v;     /* (NB, L, BS, KVD) elements each */
+    void *k;         /* (NB, L, NKV, BS, HD): a head's keys of a block, row per position */
+    void *v;         /* (NB, L, NKV, HD, BS): a head's values of a block, transposed */
     int *refs;       /* (NB) sequences holding the block */
     int32_t *tokens; /* (NB, BS) token written at each row */
     uint64_t *hash;  /* (NB) chain hash, valid when full[b] */
@@ -46,10 +48,19 @@ struct lm_kv {
     int *sim_len;    /* (max_seqs) scratch for lm_decode's checks */
 };
 
-/* Element offset of row `row` of layer l in block b. */
-static inline size_t kv_off(const struct lm_kv *kv, int b, int l, int row)
+/* Element offset of head h's (BS, HD) keys, or (HD, BS) values, of layer l
+ * in block b. Both layouts make a block's keys and values of one head a
+ * matrix that tensor_matmul reads in place: scores (G, BS) = q (G, HD) · K^T
+ * and out (G, HD) = w (G, BS) · (V^T)^T. */
+static inline size_t kv_off(const struct lm_kv *kv, int b, int l, int h)
 {
-    return (((size_t)b * kv->L + l) * kv->BS + row) * kv->KVD;
+    return ((((size_t)b * kv->L + l) * kv->NKV + h) * kv->BS) * kv->HD;
+}
+
+/* Elements of K (or V) in one block: all layers and heads. */
+static inline size_t kv_block_elems(const struct lm_kv *kv)
+{
+    return (size_t)kv->L * kv->BS * kv->KVD;
 }
 
 /* Take a free block for seq (appended to its table, refcount 1, unregistered).

@@ -206,7 +206,7 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
     m->cap = opts && opts->max_batch > 0 ? opts->max_batch : 512;
     m->att_pool_min = opts && opts->att_pool_min ? opts->att_pool_min : ATT_POOL_MIN;
     int G = m->NH / m->NKV;
-    m->attw_per_thread = (size_t)G * (LM_KV_MAX_BLOCK + m->HD + 2);
+    m->attw_per_thread = (size_t)G * (LM_KV_MAX_BLOCK + 2 * (size_t)m->HD + 2);
     size_t cap = (size_t)m->cap;
     size_t nf = cap * (2 * (size_t)m->C + 2 * (size_t)m->QD + 2 * (size_t)m->KVD + 2 * (size_t)m->F) +
                 (size_t)m->nth * m->attw_per_thread;
@@ -329,16 +329,20 @@ struct att_job {
 
 /* The G = NH/NKV query heads that share K/V head kvh, for one entry at
  * position pos of sequence s, layer l: out (G, HD) = softmax(q K^T / sqrt(HD)) V
- * over positions 0..pos. One pass over the blocks: a block's scores for all G
- * heads (its K rows stay in L1 while the heads reuse them), then one rescale
- * of the running sums per block when its max is a new maximum.
- * Scratch w: sc (G, BS), acc (G, HD), mx (G), sum (G). */
+ * over positions 0..pos. One pass over the blocks, two small matrix products
+ * per block read in place from the cache (kv_impl.h's layouts): scores
+ * (G, n) = q (G, HD) · K_blk (n, HD)^T, then after the running-max rescale
+ * (once per block, "online" softmax) acc (G, HD) += w (G, BS) · V_blk^T (HD, BS)^T
+ * with zero weights past position pos.
+ * Scratch w: sc (G, BS), acc (G, HD), tmp (G, HD), mx (G), sum (G). */
 static void attend(const struct lm_model *m, const struct lm_kv *kv, const struct lm_seq *s, int l, int kvh, int pos,
                    const float *q, float *w, float *out)
 {
     const int HD = m->HD, BS = kv->BS, G = m->NH / m->NKV;
     const float scale = 1.0f / sqrtf((float)HD);
-    float *sc = w, *acc = sc + (size_t)G * BS, *mx = acc + (size_t)G * HD, *sum = mx + G;
+    const enum ggml_type kt = kv->f16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+    float *sc = w, *acc = sc + (size_t)G * BS, *tmp = acc + (size_t)G * HD, *mx = tmp + (size_t)G * HD,
+          *sum = mx + G;
     for (int g = 0; g < G; g++) {
         mx[g] = -INFINITY;
         sum[g] = 0.0f;
@@ -346,35 +350,32 @@ static void attend(const struct lm_model *m, const struct lm_kv *kv, const struc
     memset(acc, 0, (size_t)G * HD * sizeof(float));
     for (int p0 = 0; p0 <= pos; p0 += BS) {
         int n = pos - p0 + 1 < BS ? pos - p0 + 1 : BS;
-        size_t base = kv_off(kv, s->tab[p0 / BS], l, 0) + (size_t)kvh * HD;
-        for (int g = 0; g < G; g++) {
-            const float *qg = q + (size_t)g * HD;
-            float *sg = sc + (size_t)g * BS, bm = -INFINITY;
+        size_t off = kv_off(kv, s->tab[p0 / BS], l, kvh) * kv->elt;
+        /* The shapes are valid by construction: these products cannot fail. */
+        (void)tensor_matmul(NULL, sc, q, (const char *)kv->k + off, kt, G, HD, n);
+        for (int g = G - 1; g >= 0; g--) { /* rows of n -> rows of BS */
+            float *row = sc + (size_t)g * BS, bm = -INFINITY;
+            memmove(row, sc + (size_t)g * n, (size_t)n * sizeof(float));
             for (int j = 0; j < n; j++) {
-                size_t off = base + (size_t)j * kv->KVD;
-                float d = kv->f16 ? nn_dot_f16(qg, (const uint16_t *)kv->k + off, HD)
-                                  : nn_dot_f32(qg, (const float *)kv->k + off, HD);
-                sg[j] = d * scale;
-                bm = sg[j] > bm ? sg[j] : bm;
+                row[j] *= scale;
+                bm = row[j] > bm ? row[j] : bm;
             }
-            float *ag = acc + (size_t)g * HD;
             if (bm > mx[g]) {
                 float c = expf(mx[g] - bm); /* 0 on the first block */
                 sum[g] *= c;
                 for (int i = 0; i < HD; i++)
-                    ag[i] *= c;
+                    acc[(size_t)g * HD + i] *= c;
                 mx[g] = bm;
             }
             for (int j = 0; j < n; j++) {
-                size_t off = base + (size_t)j * kv->KVD;
-                float wj = expf(sg[j] - mx[g]);
-                sum[g] += wj;
-                if (kv->f16)
-                    nn_axpy_f16(ag, wj, (const uint16_t *)kv->v + off, HD);
-                else
-                    nn_axpy_f32(ag, wj, (const float *)kv->v + off, HD);
+                row[j] = expf(row[j] - mx[g]);
+                sum[g] += row[j];
             }
+            for (int j = n; j < BS; j++)
+                row[j] = 0.0f;
         }
+        (void)tensor_matmul(NULL, tmp, sc, (const char *)kv->v + off, kt, G, BS, HD);
+        nn_axpy_f32(acc, 1.0f, tmp, G * HD);
     }
     for (int g = 0; g < G; g++) {
         float inv = 1.0f / sum[g];
@@ -416,6 +417,28 @@ static void attention(struct lm_model *m, struct lm_kv *kv, const struct lm_batc
         tpool_run(m->pool, att_worker, &job);
 }
 
+/* Store one position's keys and values, k and v (NKV, HD), at row `row` of
+ * block b, layer l: each head's key as a row, its value as a column. */
+static void kv_write(struct lm_kv *kv, int b, int l, int row, const float *k, const float *v)
+{
+    const int HD = kv->HD, BS = kv->BS;
+    for (int h = 0; h < kv->NKV; h++) {
+        size_t off = kv_off(kv, b, l, h);
+        const float *kh = k + (size_t)h * HD, *vh = v + (size_t)h * HD;
+        if (kv->f16) {
+            uint16_t *kd = (uint16_t *)kv->k + off + (size_t)row * HD, *vd = (uint16_t *)kv->v + off + row;
+            nn_f32_to_f16(kd, kh, HD);
+            for (int i = 0; i < HD; i++)
+                vd[(size_t)i * BS] = ggml_fp32_to_fp16(vh[i]);
+        } else {
+            float *kd = (float *)kv->k + off + (size_t)row * HD, *vd = (float *)kv->v + off + row;
+            memcpy(kd, kh, (size_t)HD * sizeof(float));
+            for (int i = 0; i < HD; i++)
+                vd[(size_t)i * BS] = vh[i];
+        }
+    }
+}
+
 /* ---- forward --------------------------------------------------------------------- */
 
 /* The forward of T entries whose KV slots (eblk/erow) are assigned; logits of
@@ -444,16 +467,8 @@ static int forward_chunk(struct lm_model *m, struct lm_kv *kv, const struct lm_b
             return rc;
         nn_rope_forward(m->q, m->pos, T, m->NH, m->HD, base);
         nn_rope_forward(m->k, m->pos, T, m->NKV, m->HD, base);
-        for (int t = 0; t < T; t++) {
-            size_t off = kv_off(kv, m->eblk[t], l, m->erow[t]);
-            if (kv->f16) {
-                nn_f32_to_f16((uint16_t *)kv->k + off, m->k + (size_t)t * KVD, KVD);
-                nn_f32_to_f16((uint16_t *)kv->v + off, m->v + (size_t)t * KVD, KVD);
-            } else {
-                memcpy((float *)kv->k + off, m->k + (size_t)t * KVD, (size_t)KVD * sizeof(float));
-                memcpy((float *)kv->v + off, m->v + (size_t)t * KVD, (size_t)KVD * sizeof(float));
-            }
-        }
+        for (int t = 0; t < T; t++)
+            kv_write(kv, m->eblk[t], l, m->erow[t], m->k + (size_t)t * KVD, m->v + (size_t)t * KVD);
         attention(m, kv, e, T, l);
         if ((rc = tensor_matmul(m->pool, m->xb, m->att, ly->wo.p, ly->wo.t, T, QD, C)))
             return rc;
