@@ -284,6 +284,14 @@ int main(int argc, char **argv)
         printf("decode_%s_of_roofline %.3f ratio\n", names[k], one[k] / roof);
         fflush(stdout);
         if (tps[k] == GGML_TYPE_Q8_0) {
+            /* Long context: the KV cache read per token (73 MB at 1,000
+             * positions, F32) rivals the weights; baseline: the 16-position
+             * decode above. */
+            double lc;
+            if ((rc = lm_speed_decode(m, 1, 1000, steps, 3, 0, &lc)))
+                die("long decode", rc, lm_model_errmsg(m));
+            printf("decode_ctx1000_%s %.1f tok/s\n", names[k], lc);
+            printf("decode_ctx1000_vs_ctx16_%s %.2f ratio\n", names[k], lc / one[k]);
             double pf;
             if ((rc = lm_speed_prefill(m, 256, 3, 0, &pf)))
                 die("prefill", rc, lm_model_errmsg(m));

@@ -17,8 +17,9 @@
  * sequence's KV blocks, read in place.
  *
  * The KV cache is a pool of NB fixed-size blocks of BS token positions. Block
- * b holds, for every layer l, K and V rows (BS, KVD) at k[((b*L + l)*BS + i)*KVD]
- * (F32 or F16). A sequence is a block table: position p lives in block
+ * b holds, for every layer l and KV head h, the keys (BS, HD) and the values
+ * transposed (HD, BS) at element ((b*L + l)*NKV + h)*BS*HD of k and v (F32 or
+ * F16; kv_impl.h). A sequence is a block table: position p lives in block
  * table[p / BS] at row p % BS. Blocks are reference-counted; a full block may be
  * registered in the prefix cache under hash(hash of previous block, its BS
  * tokens), so a new sequence whose tokens start the same way shares the blocks
