@@ -34,8 +34,6 @@
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 
-#define XROW(x, j, stride) ((const void *)((const char *)(x) + (size_t)(j) * (stride)))
-
 AVX2_INLINE float hsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -132,17 +130,6 @@ AVX2_INLINE void rowdot_float(int kind, int K, const void *wv, const void *x, si
         out[j * os] = s;
     }
 }
-
-/* Calls body(..., nx) with nx as a literal 1..TENSOR_NX. */
-#define NX_DISPATCH(body, ...)              \
-    do {                                    \
-        switch (nx) {                       \
-        case 1: body(__VA_ARGS__, 1); break; \
-        case 2: body(__VA_ARGS__, 2); break; \
-        case 3: body(__VA_ARGS__, 3); break; \
-        default: body(__VA_ARGS__, 4); break; \
-        }                                   \
-    } while (0)
 
 #define FLOAT_BODY(kind, K, w, x, xs, out, os, NX) rowdot_float(kind, K, w, x, xs, NX, out, os)
 

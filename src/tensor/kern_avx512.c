@@ -26,18 +26,6 @@
 #define AVX512 __attribute__((target(T512)))
 #define AVX512_INLINE static inline __attribute__((always_inline, target(T512)))
 
-#define XROW(x, j, stride) ((const void *)((const char *)(x) + (size_t)(j) * (stride)))
-
-#define NX_DISPATCH(body, ...)              \
-    do {                                    \
-        switch (nx) {                       \
-        case 1: body(__VA_ARGS__, 1); break; \
-        case 2: body(__VA_ARGS__, 2); break; \
-        case 3: body(__VA_ARGS__, 3); break; \
-        default: body(__VA_ARGS__, 4); break; \
-        }                                   \
-    } while (0)
-
 AVX512_INLINE float f16(const uint8_t *p)
 {
     return _cvtsh_ss(tensor_rd16(p));

@@ -15,8 +15,6 @@
 #include <math.h>
 #include <string.h>
 
-#define XROW(x, j, stride) ((const void *)((const char *)(x) + (size_t)(j) * (stride)))
-
 static void rowdot_f32(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
 {
     const float *wr = w; /* GGUF data is aligned; memcpy keeps odd alignment defined */

@@ -50,6 +50,22 @@ static inline struct q8x_view q8x_view(const void *row, int K)
 typedef void (*tensor_rowdot_fn)(int K, const void *wrow, const void *x, size_t xstride, int nx, float *out,
                                  size_t ostride);
 
+/* Activation row j of a row-dot call. */
+#define XROW(x, j, stride) ((const void *)((const char *)(x) + (size_t)(j) * (stride)))
+
+/* For the SIMD row dots: calls body(..., nx) with nx as a literal
+ * 1..TENSOR_NX, so loops over the rows unroll and accumulators stay in
+ * registers. */
+#define NX_DISPATCH(body, ...)               \
+    do {                                     \
+        switch (nx) {                        \
+        case 1: body(__VA_ARGS__, 1); break; \
+        case 2: body(__VA_ARGS__, 2); break; \
+        case 3: body(__VA_ARGS__, 3); break; \
+        default: body(__VA_ARGS__, 4); break; \
+        }                                    \
+    } while (0)
+
 struct tensor_kernels {
     const char *name;
     tensor_rowdot_fn rowdot_f32, rowdot_f16, rowdot_bf16;     /* float activations */
