@@ -18,7 +18,7 @@
  *   Q4_0: nibbles - 8, then the same sign trick.
  *   Q4_K, Q6_K: the unsigned quants (0..15 / 0..63) go straight into
  *         maddubs; the offsets (the K-quant mins, -32) are folded out with
- *         the activation block sums in a scalar side accumulator.
+ *         the activation block sums in a vector side accumulator.
  * All integer sums are exact, so the results equal the scalar path's up to
  * the order of the float additions.
  */
@@ -257,74 +257,103 @@ AVX2_INLINE void body_q(int q4, int K, const void *w, const void *x, size_t xs, 
 #define Q8_BODY(K, w, x, xs, out, os, NX) body_q(0, K, w, x, xs, out, os, NX)
 #define Q4_BODY(K, w, x, xs, out, os, NX) body_q(1, K, w, x, xs, out, os, NX)
 
-static void q4k_scales(const uint8_t *s, int *sc, int *m)
+/* The 8 six-bit scales and mins of a Q4_K super-block as floats, unpacked
+ * four bytes at a time (layout in gguf/quant.h): scales j < 4 are the low 6
+ * bits of bytes 0..3, j >= 4 take their low nibble from bytes 8..11 and two
+ * high bits from the top of bytes 0..3; mins likewise from bytes 4..7 and the
+ * high nibbles of 8..11. A store of eight ints re-read as a vector stalled on
+ * store forwarding. */
+AVX2_INLINE void q4k_scales(const uint8_t *s, __m256 *sc, __m256 *m)
 {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = s[j] & 63;
-        m[j] = s[j + 4] & 63;
-        sc[j + 4] = (s[j + 8] & 15) | (s[j] >> 6) << 4;
-        m[j + 4] = (s[j + 8] >> 4) | (s[j + 4] >> 6) << 4;
-    }
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    uint64_t scb = (uint64_t)(u0 & 0x3f3f3f3f) | (uint64_t)((u2 & 0x0f0f0f0f) | ((u0 >> 2) & 0x30303030)) << 32;
+    uint64_t mb = (uint64_t)(u1 & 0x3f3f3f3f) | (uint64_t)(((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 2) & 0x30303030)) << 32;
+    *sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)scb)));
+    *m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mb)));
 }
 
+/* int32x8: the sums of the two halves of 8 consecutive activation blocks. */
+AVX2_INLINE __m256i block_sums8(const int16_t *s)
+{
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)s), _mm256_set1_epi16(1));
+}
+
+/* Q4_K: a super-block is 8 sub-blocks of 32, each one activation block. Per
+ * super-block and row, the 8 scale products d*sc_j*dx_j go into a small
+ * table with three vector instructions, and the min terms
+ * dmin*m_j*dx_j*sum(q_j) accumulate in a vector, subtracted at the end. */
 AVX2_INLINE void body_q4_k(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
 {
     const int nb = K / 256;
     struct q8x_view v[TENSOR_NX];
-    __m256 acc[TENSOR_NX];
-    float corr[TENSOR_NX];
+    __m256 acc[TENSOR_NX], mins[TENSOR_NX];
+    _Alignas(32) float st[TENSOR_NX][8];
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
         v[j] = q8x_view(XROW(x, j, xs), K);
-        acc[j] = _mm256_setzero_ps();
-        corr[j] = 0.0f;
+        acc[j] = mins[j] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(15);
     const uint8_t *wb = w;
     for (int b = 0; b < nb; b++, wb += 144) {
-        float d = f16(wb), dmin = f16(wb + 2);
-        int sc[8], m[8];
-        q4k_scales(wb + 4, sc, m);
+        __m256 scf, mf;
+        q4k_scales(wb + 4, &scf, &mf);
+        __m256 dsc = _mm256_mul_ps(_mm256_set1_ps(f16(wb)), scf), dm = _mm256_mul_ps(_mm256_set1_ps(f16(wb + 2)), mf);
+        _Pragma("GCC unroll 4")
+        for (int j = 0; j < nx; j++) {
+            __m256 dx = _mm256_loadu_ps(v[j].d + 8 * b);
+            _mm256_store_ps(st[j], _mm256_mul_ps(dsc, dx));
+            mins[j] = _mm256_fmadd_ps(_mm256_mul_ps(dm, dx), _mm256_cvtepi32_ps(block_sums8(v[j].s + 16 * b)), mins[j]);
+        }
         for (int c = 0; c < 4; c++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 16 + 32 * c));
             __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            float dlo = d * (float)sc[2 * c], dhi = d * (float)sc[2 * c + 1];
-            float mlo = dmin * (float)m[2 * c], mhi = dmin * (float)m[2 * c + 1];
             _Pragma("GCC unroll 4")
             for (int j = 0; j < nx; j++) {
-                const int xb = 8 * b + 2 * c; /* activation blocks xb (low nibbles) and xb + 1 */
-                const float *dx = v[j].d + xb;
-                const int16_t *sx = v[j].s + 2 * xb;
-                const int8_t *y = v[j].q + 32 * xb;
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dlo * dx[0]), _mm256_cvtepi32_ps(dot_us(lo, load_q(y))), acc[j]);
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dhi * dx[1]), _mm256_cvtepi32_ps(dot_us(hi, load_q(y + 32))),
+                const int8_t *y = v[j].q + 32 * (8 * b + 2 * c); /* blocks for sub-blocks 2c and 2c+1 */
+                acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&st[j][2 * c]), _mm256_cvtepi32_ps(dot_us(lo, load_q(y))),
                                          acc[j]);
-                corr[j] += mlo * dx[0] * (float)(sx[0] + sx[1]) + mhi * dx[1] * (float)(sx[2] + sx[3]);
+                acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&st[j][2 * c + 1]),
+                                         _mm256_cvtepi32_ps(dot_us(hi, load_q(y + 32))), acc[j]);
             }
         }
     }
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++)
-        out[j * os] = hsum8(acc[j]) - corr[j];
+        out[j * os] = hsum8(_mm256_sub_ps(acc[j], mins[j]));
 }
 
+/* Q6_K: chunk c of half h (activation block xb = 8b + 4h + c) has 16-element
+ * scales sc[2xb], sc[2xb+1], applied in the integer domain by
+ * _mm256_madd_epi16; the -32 offset is folded out per super-block with one
+ * madd of the 16 scales by the 16 activation half-block sums. */
 AVX2_INLINE void body_q6_k(int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
 {
     const int nb = K / 256;
     struct q8x_view v[TENSOR_NX];
-    __m256 acc[TENSOR_NX];
-    float corr[TENSOR_NX];
+    __m256 acc[TENSOR_NX], offs[TENSOR_NX];
+    _Alignas(32) float st[TENSOR_NX][8];
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
         v[j] = q8x_view(XROW(x, j, xs), K);
-        acc[j] = _mm256_setzero_ps();
-        corr[j] = 0.0f;
+        acc[j] = offs[j] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
     const uint8_t *wb = w;
     for (int b = 0; b < nb; b++, wb += 210) {
         const int8_t *sc = (const int8_t *)(wb + 192);
-        float d = f16(wb + 208);
+        __m256 d = _mm256_set1_ps(f16(wb + 208));
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)sc));
+        _Pragma("GCC unroll 4")
+        for (int j = 0; j < nx; j++) {
+            __m256 ddx = _mm256_mul_ps(d, _mm256_loadu_ps(v[j].d + 8 * b));
+            _mm256_store_ps(st[j], ddx);
+            __m256i so = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(const void *)(v[j].s + 16 * b)));
+            offs[j] = _mm256_fmadd_ps(ddx, _mm256_cvtepi32_ps(so), offs[j]);
+        }
         for (int h = 0; h < 2; h++) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 64 * h));
             __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 64 * h + 32));
@@ -338,23 +367,20 @@ AVX2_INLINE void body_q6_k(int K, const void *w, const void *x, size_t xs, float
             u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
             for (int c = 0; c < 4; c++) {
-                int sa = sc[8 * h + 2 * c], sb = sc[8 * h + 2 * c + 1];
-                __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)sb), _mm_set1_epi16((short)sa));
+                const int xc = 4 * h + c; /* chunk within the super-block */
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * xc + 1]), _mm_set1_epi16(sc[2 * xc]));
                 _Pragma("GCC unroll 4")
                 for (int j = 0; j < nx; j++) {
-                    const int xb = 8 * b + 4 * h + c;
-                    __m256i p16 = _mm256_maddubs_epi16(u[c], load_q(v[j].q + 32 * xb));
+                    __m256i p16 = _mm256_maddubs_epi16(u[c], load_q(v[j].q + 32 * (8 * b + xc)));
                     __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, scv));
-                    float s = d * v[j].d[xb];
-                    acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(s), f, acc[j]);
-                    corr[j] += s * (float)(sa * v[j].s[2 * xb] + sb * v[j].s[2 * xb + 1]);
+                    acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&st[j][xc]), f, acc[j]);
                 }
             }
         }
     }
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++)
-        out[j * os] = hsum8(acc[j]) - 32.0f * corr[j];
+        out[j * os] = hsum8(_mm256_fnmadd_ps(_mm256_set1_ps(32.0f), offs[j], acc[j]));
 }
 
 static AVX2 void rowdot_q8_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
