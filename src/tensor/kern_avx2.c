@@ -173,12 +173,6 @@ AVX2_INLINE __m256i q4_0_values(const uint8_t *p)
     return _mm256_sub_epi8(unpack_nibbles16(p), _mm256_set1_epi8(8));
 }
 
-/* The 32 signed weights of a Q8_0 (q4 = 0) or Q4_0 (q4 = 1) block. */
-AVX2_INLINE __m256i q_values(int q4, const uint8_t *wb)
-{
-    return q4 ? q4_0_values(wb + 2) : _mm256_loadu_si256((const __m256i *)(const void *)(wb + 2));
-}
-
 /* The f16 scales of 8 consecutive blocks (bs bytes apart), widened at once. */
 AVX2_INLINE __m256 scales8(const uint8_t *wb, int bs)
 {
@@ -193,65 +187,113 @@ AVX2_INLINE __m256 scales8(const uint8_t *wb, int bs)
     return _mm256_cvtph_ps(h);
 }
 
-/* Q8_0 and Q4_0 (the -8 applied to the weights, then the same sign trick).
- * Blocks go in groups of 8: their weight scales are widened together and
- * multiplied by 8 activation scales in one instruction, so each block only
- * broadcasts its product from a small table. With nx <= 2 two blocks are in
- * flight per row (two accumulator sets) to cover the FMA latency. */
+/* int32x8: the sums of the two halves of 8 consecutive activation blocks. */
+AVX2_INLINE __m256i block_sums8(const int16_t *s)
+{
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)s), _mm256_set1_epi16(1));
+}
+
+/* 16 packed Q4_0 bytes -> the 32 unsigned nibbles in element order: the
+ * bytes in both lanes, the high lane shifted right by 4, masked. */
+AVX2_INLINE __m256i q4_0_nibbles(const uint8_t *p)
+{
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p));
+    return _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
+}
+
+/* One weight block prepared for dots with any number of activation rows:
+ * u is the unsigned maddubs operand (Q4_0: the raw nibbles; Q8_0: |w|), s
+ * the Q8_0 weights whose signs move onto the activations. */
+struct wblk {
+    __m256i u, s;
+};
+
+AVX2_INLINE struct wblk wprep(int q4, const uint8_t *wb)
+{
+    struct wblk r;
+    if (q4) {
+        r.u = r.s = q4_0_nibbles(wb + 2);
+    } else {
+        r.s = _mm256_loadu_si256((const __m256i *)(const void *)(wb + 2));
+        r.u = _mm256_sign_epi8(r.s, r.s);
+    }
+    return r;
+}
+
+/* int32x8 partial sums of one block's dot with 32 activations, as floats. */
+AVX2_INLINE __m256 wdot(int q4, struct wblk w, const int8_t *y)
+{
+    __m256i yv = load_q(y);
+    return _mm256_cvtepi32_ps(dot_us(w.u, q4 ? yv : _mm256_sign_epi8(yv, w.s)));
+}
+
+/* Q8_0 (sign trick) and Q4_0 (unsigned nibbles; the -8 is folded out with
+ * the activation block sums, eight blocks per vector instruction). Blocks go
+ * in groups of 8: their weight scales are widened together and multiplied
+ * by 8 activation scales in one instruction, so each block only broadcasts
+ * its product from a small table. With nx <= 2 two blocks are in flight per
+ * row (two accumulator sets) to cover the FMA latency. */
 AVX2_INLINE void body_q(int q4, int K, const void *w, const void *x, size_t xs, float *out, size_t os, const int nx)
 {
     const int nb = K / 32, bs = q4 ? 18 : 34;
     struct q8x_view v[TENSOR_NX];
-    __m256 acc[TENSOR_NX], acc2[TENSOR_NX];
+    __m256 acc[TENSOR_NX], acc2[TENSOR_NX], offs[TENSOR_NX];
+    float offs_tail[TENSOR_NX];
     _Alignas(32) float sc[TENSOR_NX][8];
     _Pragma("GCC unroll 4")
     for (int j = 0; j < nx; j++) {
         v[j] = q8x_view(XROW(x, j, xs), K);
-        acc[j] = acc2[j] = _mm256_setzero_ps();
+        acc[j] = acc2[j] = offs[j] = _mm256_setzero_ps();
+        offs_tail[j] = 0.0f;
     }
     const uint8_t *wb = w;
     int b = 0;
     for (; b + 8 <= nb; b += 8, wb += 8 * bs) {
         __m256 dw = scales8(wb, bs);
         _Pragma("GCC unroll 4")
-        for (int j = 0; j < nx; j++)
-            _mm256_store_ps(sc[j], _mm256_mul_ps(dw, _mm256_loadu_ps(v[j].d + b)));
+        for (int j = 0; j < nx; j++) {
+            __m256 s8 = _mm256_mul_ps(dw, _mm256_loadu_ps(v[j].d + b));
+            _mm256_store_ps(sc[j], s8);
+            if (q4)
+                offs[j] = _mm256_fmadd_ps(s8, _mm256_cvtepi32_ps(block_sums8(v[j].s + 2 * b)), offs[j]);
+        }
         if (nx <= 2) {
             for (int i = 0; i < 8; i += 2) {
-                __m256i q0 = q_values(q4, wb + i * bs), q1 = q_values(q4, wb + (i + 1) * bs);
-                __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
+                struct wblk w0 = wprep(q4, wb + i * bs), w1 = wprep(q4, wb + (i + 1) * bs);
                 _Pragma("GCC unroll 4")
                 for (int j = 0; j < nx; j++) {
                     const int8_t *y = v[j].q + 32 * (b + i);
-                    __m256 f0 = _mm256_cvtepi32_ps(dot_us(a0, _mm256_sign_epi8(load_q(y), q0)));
-                    __m256 f1 = _mm256_cvtepi32_ps(dot_us(a1, _mm256_sign_epi8(load_q(y + 32), q1)));
-                    acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[j][i]), f0, acc[j]);
-                    acc2[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[j][i + 1]), f1, acc2[j]);
+                    acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[j][i]), wdot(q4, w0, y), acc[j]);
+                    acc2[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[j][i + 1]), wdot(q4, w1, y + 32), acc2[j]);
                 }
             }
         } else {
             for (int i = 0; i < 8; i++) {
-                __m256i q = q_values(q4, wb + i * bs), aq = _mm256_sign_epi8(q, q);
+                struct wblk wq = wprep(q4, wb + i * bs);
                 _Pragma("GCC unroll 4")
-                for (int j = 0; j < nx; j++) {
-                    __m256 f = _mm256_cvtepi32_ps(dot_us(aq, _mm256_sign_epi8(load_q(v[j].q + 32 * (b + i)), q)));
-                    acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[j][i]), f, acc[j]);
-                }
+                for (int j = 0; j < nx; j++)
+                    acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[j][i]), wdot(q4, wq, v[j].q + 32 * (b + i)), acc[j]);
             }
         }
     }
     for (; b < nb; b++, wb += bs) {
         float dw = f16(wb);
-        __m256i q = q_values(q4, wb), aq = _mm256_sign_epi8(q, q);
+        struct wblk wq = wprep(q4, wb);
         _Pragma("GCC unroll 4")
         for (int j = 0; j < nx; j++) {
-            __m256 f = _mm256_cvtepi32_ps(dot_us(aq, _mm256_sign_epi8(load_q(v[j].q + 32 * b), q)));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * v[j].d[b]), f, acc[j]);
+            float s1 = dw * v[j].d[b];
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(s1), wdot(q4, wq, v[j].q + 32 * b), acc[j]);
+            if (q4)
+                offs_tail[j] += s1 * (float)(v[j].s[2 * b] + v[j].s[2 * b + 1]);
         }
     }
     _Pragma("GCC unroll 4")
-    for (int j = 0; j < nx; j++)
-        out[j * os] = hsum8(_mm256_add_ps(acc[j], acc2[j]));
+    for (int j = 0; j < nx; j++) {
+        __m256 a = _mm256_add_ps(acc[j], acc2[j]);
+        if (q4)
+            a = _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), offs[j], a);
+        out[j * os] = hsum8(a) - (q4 ? 8.0f * offs_tail[j] : 0.0f);
+    }
 }
 
 #define Q8_BODY(K, w, x, xs, out, os, NX) body_q(0, K, w, x, xs, out, os, NX)
@@ -273,12 +315,6 @@ AVX2_INLINE void q4k_scales(const uint8_t *s, __m256 *sc, __m256 *m)
     uint64_t mb = (uint64_t)(u1 & 0x3f3f3f3f) | (uint64_t)(((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 2) & 0x30303030)) << 32;
     *sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)scb)));
     *m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mb)));
-}
-
-/* int32x8: the sums of the two halves of 8 consecutive activation blocks. */
-AVX2_INLINE __m256i block_sums8(const int16_t *s)
-{
-    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)s), _mm256_set1_epi16(1));
 }
 
 /* Q4_K: a super-block is 8 sub-blocks of 32, each one activation block. Per
