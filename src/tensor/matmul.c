@@ -32,13 +32,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Crossovers (docs/TENSOR.md), K=768 N=2048 on a 2-core Zen 3 EPYC: with 2
- * threads and the weights coming from DRAM (bench/kernels crossover_*), the
- * row dots match sgemm up to T~64 for F32 and F16, and dequantize+sgemm wins
- * from T~32-64 for Q8_0/Q4_0. One thread in cache (CPU time) favours sgemm
- * earlier (F32 from T=16), but batched decode reads its weights from DRAM. */
+/* Crossovers (docs/TENSOR.md), K=768 N=2048 on a 2-core Zen 3 EPYC, 2
+ * threads, weights from DRAM (bench/kernels crossover_*): the F32 row dots
+ * match sgemm from T~32 to 64 and lose at 128; the Q8_0/Q4_0 integer dots
+ * beat dequantize+sgemm through T=64 and tie or lose at 128 (F16 alike). */
 static atomic_int blas_min_t = 64;
-static atomic_int deq_min_t = 64;
+static atomic_int deq_min_t = 128;
 
 /* Rows per dequantize-then-sgemm tile. */
 #define DEQ_ROWS 64
