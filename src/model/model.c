@@ -34,6 +34,11 @@
  * microseconds) waking the pool costs more than it saves. */
 #define ATT_POOL_MIN (1L << 16)
 
+/* Entries of a chunk that extend one sequence at consecutive positions (a
+ * prompt chunk) form a run; attention processes a run's queries together,
+ * at most ATT_RUN entries at a time. */
+#define ATT_RUN 32
+
 struct lm_w {
     const void *p; /* rows in the map, ggml type t */
     enum ggml_type t;
@@ -79,6 +84,7 @@ struct lm_model {
     int *pos;    /* (cap) positions of the chunk's entries */
     int *eblk;   /* (cap) KV block of each entry */
     int *erow;   /* (cap) row in that block */
+    int *run0;   /* (cap + 1) first entry of each attention run, see attention() */
     char err[256];
 };
 
@@ -206,12 +212,12 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
     m->cap = opts && opts->max_batch > 0 ? opts->max_batch : 512;
     m->att_pool_min = opts && opts->att_pool_min ? opts->att_pool_min : ATT_POOL_MIN;
     int G = m->NH / m->NKV;
-    m->attw_per_thread = (size_t)G * (LM_KV_MAX_BLOCK + 2 * (size_t)m->HD + 2);
+    m->attw_per_thread = (size_t)ATT_RUN * G * (LM_KV_MAX_BLOCK + 3 * (size_t)m->HD + 2);
     size_t cap = (size_t)m->cap;
     size_t nf = cap * (2 * (size_t)m->C + 2 * (size_t)m->QD + 2 * (size_t)m->KVD + 2 * (size_t)m->F) +
                 (size_t)m->nth * m->attw_per_thread;
     m->slab = malloc(nf * sizeof(float));
-    m->pos = malloc(3 * cap * sizeof(int));
+    m->pos = malloc((4 * cap + 1) * sizeof(int));
     if (!m->slab || !m->pos) {
         rc = fail(err, errlen, AISLE_ENOMEM, "out of memory for activations (%zu entries)", cap);
         goto fail;
@@ -228,6 +234,7 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
     m->attw = p;
     m->eblk = m->pos + cap;
     m->erow = m->eblk + cap;
+    m->run0 = m->erow + cap;
     *out = m;
     return 0;
 fail:
@@ -323,64 +330,71 @@ struct att_job {
     struct lm_model *m;
     struct lm_kv *kv;
     const struct lm_batch_entry *e; /* (T) */
-    int T, l;
-    atomic_int next; /* next (entry, kv head) unit to claim */
+    int nruns, l;
+    atomic_int next; /* next (run, kv head) unit to claim */
 };
 
-/* The G = NH/NKV query heads that share K/V head kvh, for one entry at
- * position pos of sequence s, layer l: out (G, HD) = softmax(q K^T / sqrt(HD)) V
- * over positions 0..pos. One pass over the blocks, two small matrix products
- * per block read in place from the cache (kv_impl.h's layouts): scores
- * (G, n) = q (G, HD) · K_blk (n, HD)^T, then after the running-max rescale
- * (once per block, "online" softmax) acc (G, HD) += w (G, BS) · V_blk^T (HD, BS)^T
- * with zero weights past position pos.
- * Scratch w: sc (G, BS), acc (G, HD), tmp (G, HD), mx (G), sum (G). */
-static void attend(const struct lm_model *m, const struct lm_kv *kv, const struct lm_seq *s, int l, int kvh, int pos,
-                   const float *q, float *w, float *out)
+/* Attention of R consecutive entries t0.. of sequence s (positions pos[t0]..
+ * pos[t0] + R - 1) for the G = NH/NKV query heads sharing K/V head kvh, layer
+ * l. Rows i = r*G + g: queries Q (R*G, HD) gathered from m->q; per block, two
+ * small matrix products read in place from the cache (kv_impl.h's layouts):
+ * scores (R*G, n) = Q · K_blk^T, then after a rescale of the running max and
+ * sum (once per block: "online" softmax, no buffer growing with the context)
+ * acc (R*G, HD) += W (R*G, BS) · (V_blk^T)^T, where W is zero past each row's
+ * own position (causal) and past the block's n positions. The results go to
+ * m->att. Scratch w: Q, acc, tmp (R*G, HD), sc (R*G, BS), mx, sum (R*G). */
+static void attend_run(struct lm_model *m, const struct lm_kv *kv, const struct lm_seq *s, int l, int kvh, int t0,
+                       int R, float *w)
 {
-    const int HD = m->HD, BS = kv->BS, G = m->NH / m->NKV;
+    const int HD = m->HD, BS = kv->BS, G = m->NH / m->NKV, RG = R * G;
+    const int first = m->pos[t0], last = first + R - 1;
     const float scale = 1.0f / sqrtf((float)HD);
     const enum ggml_type kt = kv->f16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
-    float *sc = w, *acc = sc + (size_t)G * BS, *tmp = acc + (size_t)G * HD, *mx = tmp + (size_t)G * HD,
-          *sum = mx + G;
-    for (int g = 0; g < G; g++) {
-        mx[g] = -INFINITY;
-        sum[g] = 0.0f;
+    float *Q = w, *acc = Q + (size_t)RG * HD, *tmp = acc + (size_t)RG * HD, *sc = tmp + (size_t)RG * HD,
+          *mx = sc + (size_t)RG * BS, *sum = mx + RG;
+    for (int r = 0; r < R; r++)
+        memcpy(Q + (size_t)r * G * HD, m->q + (size_t)(t0 + r) * m->QD + (size_t)kvh * G * HD,
+               (size_t)G * HD * sizeof(float));
+    for (int i = 0; i < RG; i++) {
+        mx[i] = -INFINITY;
+        sum[i] = 0.0f;
     }
-    memset(acc, 0, (size_t)G * HD * sizeof(float));
-    for (int p0 = 0; p0 <= pos; p0 += BS) {
-        int n = pos - p0 + 1 < BS ? pos - p0 + 1 : BS;
+    memset(acc, 0, (size_t)RG * HD * sizeof(float));
+    for (int p0 = 0; p0 <= last; p0 += BS) {
+        int n = last - p0 + 1 < BS ? last - p0 + 1 : BS;
         size_t off = kv_off(kv, s->tab[p0 / BS], l, kvh) * kv->elt;
         /* The shapes are valid by construction: these products cannot fail. */
-        (void)tensor_matmul(NULL, sc, q, (const char *)kv->k + off, kt, G, HD, n);
-        for (int g = G - 1; g >= 0; g--) { /* rows of n -> rows of BS */
-            float *row = sc + (size_t)g * BS, bm = -INFINITY;
-            memmove(row, sc + (size_t)g * n, (size_t)n * sizeof(float));
-            for (int j = 0; j < n; j++) {
+        (void)tensor_matmul(NULL, sc, Q, (const char *)kv->k + off, kt, RG, HD, n);
+        for (int i = RG - 1; i >= 0; i--) { /* rows of n -> rows of BS, last first */
+            float *row = sc + (size_t)i * BS, bm = -INFINITY;
+            memmove(row, sc + (size_t)i * n, (size_t)n * sizeof(float));
+            int own = first + i / G, valid = own - p0 + 1 < n ? own - p0 + 1 : n;
+            for (int j = 0; j < valid; j++) {
                 row[j] *= scale;
                 bm = row[j] > bm ? row[j] : bm;
             }
-            if (bm > mx[g]) {
-                float c = expf(mx[g] - bm); /* 0 on the first block */
-                sum[g] *= c;
-                for (int i = 0; i < HD; i++)
-                    acc[(size_t)g * HD + i] *= c;
-                mx[g] = bm;
+            if (valid > 0 && bm > mx[i]) {
+                float c = expf(mx[i] - bm); /* 0 on the first block */
+                sum[i] *= c;
+                for (int d = 0; d < HD; d++)
+                    acc[(size_t)i * HD + d] *= c;
+                mx[i] = bm;
             }
-            for (int j = 0; j < n; j++) {
-                row[j] = expf(row[j] - mx[g]);
-                sum[g] += row[j];
+            for (int j = 0; j < valid; j++) {
+                row[j] = expf(row[j] - mx[i]);
+                sum[i] += row[j];
             }
-            for (int j = n; j < BS; j++)
+            for (int j = valid > 0 ? valid : 0; j < BS; j++)
                 row[j] = 0.0f;
         }
-        (void)tensor_matmul(NULL, tmp, sc, (const char *)kv->v + off, kt, G, BS, HD);
-        nn_axpy_f32(acc, 1.0f, tmp, G * HD);
+        (void)tensor_matmul(NULL, tmp, sc, (const char *)kv->v + off, kt, RG, BS, HD);
+        nn_axpy_f32(acc, 1.0f, tmp, RG * HD);
     }
-    for (int g = 0; g < G; g++) {
-        float inv = 1.0f / sum[g];
-        for (int i = 0; i < HD; i++)
-            out[(size_t)g * HD + i] = acc[(size_t)g * HD + i] * inv;
+    for (int i = 0; i < RG; i++) {
+        int r = i / G, g = i % G;
+        float inv = 1.0f / sum[i], *out = m->att + (size_t)(t0 + r) * m->QD + (size_t)(kvh * G + g) * HD;
+        for (int d = 0; d < HD; d++)
+            out[d] = acc[(size_t)i * HD + d] * inv;
     }
 }
 
@@ -389,16 +403,14 @@ static void att_worker(void *ctx, int ith, int nth)
     (void)nth;
     struct att_job *j = ctx;
     struct lm_model *m = j->m;
-    const int NKV = m->NKV, G = m->NH / m->NKV;
+    const int NKV = m->NKV;
     float *w = m->attw + (size_t)ith * m->attw_per_thread;
     for (;;) {
         int u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (u >= j->T * NKV)
+        if (u >= j->nruns * NKV)
             break;
-        int t = u / NKV, kvh = u % NKV;
-        const struct lm_seq *s = &j->kv->seqs[j->e[t].seq];
-        size_t qo = (size_t)t * m->QD + (size_t)kvh * G * m->HD;
-        attend(m, j->kv, s, j->l, kvh, m->pos[t], m->q + qo, w, m->att + qo);
+        int run = u / NKV, kvh = u % NKV, t0 = m->run0[run];
+        attend_run(m, j->kv, &j->kv->seqs[j->e[t0].seq], j->l, kvh, t0, m->run0[run + 1] - t0, w);
     }
 }
 
@@ -406,7 +418,14 @@ static void att_worker(void *ctx, int ith, int nth)
  * entries) runs on the calling thread: waking the pool would cost more. */
 static void attention(struct lm_model *m, struct lm_kv *kv, const struct lm_batch_entry *e, int T, int l)
 {
-    struct att_job job = {.m = m, .kv = kv, .e = e, .T = T, .l = l};
+    /* Runs: a new one where the sequence changes, the position does not
+     * follow on, or ATT_RUN entries are reached. run0 (nruns + 1) bounds them. */
+    int nruns = 0;
+    for (int t = 0; t < T; t++)
+        if (t == 0 || e[t].seq != e[t - 1].seq || e[t].pos != e[t - 1].pos + 1 || t - m->run0[nruns - 1] == ATT_RUN)
+            m->run0[nruns++] = t;
+    m->run0[nruns] = T;
+    struct att_job job = {.m = m, .kv = kv, .e = e, .nruns = nruns, .l = l};
     atomic_init(&job.next, 0);
     long work = 0;
     for (int t = 0; t < T; t++)
