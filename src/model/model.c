@@ -36,8 +36,10 @@
 
 /* Entries of a chunk that extend one sequence at consecutive positions (a
  * prompt chunk) form a run; attention processes a run's queries together,
- * at most ATT_RUN entries at a time. */
-#define ATT_RUN 32
+ * at most ATT_RUN_ROWS query rows (entries x heads per KV head) at a time
+ * (and at least one entry): small enough that tensor_matmul multiplies
+ * F16 K/V directly rather than through a dequantize tile it would allocate. */
+#define ATT_RUN_ROWS 32
 
 struct lm_w {
     const void *p; /* rows in the map, ggml type t */
@@ -85,6 +87,7 @@ struct lm_model {
     int *eblk;   /* (cap) KV block of each entry */
     int *erow;   /* (cap) row in that block */
     int *run0;   /* (cap + 1) first entry of each attention run, see attention() */
+    int run_len; /* entries per run at most */
     char err[256];
 };
 
@@ -212,7 +215,8 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
     m->cap = opts && opts->max_batch > 0 ? opts->max_batch : 512;
     m->att_pool_min = opts && opts->att_pool_min ? opts->att_pool_min : ATT_POOL_MIN;
     int G = m->NH / m->NKV;
-    m->attw_per_thread = (size_t)ATT_RUN * G * (LM_KV_MAX_BLOCK + 3 * (size_t)m->HD + 2);
+    m->run_len = G < ATT_RUN_ROWS ? ATT_RUN_ROWS / G : 1;
+    m->attw_per_thread = (size_t)m->run_len * G * (LM_KV_MAX_BLOCK + 3 * (size_t)m->HD + 2);
     size_t cap = (size_t)m->cap;
     size_t nf = cap * (2 * (size_t)m->C + 2 * (size_t)m->QD + 2 * (size_t)m->KVD + 2 * (size_t)m->F) +
                 (size_t)m->nth * m->attw_per_thread;
@@ -419,10 +423,10 @@ static void att_worker(void *ctx, int ith, int nth)
 static void attention(struct lm_model *m, struct lm_kv *kv, const struct lm_batch_entry *e, int T, int l)
 {
     /* Runs: a new one where the sequence changes, the position does not
-     * follow on, or ATT_RUN entries are reached. run0 (nruns + 1) bounds them. */
+     * follow on, or run_len entries are reached. run0 (nruns + 1) bounds them. */
     int nruns = 0;
     for (int t = 0; t < T; t++)
-        if (t == 0 || e[t].seq != e[t - 1].seq || e[t].pos != e[t - 1].pos + 1 || t - m->run0[nruns - 1] == ATT_RUN)
+        if (t == 0 || e[t].seq != e[t - 1].seq || e[t].pos != e[t - 1].pos + 1 || t - m->run0[nruns - 1] == m->run_len)
             m->run0[nruns++] = t;
     m->run0[nruns] = T;
     struct att_job job = {.m = m, .kv = kv, .e = e, .nruns = nruns, .l = l};
