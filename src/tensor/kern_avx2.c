@@ -29,6 +29,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -512,6 +513,60 @@ static AVX2 void quantize_x(const float *x, void *row, int K)
     }
 }
 
+/* exp(x) for 8 floats: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two
+ * parts so r is exact to float precision), e^r by Cephes' degree-6
+ * polynomial (relative error about 1e-7 on that interval), times 2^n built in
+ * the exponent field. x is clamped to [-87, 88] so 2^n stays a normal float:
+ * below -87 the result is ~1.6e-38 instead of smaller or 0, above 88 it is
+ * e^88 instead of larger or inf (both harmless for softmax and SiLU). */
+AVX2_INLINE __m256 exp8(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static AVX2 float exp_sum(float *x, float shift, int n)
+{
+    __m256 sv = _mm256_set1_ps(shift), acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), sv));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum8(acc);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - shift);
+        sum += x[i];
+    }
+    return sum;
+}
+
+static AVX2 void swiglu(float *out, const float *g, const float *u, int n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i);
+        __m256 den = _mm256_add_ps(one, exp8(_mm256_xor_ps(gv, neg)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(gv, den), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++)
+        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 static AVX2 float dot_f32(const float *a, const float *b, int n)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
@@ -595,6 +650,8 @@ const struct tensor_kernels tensor_kernels_avx2 = {
     .rowdot_q6_k = rowdot_q6_k,
     .dequant_row = dequant_row,
     .quantize_x = quantize_x,
+    .exp_sum = exp_sum,
+    .swiglu = swiglu,
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,
     .dot_f16 = dot_f16,

@@ -222,6 +222,16 @@ static void quantize_x(const float *x, void *y, int K)
     tensor_kernels_avx2.quantize_x(x, y, K);
 }
 
+static float exp_sum(float *x, float shift, int n)
+{
+    return tensor_kernels_avx2.exp_sum(x, shift, n);
+}
+
+static void swiglu(float *out, const float *g, const float *u, int n)
+{
+    tensor_kernels_avx2.swiglu(out, g, u, n);
+}
+
 static AVX512 float dot_f32(const float *a, const float *b, int n)
 {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
@@ -299,6 +309,8 @@ const struct tensor_kernels tensor_kernels_avx512 = {
     .rowdot_q6_k = rowdot_q6_k,
     .dequant_row = dequant_row,
     .quantize_x = quantize_x,
+    .exp_sum = exp_sum,
+    .swiglu = swiglu,
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,
     .dot_f16 = dot_f16,

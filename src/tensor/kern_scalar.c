@@ -198,6 +198,22 @@ static void quantize_x(const float *x, void *row, int K)
     }
 }
 
+static float exp_sum(float *x, float shift, int n)
+{
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - shift);
+        sum += x[i];
+    }
+    return sum;
+}
+
+static void swiglu(float *out, const float *g, const float *u, int n)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 static float dot_f32(const float *a, const float *b, int n)
 {
     float acc = 0.0f;
@@ -249,6 +265,8 @@ const struct tensor_kernels tensor_kernels_scalar = {
     .rowdot_q6_k = rowdot_q6_k,
     .dequant_row = dequant_row,
     .quantize_x = quantize_x,
+    .exp_sum = exp_sum,
+    .swiglu = swiglu,
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,
     .dot_f16 = dot_f16,

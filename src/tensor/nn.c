@@ -5,9 +5,9 @@
  *
  * Dims legend: T rows (tokens), C channels, NH heads, HD head dimension, n vector length.
  *
- * The elementwise kernels are plain C that gcc vectorizes well enough; they
- * are a small share of a forward next to the matrix products. exp is libm's
- * expf (exact to an ulp), so they double as their own references.
+ * RMSNorm and RoPE are plain C (a small share of a forward). Softmax and
+ * SwiGLU go through the current path's exp: libm's expf on the scalar path,
+ * a polynomial (relative error ~1e-7) on the SIMD paths.
  */
 #include "tensor/tensor.h"
 #include "tensor/tensor_impl.h"
@@ -51,22 +51,19 @@ void nn_softmax_forward(float *x, int n)
     float m = x[0];
     for (int i = 1; i < n; i++)
         m = x[i] > m ? x[i] : m;
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        sum += x[i];
-    }
-    float inv = 1.0f / sum;
+    float inv = 1.0f / tensor_kernels()->exp_sum(x, m, n);
     for (int i = 0; i < n; i++)
         x[i] *= inv;
 }
 
+float nn_exp_sum(float *x, float shift, int n)
+{
+    return tensor_kernels()->exp_sum(x, shift, n);
+}
+
 void nn_swiglu_forward(float *out, const float *gate, const float *up, int n)
 {
-    for (int i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    tensor_kernels()->swiglu(out, gate, up, n);
 }
 
 float nn_dot_f32(const float *a, const float *b, int n)

@@ -86,6 +86,10 @@ void nn_rmsnorm_forward(float *out, const float *inp, const float *weight, int T
 void nn_rope_forward(float *x, const int *pos, int T, int nheads, int head_dim, float freq_base);
 /* In place, max-subtracted: x (n) = exp(x - max) / sum. n >= 1. */
 void nn_softmax_forward(float *x, int n);
+/* x[i] = exp(x[i] - shift) in place, returns the sum: the core of a softmax
+ * (attention rows). SIMD exp, relative error ~1e-7 (libm expf on the scalar
+ * path); arguments below -87 give ~1.6e-38 rather than a smaller number. */
+float nn_exp_sum(float *x, float shift, int n);
 /* out (n) = silu(gate) * up, silu(g) = g / (1 + exp(-g)). out may equal gate or up. */
 void nn_swiglu_forward(float *out, const float *gate, const float *up, int n);
 /* sum a[i] b[i], SIMD. */

@@ -75,6 +75,10 @@ struct tensor_kernels {
     void (*dequant_row)(enum ggml_type t, const void *w, float *y, int K);
     /* x (K) -> one quantized row of TENSOR_Q8X_ROW(K) bytes at y, K a multiple of 32. */
     void (*quantize_x)(const float *x, void *y, int K);
+    /* x[i] = exp(x[i] - shift) in place; returns the sum (float). */
+    float (*exp_sum)(float *x, float shift, int n);
+    /* out = g / (1 + exp(-g)) * u. */
+    void (*swiglu)(float *out, const float *g, const float *u, int n);
     float (*dot_f32)(const float *a, const float *b, int n);
     void (*axpy_f32)(float *y, float a, const float *x, int n);
     float (*dot_f16)(const float *a, const uint16_t *b, int n);

@@ -339,28 +339,56 @@ Test(nn, rope_matches_direct_formula)
     cr_assert(memcmp(x, y, sizeof(float) * NH * HD) == 0, "position 0 is the identity");
 }
 
-Test(nn, softmax_and_swiglu)
+/* Softmax, SwiGLU and the exp under them on every path. The SIMD exp is a
+ * polynomial with relative error ~1e-7; we allow 1e-6 relative (a wrong
+ * coefficient or range reduction is off by 1e-4 or more). */
+Test(nn, softmax_swiglu_exp_every_path)
 {
-    float x[19], y[19], g[19], u[19], o[19];
-    for (int i = 0; i < 19; i++)
-        x[i] = y[i] = frand() * 50 + (i == 3 ? 1000.0f : 0.0f); /* large values: max subtraction needed */
-    nn_softmax_forward(y, 19);
-    double m = -INFINITY, sum = 0;
-    for (int i = 0; i < 19; i++)
-        m = fmax(m, x[i]);
-    for (int i = 0; i < 19; i++)
-        sum += exp(x[i] - m);
-    for (int i = 0; i < 19; i++)
-        cr_assert(fabs(y[i] - exp(x[i] - m) / sum) <= 1e-6 * (exp(x[i] - m) / sum) + 1e-30, "softmax[%d]", i);
-    for (int i = 0; i < 19; i++) {
-        g[i] = frand() * 10;
-        u[i] = frand();
+    enum tensor_path ps[3];
+    int np = paths(ps);
+    for (int pi = 0; pi < np; pi++) {
+        cr_assert_eq(tensor_set_path(ps[pi]), 0);
+        const char *pn = tensor_path_name(ps[pi]);
+        float x[19], y[19], g[37], u[37], o[37];
+        for (int i = 0; i < 19; i++)
+            x[i] = y[i] = frand() * 50 + (i == 3 ? 1000.0f : 0.0f); /* large values: max subtraction needed */
+        nn_softmax_forward(y, 19);
+        double m = -INFINITY, sum = 0;
+        for (int i = 0; i < 19; i++)
+            m = fmax(m, x[i]);
+        for (int i = 0; i < 19; i++)
+            sum += exp(x[i] - m);
+        for (int i = 0; i < 19; i++)
+            cr_assert(fabs(y[i] - exp(x[i] - m) / sum) <= 1e-6 * (exp(x[i] - m) / sum) + 1e-30, "%s softmax[%d]",
+                      pn, i);
+        for (int i = 0; i < 37; i++) {
+            g[i] = frand() * 10 + (i == 5 ? 95.0f : 0.0f) - (i == 6 ? 95.0f : 0.0f); /* beyond the exp clamp */
+            u[i] = frand();
+        }
+        nn_swiglu_forward(o, g, u, 37);
+        for (int i = 0; i < 37; i++) {
+            double want = g[i] / (1 + exp(-(double)g[i])) * u[i];
+            cr_assert(fabs(o[i] - want) <= 1e-6 * fabs(want) + 1e-30, "%s swiglu[%d] %g vs %g", pn, i, o[i], want);
+        }
+        /* exp over its whole range, including the tails of the clamp */
+        enum { NE = 203 };
+        float e[NE], e0[NE];
+        double esum = 0;
+        for (int i = 0; i < NE; i++)
+            e[i] = e0[i] = -100.0f + 188.0f * i / (NE - 1) + frand() * 0.1f;
+        float got = nn_exp_sum(e, 0.5f, NE);
+        for (int i = 0; i < NE; i++) {
+            double want = exp((double)(e0[i] - 0.5f)); /* the kernels subtract in float */
+            esum += want;
+            if (e0[i] - 0.5f >= -87.0f && e0[i] - 0.5f <= 88.0f)
+                cr_assert(fabs(e[i] - want) <= 1e-6 * want, "%s exp(%.6g) = %.9g, want %.9g", pn, e0[i] - 0.5, e[i],
+                          want);
+            else if (e0[i] - 0.5f < -87.0f)
+                cr_assert(e[i] >= 0 && e[i] <= 2e-38, "%s exp(%.6g) = %g", pn, e0[i] - 0.5, e[i]);
+        }
+        cr_assert(isfinite(got) && fabs(got - esum) <= 1e-5 * esum, "%s sum %g vs %g", pn, got, esum);
     }
-    nn_swiglu_forward(o, g, u, 19);
-    for (int i = 0; i < 19; i++) {
-        double want = g[i] / (1 + exp(-(double)g[i])) * u[i];
-        cr_assert(fabs(o[i] - want) <= 1e-6 * fabs(want) + 1e-30, "swiglu[%d]", i);
-    }
+    tensor_set_path(TENSOR_PATH_AUTO);
 }
 
 Test(nn, dot_axpy_f16_every_path)
