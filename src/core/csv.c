@@ -40,21 +40,46 @@ void csv_release(struct csv *c)
     c->fields = NULL;
 }
 
-static int end_field(struct csv *c)
+static void set_overflow(struct csv *c, int rc)
 {
+    if (rc == AISLE_ETOOBIG)
+        snprintf(c->err, sizeof(c->err), "record longer than the %zu-byte limit", c->in->max_line);
+    else
+        snprintf(c->err, sizeof(c->err), "%s", aisle_strerror(rc));
+}
+
+/* Append one byte of the record. Past a cap *over is set (and c->err) and the
+ * rest of the record is parsed but not kept, so the next record starts where
+ * it should instead of in the middle of this one. */
+static void put(struct csv *c, char ch, int *over)
+{
+    int rc;
+    if (!*over && (rc = buf_putc(&c->rec, ch)) != 0) {
+        set_overflow(c, rc);
+        *over = rc;
+    }
+}
+
+static void end_field(struct csv *c, int *over)
+{
+    if (*over)
+        return;
     if (c->nfields >= CSV_MAX_FIELDS) {
         snprintf(c->err, sizeof(c->err), "more than %d fields", CSV_MAX_FIELDS);
-        return AISLE_ETOOBIG;
+        *over = AISLE_ETOOBIG;
+        return;
     }
     size_t start = c->offs[c->nfields];
     c->lens[c->nfields] = c->rec.len - start;
     int rc = buf_putc(&c->rec, '\0');
-    if (rc)
-        return rc;
+    if (rc) {
+        set_overflow(c, rc);
+        *over = rc;
+        return;
+    }
     c->nfields++;
     if (c->nfields < CSV_MAX_FIELDS)
         c->offs[c->nfields] = c->rec.len;
-    return 0;
 }
 
 int csv_next(struct csv *c)
@@ -63,6 +88,7 @@ int csv_next(struct csv *c)
     size_t len;
     int rc;
     int state = ST_START;
+    int over = 0; /* a cap was passed: AISLE_ETOOBIG (or AISLE_ENOMEM) once the record ends */
 
     buf_reset(&c->rec);
     c->nfields = 0;
@@ -91,41 +117,36 @@ int csv_next(struct csv *c)
                 if (ch == '"') {
                     state = ST_QUOTED;
                 } else if (ch == ',') {
-                    if ((rc = end_field(c)))
-                        return rc;
+                    end_field(c, &over);
                 } else {
-                    if ((rc = buf_putc(&c->rec, ch)))
-                        goto toobig;
+                    put(c, ch, &over);
                     state = ST_UNQUOTED;
                 }
                 break;
             case ST_UNQUOTED:
                 if (ch == ',') {
-                    if ((rc = end_field(c)))
-                        return rc;
+                    end_field(c, &over);
                     state = ST_START;
                 } else if (ch == '"') {
                     snprintf(c->err, sizeof(c->err),
                              "field %zu: quote inside an unquoted field (column %zu)", c->nfields + 1, i + 1);
                     return AISLE_EFORMAT;
-                } else if ((rc = buf_putc(&c->rec, ch))) {
-                    goto toobig;
+                } else {
+                    put(c, ch, &over);
                 }
                 break;
             case ST_QUOTED:
                 if (ch == '"')
                     state = ST_QUOTE_IN_QUOTED;
-                else if ((rc = buf_putc(&c->rec, ch)))
-                    goto toobig;
+                else
+                    put(c, ch, &over);
                 break;
             case ST_QUOTE_IN_QUOTED:
                 if (ch == '"') {
-                    if ((rc = buf_putc(&c->rec, '"')))
-                        goto toobig;
+                    put(c, '"', &over);
                     state = ST_QUOTED;
                 } else if (ch == ',') {
-                    if ((rc = end_field(c)))
-                        return rc;
+                    end_field(c, &over);
                     state = ST_START;
                 } else {
                     snprintf(c->err, sizeof(c->err),
@@ -138,8 +159,7 @@ int csv_next(struct csv *c)
         if (state != ST_QUOTED)
             break;
         /* The line ended inside quotes: the newline is part of the field. */
-        if ((rc = buf_putc(&c->rec, '\n')))
-            goto toobig;
+        put(c, '\n', &over);
         rc = lineio_next(c->in, &line, &len);
         if (rc == AISLE_EEOF) {
             snprintf(c->err, sizeof(c->err),
@@ -153,13 +173,10 @@ int csv_next(struct csv *c)
             return rc;
         }
     }
-    if ((rc = end_field(c)))
-        return rc;
+    end_field(c, &over);
+    if (over)
+        return over; /* c->err says which cap; the whole record has been read */
     for (size_t f = 0; f < c->nfields; f++)
         c->fields[f] = c->rec.data + c->offs[f];
     return 0;
-
-toobig:
-    snprintf(c->err, sizeof(c->err), "record longer than the %zu-byte limit", c->in->max_line);
-    return rc;
 }

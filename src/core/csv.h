@@ -5,7 +5,9 @@
  * doubled quotes ("") and newlines. Fields are returned unquoted and
  * NUL-terminated. A quote that is never closed, or a stray quote inside an
  * unquoted field, is AISLE_EFORMAT naming the record's first line. Records are
- * capped at the lineio's line cap (joined lines included).
+ * capped at the lineio's line cap (joined lines included) and CSV_MAX_FIELDS;
+ * a record over a cap is still parsed to its end before AISLE_ETOOBIG, so the
+ * next call starts at the next record, not inside this one.
  *
  * Ownership: fields point into the parser's buffer and are valid until the next
  * csv_next. THREAD SAFETY: one parser per thread.
