@@ -4,7 +4,8 @@
  * output, a non-default RoPE base (500000) and RMS epsilon (1e-6), a
  * byte-level BPE tokenizer (llama.cpp refuses a file without one).
  *
- * Usage: random_llama OUT.gguf TYPE   (TYPE: f32, f16, bf16, q8_0, q4_0)
+ * Usage: random_llama OUT.gguf TYPE   (TYPE: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K;
+ * the K-quants as random blocks, every weight matrix including the embedding) 
  */
 #include "gguf/gguf.h"
 #include "gguf/llama_names.h"
@@ -16,10 +17,36 @@
 enum { C = 256, L = 2, NH = 8, NKV = 4, HD = 32, F = 512, V = 256 + TOK_N_AISLE_SPECIALS };
 static uint64_t rng = 99;
 static float frand(void) { rng = rng * 6364136223846793005ULL + 1442695040888963407ULL; return (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f; }
+/* Q4_K and Q6_K have no quantizer here: their blocks are random bytes with
+ * the f16 scales set so that the weights come out around +-0.1. */
+static void random_kquant(enum ggml_type t, unsigned char *q, size_t nbytes)
+{
+    size_t bs = ggml_type_size(t);
+    for (size_t i = 0; i < nbytes; i++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        q[i] = (unsigned char)(rng >> 56);
+    }
+    for (size_t b = 0; b < nbytes; b += bs) {
+        uint16_t d;
+        if (t == GGML_TYPE_Q4_K) { /* d, dmin first: x = d*sc*q - dmin*m, sc, m < 64, q < 16 */
+            d = ggml_fp32_to_fp16(1.5e-4f);
+            memcpy(q + b, &d, 2);
+            d = ggml_fp32_to_fp16(1e-4f);
+            memcpy(q + b + 2, &d, 2);
+        } else { /* Q6_K: d last; x = d*sc*(q - 32), |sc| <= 128 */
+            d = ggml_fp32_to_fp16(3e-5f);
+            memcpy(q + b + bs - 2, &d, 2);
+        }
+    }
+}
+
 static void add(struct gguf_writer *g, const char *name, int rows, int cols, float scale, float off, enum ggml_type t)
 {
     size_t rb = ggml_row_size(t, cols); float *row = malloc(cols * 4); char *q = malloc(rb * rows);
-    for (int r = 0; r < rows; r++) { for (int c = 0; c < cols; c++) row[c] = off + scale * frand(); ggml_quantize_row(t, row, q + rb * r, cols); }
+    if (t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K)
+        random_kquant(t, (unsigned char *)q, rb * rows);
+    else
+        for (int r = 0; r < rows; r++) { for (int c = 0; c < cols; c++) row[c] = off + scale * frand(); ggml_quantize_row(t, row, q + rb * r, cols); }
     int64_t ne[2] = {cols, rows};
     if (gguf_writer_add_tensor(g, name, t, rows == 1 ? 1 : 2, ne, q, rb * rows)) { fprintf(stderr, "add %s\n", name); exit(1); }
     free(row); free(q);
@@ -27,8 +54,9 @@ static void add(struct gguf_writer *g, const char *name, int rows, int cols, flo
 int main(int argc, char **argv)
 {
     enum ggml_type t;
-    if (argc != 3 || ggml_type_from_name(argv[2], &t) || !ggml_can_quantize(t)) {
-        fprintf(stderr, "usage: random_llama OUT.gguf f32|f16|bf16|q8_0|q4_0\n");
+    if (argc != 3 || ggml_type_from_name(argv[2], &t) ||
+        !(ggml_can_quantize(t) || t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K)) {
+        fprintf(stderr, "usage: random_llama OUT.gguf f32|f16|bf16|q8_0|q4_0|q4_K|q6_K\n");
         return 2;
     }
     struct gguf_writer *g = gguf_writer_new();
@@ -41,7 +69,7 @@ int main(int argc, char **argv)
     gguf_writer_set_u32(g, LLAMA_KEY_HEAD_COUNT_KV, NKV);
     gguf_writer_set_f32(g, LLAMA_KEY_ROPE_FREQ_BASE, 500000.0f);
     gguf_writer_set_f32(g, LLAMA_KEY_RMS_EPS, 1e-6f);
-    gguf_writer_set_u32(g, LLAMA_KEY_FILE_TYPE, t == GGML_TYPE_F32 ? 0 : t == GGML_TYPE_F16 ? 1 : t == GGML_TYPE_Q8_0 ? 7 : 2);
+    gguf_writer_set_u32(g, LLAMA_KEY_FILE_TYPE, t == GGML_TYPE_F32 ? 0 : t == GGML_TYPE_F16 ? 1 : t == GGML_TYPE_Q8_0 ? 7 : t == GGML_TYPE_Q4_K ? 15 : t == GGML_TYPE_Q6_K ? 18 : 2);
     add(g, LLAMA_TENSOR_TOKEN_EMBD, V, C, 1.0f, 0, t);
     char name[64]; const float s = 0.0625f;
     for (int l = 0; l < L; l++) {
