@@ -9,12 +9,13 @@
  * Design: every matrix product runs once for all T entries of a chunk
  * (tensor_matmul with T rows), so prompt chunks and the decode tokens of many
  * sequences share one pass over the weights; Q/K/V and gate/up go to the pool
- * as one dispatch each (tensor_matmul_multi), 4 pool wake-ups per layer. Attention is per (entry, head):
- * the entry's query against positions 0..pos of its own sequence, read block
- * by block from the cache with a one-pass (online) softmax, so no score buffer
- * that grows with the context is needed. All K/V rows of a chunk are written
- * before any attention of that layer, so an entry sees the earlier entries of
- * its sequence in the same chunk.
+ * as one dispatch each (tensor_matmul_multi), 4 pool wake-ups per layer.
+ * Attention works on runs (consecutive entries of one sequence) and KV heads:
+ * their queries against positions 0..pos of their own sequence, read block by
+ * block from the cache as two small matrix products per block, with a
+ * one-pass (online) softmax, so no score buffer grows with the context. All
+ * K/V rows of a chunk are written before any attention of that layer, so an
+ * entry sees the earlier entries of its sequence in the same chunk.
  */
 #include "model/model.h"
 
