@@ -336,6 +336,35 @@ int main(int argc, char **argv)
         tensor_set_blas_min_t(ob), tensor_set_deq_min_t(od);
     }
 
+    /* Elementwise kernels (one thread, CPU time): SwiGLU over one FFN row of
+     * 16 tokens and the exp of an attention row, fast path vs scalar. */
+    {
+        int n = 2048 * 16;
+        float *g = xmalloc(sizeof(float) * n), *u = xmalloc(sizeof(float) * n), *o = xmalloc(sizeof(float) * n);
+        for (int i = 0; i < n; i++)
+            g[i] = frand() * 8, u[i] = frand();
+        for (int path = 0; path < 2; path++) {
+            tensor_set_path(path ? fast : TENSOR_PATH_SCALAR);
+            double bs = 1e30, be = 1e30;
+            for (int rep = 0; rep < 20; rep++) {
+                struct timespec a, b, c;
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+                nn_swiglu_forward(o, g, u, n);
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+                nn_exp_sum(o, 1.0f, n);
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c);
+                double ds = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
+                double de = (c.tv_sec - b.tv_sec) + (c.tv_nsec - b.tv_nsec) * 1e-9;
+                bs = ds < bs ? ds : bs;
+                be = de < be ? de : be;
+            }
+            printf("swiglu%s %.2f ns/elem\n", path ? "" : "_scalar", bs / n * 1e9);
+            printf("exp_sum%s %.2f ns/elem\n", path ? "" : "_scalar", be / n * 1e9);
+        }
+        tensor_set_path(fast);
+        free(g), free(u), free(o);
+    }
+
     /* Pool dispatch: an empty job, back to back (workers spinning) and after idling (asleep). */
     {
         int n = quick ? 20000 : 100000;
