@@ -42,7 +42,7 @@ FUZZ_REPLAYS := $(FUZZ_SRC:fuzz/%_fuzz.c=$(BUILD)/fuzz/%-replay)
 
 DEMO_DB   ?= var/demo.db
 
-.PHONY: all deps test check asan fuzz bench run clean demo-db
+.PHONY: all deps test check asan fuzz bench run clean demo-db conformance
 .DEFAULT_GOAL := all
 
 all: deps $(AISLE)
@@ -113,6 +113,11 @@ fuzz: deps
 
 bench: deps $(AISLE) $(BENCHBINS)
 	@for b in $(BENCHBINS); do echo "== $$b"; AISLE_BIN=$(abspath $(AISLE)) AISLE_ROOT=$(abspath .) $$b || exit 1; done
+
+# Checks against llama.cpp itself (libllama from the npm registry, so not part
+# of make test): logits (llamacpp.sh) and tokenizers (llamacpp_tok.sh).
+conformance: deps
+	@st=0; for s in scripts/conformance/*.sh; do echo "== $$s"; sh $$s $(BUILD) || st=1; done; exit $$st
 
 # The demo store: products, reviews and Q&A (real, CDLA-Sharing) plus the
 # generated offers and orders, loaded into var/demo.db.

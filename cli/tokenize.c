@@ -17,7 +17,7 @@
 #define CLI_MAX_STDIN (64u << 20) /* text read from standard input */
 
 static const char tokenize_usage[] =
-    "usage: aisle tokenize --model FILE [--ids] [--no-bos] [--no-parse-special] [TEXT...]\n"
+    "usage: aisle tokenize --model FILE [--ids] [--lines] [--escape] [--no-bos] [--no-parse-special] [TEXT...]\n"
     "\n"
     "Split TEXT (the arguments joined by spaces, else standard input) into the\n"
     "tokens of the tokenizer stored in FILE (GGUF: tokenizer.ggml.model gpt2 or\n"
@@ -26,6 +26,10 @@ static const char tokenize_usage[] =
     "\n"
     "  --model FILE         GGUF file with a tokenizer\n"
     "  --ids                print only the ids, on one line (input for detokenize)\n"
+    "  --lines              each input line (without its newline) is one text: print\n"
+    "                       one line of ids per line\n"
+    "  --escape             read \\n \\r \\t \\' \\\" \\\\ and \\xHH in the text as the bytes\n"
+    "                       they stand for (llama-tokenize's escapes)\n"
     "  --no-bos             do not add the BOS/EOS tokens the vocabulary asks for\n"
     "  --no-parse-special   read \"<|user|>\" and the like as plain text\n"
     "  -h, --help           this help\n";
@@ -75,6 +79,37 @@ static void read_text(int argc, char **argv, struct buf *b)
         cli_die("reading standard input: %s", strerror(errno));
 }
 
+static int hex_digit(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Decode llama-tokenize's escapes in s[0..n) in place (the result is never
+ * longer); a backslash before anything else stays. Returns the new length. */
+static size_t unescape(char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\' || i + 1 == n) {
+            s[o++] = s[i];
+            continue;
+        }
+        char c = s[++i];
+        if (c == 'n' || c == 'r' || c == 't')
+            s[o++] = c == 'n' ? '\n' : c == 'r' ? '\r' : '\t';
+        else if (c == '\\' || c == '\'' || c == '"')
+            s[o++] = c;
+        else if (c == 'x' && i + 2 < n && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+            s[o++] = (char)(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+            i += 2;
+        } else {
+            s[o++] = '\\';
+            s[o++] = c;
+        }
+    }
+    return o;
+}
+
 static void print_escaped(const char *p, size_t n)
 {
     putchar('\'');
@@ -103,10 +138,11 @@ int cmd_tokenize(int argc, char **argv)
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'}, {"ids", no_argument, NULL, 'i'},
         {"no-bos", no_argument, NULL, 'b'},      {"no-parse-special", no_argument, NULL, 's'},
+        {"lines", no_argument, NULL, 'l'},       {"escape", no_argument, NULL, 'e'},
         {NULL, 0, NULL, 0},
     };
     const char *model = NULL;
-    int ids_only = 0;
+    int ids_only = 0, lines = 0, escape = 0;
     unsigned flags = TOK_ADD_SPECIAL | TOK_PARSE_SPECIAL;
     int c;
     opterr = 0;
@@ -115,6 +151,8 @@ int cmd_tokenize(int argc, char **argv)
         switch (c) {
         case 'm': model = optarg; break;
         case 'i': ids_only = 1; break;
+        case 'l': lines = ids_only = 1; break;
+        case 'e': escape = 1; break;
         case 'b': flags &= ~(unsigned)TOK_ADD_SPECIAL; break;
         case 's': flags &= ~(unsigned)TOK_PARSE_SPECIAL; break;
         default: cli_usage_error("tokenize", "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -128,6 +166,27 @@ int cmd_tokenize(int argc, char **argv)
     read_text(argc - optind, argv + optind, &text);
     struct tok_ids v;
     tok_ids_init(&v, 0);
+    if (lines) {
+        struct tok_cache *cache = tok_cache_new(t);
+        if (!cache)
+            cli_die("out of memory");
+        for (size_t at = 0; at < text.len;) {
+            char *s = text.data + at, *nl = memchr(s, '\n', text.len - at);
+            size_t n = nl ? (size_t)(nl - s) : text.len - at;
+            at += n + 1;
+            v.len = 0;
+            int rc = tok_encode(t, cache, s, escape ? unescape(s, n) : n, flags, &v);
+            if (rc)
+                cli_die("tokenize: %s", aisle_strerror(rc));
+            for (size_t i = 0; i < v.len; i++)
+                printf(i ? " %d" : "%d", v.ids[i]);
+            putchar('\n');
+        }
+        tok_cache_free(cache);
+        goto done;
+    }
+    if (escape)
+        text.len = unescape(text.data, text.len);
     int rc = tok_encode(t, NULL, text.data ? text.data : "", text.len, flags, &v);
     if (rc)
         cli_die("tokenize: %s", aisle_strerror(rc));
@@ -145,6 +204,7 @@ int cmd_tokenize(int argc, char **argv)
     }
     if (ids_only)
         putchar('\n');
+done:
     tok_ids_release(&v);
     buf_release(&text);
     tok_free(t);

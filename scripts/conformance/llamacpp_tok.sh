@@ -9,12 +9,13 @@
 #   spm     tests/fixtures/tok/spm-bpe2000 as a "llama" (SentencePiece) GGUF
 # each with parse_special off and on (add_special as the vocabulary says).
 #
-# Pass: identical ids on every line, except invalid UTF-8 for the BPE
-# vocabularies, where llama.cpp replaces each bad byte with U+FFFD
-# (docs/TOKENIZER.md): there llama.cpp's ids must equal Aisle's for the text
-# with that replacement made (invalid-fffd.txt).
+# Pass: identical ids on every line. For invalid UTF-8 and the BPE
+# vocabularies, llama.cpp's ids must equal Aisle's for the text as llama.cpp
+# reads it (invalid-fffd.txt: each bad byte replaced by U+FFFD, overlong forms
+# decoded; docs/TOKENIZER.md); for SPM, for the text as it is.
 #
-# With FIXTURE=DIR it also writes DIR/llamacpp-{bpe4096.gguf,inputs.txt,*.ids}:
+# With FIXTURE=DIR it also writes DIR/llamacpp-{bpe4096,spm2000}.gguf,
+# DIR/llamacpp-inputs.hex and DIR/llamacpp-*.ids:
 # a sample of the inputs with llama.cpp's ids, which tests/tok/llamacpp_test.c
 # replays offline (KEEP=1 keeps the work directory).
 #
@@ -44,7 +45,7 @@ compare() {
     paste -d '\t' "$2" "$3" "$4" | awk -F '\t' -v name="$1" '
         { n++ } $1 == $2 { ok++; next }
         { bad++; if (bad <= 5) printf "  differ on line %d: %.100s\n    llama.cpp: %.200s\n    aisle:     %.200s\n", n, $3, $1, $2 }
-        END { printf "%-34s %5d lines, %5d identical, %d differ\n", name, n, ok, bad; exit bad ? 1 : 0 }'
+        END { printf "%-46s %5d lines, %5d identical, %d differ\n", name, n, ok, bad; exit bad ? 1 : 0 }'
 }
 
 status=0
@@ -61,7 +62,7 @@ for v in bpe llama3 spm; do
             [ $set = invalid ] && [ $v != spm ] && aisle_in=$tmp/in/invalid-fffd.txt
             "$build/aisle" tokenize --model "$tmp/$v.gguf" --lines --escape $flag <"$aisle_in" >"$tmp/aisle-$v-$ps-$set.txt"
             what=$set
-            [ "$aisle_in" != "$tmp/in/$set.txt" ] && what="$set (as U+FFFD)"
+            [ "$aisle_in" != "$tmp/in/$set.txt" ] && what="$set (read as llama.cpp does)"
             compare "$v parse_special=$ps $what" "$tmp/ref-$v-$ps-$set.txt" "$tmp/aisle-$v-$ps-$set.txt" \
                 "$aisle_in" || status=1
             total=$((total + $(wc -l <"$aisle_in")))
@@ -70,10 +71,12 @@ for v in bpe llama3 spm; do
 done
 echo "$total tokenizations compared"
 if [ $status = 0 ] && [ -n "${FIXTURE:-}" ]; then
-    # the CI fixture: the vocabulary, sample.txt and llama.cpp's ids for it,
-    # one line per input: ids with parse_special off, a tab, ids with it on
+    # the CI fixture: the files llama.cpp read, the sample texts in hex and
+    # llama.cpp's ids for them, one line per text: ids with parse_special off,
+    # a tab, ids with it on
     cp "$tmp/bpe.gguf" "$FIXTURE/llamacpp-bpe4096.gguf"
-    cp "$tmp/in/sample.txt" "$FIXTURE/llamacpp-inputs.txt"
+    cp "$tmp/spm.gguf" "$FIXTURE/llamacpp-spm2000.gguf"
+    cp "$tmp/in/sample.hex" "$FIXTURE/llamacpp-inputs.hex"
     for v in bpe llama3 spm; do
         "$tmp/ref" "$bins" "$tmp/$v.gguf" "$tmp/in/sample.txt" 0 >"$tmp/s0" 2>/dev/null
         "$tmp/ref" "$bins" "$tmp/$v.gguf" "$tmp/in/sample.txt" 1 >"$tmp/s1" 2>/dev/null

@@ -21,6 +21,7 @@ Writes, one text per line in llama-tokenize's escapes (\\n \\r \\t \\\\ \\xHH;
                    (fffd() below)
   sample.txt       the CI fixture's inputs: the hand-picked strings, every 6th
                    random one, every 100th real line, every 5th invalid one
+  sample.hex       the same texts in hex, one per line
 """
 import gzip
 import json
@@ -144,7 +145,10 @@ def main():
     shop, odd, bad = real(root), hostile(), invalid()
     write(os.path.join(out, 'real.txt'), shop)
     write(os.path.join(out, 'hostile.txt'), odd)
-    write(os.path.join(out, 'sample.txt'), HAND + odd[len(HAND)::6] + shop[::100] + bad[::5])
+    sample = HAND + odd[len(HAND)::6] + shop[::100] + bad[::5]
+    write(os.path.join(out, 'sample.txt'), sample)
+    with open(os.path.join(out, 'sample.hex'), 'w', encoding='ascii') as f:
+        f.writelines((t.encode() if isinstance(t, str) else t).hex() + '\n' for t in sample)
     write(os.path.join(out, 'invalid.txt'), bad)
     write(os.path.join(out, 'invalid-fffd.txt'), [fffd(b) for b in bad])
     return 0

@@ -66,6 +66,37 @@ Test(tok_cli, train_tokenize_detokenize_round_trip)
     tu_rmdir(dir);
 }
 
+Test(tok_cli, lines_and_escapes)
+{
+    /* --lines: one line of ids per input line; --escape: \t \n \xHH \\ are bytes */
+    char *dir = tu_tmpdir();
+    char *model = train(dir, "");
+    char *in = tu_path(dir, "in.txt"), *lines, *one, *two, *raw;
+    tu_write_str(in, "fit\\tmy\\nfridge \\x41\\\\\n\ncaf\xc3\xa9\n");
+    cr_assert_eq(tu_run(&lines, "'%s' tokenize --lines --escape --model '%s' < '%s'", tu_aisle(), model, in), 0);
+    cr_assert_eq(tu_run(&one, "'%s' tokenize --ids --model '%s' \"$(printf 'fit\\tmy\\nfridge A\\\\')\"", tu_aisle(),
+                        model),
+                 0);
+    cr_assert_eq(tu_run(&two, "'%s' tokenize --ids --model '%s' 'caf\xc3\xa9'", tu_aisle(), model), 0);
+    char want[1024];
+    snprintf(want, sizeof(want), "%s\n%s", one, two); /* the empty line gives an empty line */
+    cr_assert_str_eq(lines, want);
+    /* without --escape the backslashes are text */
+    cr_assert_eq(tu_run(&raw, "'%s' tokenize --lines --model '%s' < '%s'", tu_aisle(), model, in), 0);
+    cr_assert_str_neq(raw, lines);
+    int nl = 0;
+    for (const char *c = raw; *c; c++)
+        nl += *c == '\n';
+    cr_assert_eq(nl, 3, "%s", raw);
+    free(lines);
+    free(one);
+    free(two);
+    free(raw);
+    free(in);
+    free(model);
+    tu_rmdir(dir);
+}
+
 Test(tok_cli, field_picks_json_strings)
 {
     char *dir = tu_tmpdir();
