@@ -214,7 +214,7 @@ int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *
     if (need_blas)
         pthread_once(&blas_once, blas_init);
     atomic_init(&j.next, 0);
-    tpool_run(p, mm_worker, &j);
+    tpool_run_dynamic(p, mm_worker, &j);
     tensor_scratch_release(&local);
     return 0;
 }

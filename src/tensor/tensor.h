@@ -50,6 +50,12 @@ int tpool_nthreads(const struct tpool *p);
  * next job, then sleep on a futex. No allocation. p may be NULL: fn runs once
  * on the caller with ith 0, nth 1. */
 void tpool_run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
+/* Like tpool_run for work that fn shares through its own counter (each item
+ * taken by whichever thread comes first): fn runs on the caller and on each
+ * worker that starts before the caller's own call returns; a worker that is
+ * later (descheduled on a loaded machine) is skipped instead of waited for.
+ * Every ith that runs is distinct; fn must not assume that all of them run. */
+void tpool_run_dynamic(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
 
 /* ---- matrix products ------------------------------------------------------ */
 

@@ -8,8 +8,12 @@
  * counter to reach zero the same way (spin, then futex). Nothing is allocated
  * per job.
  *
- * Invariants: `gen` only grows; a worker runs exactly one fn call per
- * generation it observes; `pending` counts workers that have not finished the
+ * tpool_run_dynamic lets the caller revoke the job from workers that have
+ * not started when its own share is done (for work shared through a counter:
+ * on a loaded machine a descheduled worker then costs nothing).
+ *
+ * Invariants: `gen` only grows; a worker runs fn at most once per generation,
+ * exactly once unless its claim was revoked; `pending` counts workers that have not finished the
  * current generation; futex_wake is only called when a sleeper count says
  * somebody may be asleep (seq_cst ordering of the counter and the word makes
  * the "check, then sleep" race safe: futex_wait re-checks the word).
@@ -35,6 +39,10 @@ struct tpool_worker {
     struct tpool *pool;
     int ith;
     pthread_t thread;
+    /* The generation offered to this worker, 0 once taken or revoked: the
+     * worker and (in tpool_run_dynamic) the caller race to swap it to 0, and
+     * only the winner decides whether this worker runs the job. */
+    _Alignas(64) atomic_int claim;
 };
 
 struct tpool {
@@ -116,6 +124,9 @@ static void *tpool_main(void *arg)
         seen = atomic_load_explicit(&p->gen, memory_order_acquire);
         if (atomic_load(&p->stop))
             return NULL;
+        int g = seen;
+        if (!atomic_compare_exchange_strong(&w->claim, &g, 0))
+            continue; /* revoked: the caller did this job without us */
         p->fn(p->ctx, w->ith, p->nthreads);
         if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->pending_sleeper))
             futex_wake(&p->pending);
@@ -178,7 +189,7 @@ int tpool_nthreads(const struct tpool *p)
     return p ? p->nthreads : 1;
 }
 
-void tpool_run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx)
+static void run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx, int dynamic)
 {
     if (!p || p->nthreads == 1) {
         fn(ctx, 0, 1);
@@ -187,10 +198,23 @@ void tpool_run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *c
     p->fn = fn;
     p->ctx = ctx;
     atomic_store(&p->pending, p->nthreads - 1);
-    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes fn, ctx, pending */
+    int g = atomic_load(&p->gen) + 1;
+    for (int i = 1; i < p->nthreads; i++)
+        atomic_store(&p->workers[i].claim, g);
+    atomic_store(&p->gen, g); /* seq_cst: publishes fn, ctx, pending, claims */
     if (atomic_load(&p->gen_sleepers) > 0)
         futex_wake(&p->gen);
     fn(ctx, 0, p->nthreads);
+    if (dynamic) {
+        /* fn shares its work through its own counter, so a worker that has
+         * not started by now has nothing left to do: take its claim back
+         * instead of waiting for the scheduler to run it. */
+        for (int i = 1; i < p->nthreads; i++) {
+            int want = g;
+            if (atomic_compare_exchange_strong(&p->workers[i].claim, &want, 0))
+                atomic_fetch_sub(&p->pending, 1);
+        }
+    }
     int v = atomic_load_explicit(&p->pending, memory_order_acquire);
     if (v == 0)
         return;
@@ -202,6 +226,16 @@ void tpool_run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *c
     while ((v = atomic_load(&p->pending)) != 0)
         futex_wait(&p->pending, v);
     atomic_store(&p->pending_sleeper, 0);
+}
+
+void tpool_run(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx)
+{
+    run(p, fn, ctx, 0);
+}
+
+void tpool_run_dynamic(struct tpool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx)
+{
+    run(p, fn, ctx, 1);
 }
 
 struct tensor_scratch *tpool_scratch(struct tpool *p)

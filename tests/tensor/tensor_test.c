@@ -501,3 +501,52 @@ Test(tensor_path, env_var_forces_scalar)
                                 : tensor_cpu_has_avx2() ? TENSOR_PATH_AVX2
                                                         : TENSOR_PATH_SCALAR);
 }
+
+/* tpool_run_dynamic: work shared through a counter is done exactly once
+ * whether or not the workers make it in time; the caller always runs, no
+ * thread index runs twice. With 8 threads on this 2-core machine most
+ * workers arrive late and are skipped. */
+struct items_ctx {
+    atomic_int next;
+    atomic_int done[257];
+    atomic_int ran[64];
+    int n;
+};
+
+static void items_fn(void *ctx, int ith, int nth)
+{
+    struct items_ctx *c = ctx;
+    cr_assert(ith >= 0 && ith < nth);
+    atomic_fetch_add(&c->ran[ith], 1);
+    int i;
+    while ((i = atomic_fetch_add(&c->next, 1)) < c->n)
+        atomic_fetch_add(&c->done[i], 1);
+}
+
+Test(tpool, dynamic_does_every_item_once)
+{
+    static const int sizes[] = {1, 2, 3, 8};
+    for (size_t s = 0; s < 4; s++) {
+        struct tpool *p = tpool_new(sizes[s]);
+        for (int round = 0; round < 3000; round++) {
+            struct items_ctx c;
+            memset(&c, 0, sizeof(c));
+            c.n = 1 + round % 257;
+            tpool_run_dynamic(p, items_fn, &c);
+            for (int i = 0; i < c.n; i++)
+                cr_assert_eq(atomic_load(&c.done[i]), 1, "item %d of %d done %d times", i, c.n, atomic_load(&c.done[i]));
+            cr_assert_eq(atomic_load(&c.ran[0]), 1, "the caller runs");
+            for (int t = 1; t < sizes[s]; t++)
+                cr_assert_leq(atomic_load(&c.ran[t]), 1);
+            if (round % 1000 == 999)
+                usleep(100000);
+            if (round % 3 == 0) { /* interleave the static kind on the same pool */
+                struct count_ctx cc;
+                memset(&cc, 0, sizeof(cc));
+                tpool_run(p, count_fn, &cc);
+                cr_assert_eq(atomic_load(&cc.calls), sizes[s]);
+            }
+        }
+        tpool_free(p);
+    }
+}
