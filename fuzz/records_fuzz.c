@@ -25,9 +25,13 @@
  *   - on error, the message is non-empty and starts with the file path, the
  *     stats out-parameter is untouched and every table has its old row count
  *     (one file is one transaction), with skip_bad off and on;
+ *   - every error and skip message reads "path: what" or "path:N: what" with
+ *     line N in the file, and a "line longer than the limit" complaint names
+ *     a line over the cap (CSV: or the start of a multi-line record with one);
  *   - on success, loaded + skipped >= 1, <= the payload's line count, skipped
- *     is 0 with skip_bad off, and on_skip was called once per skipped record
- *     with a message that starts with "path:";
+ *     is 0 with skip_bad off, on_skip was called once per skipped record, and
+ *     progress never went back, stayed within the file's bytes and ended at
+ *     loaded + skipped;
  *   - skip_bad only turns bad records into skips: when a file fails with it off
  *     and loads with it on, something was skipped;
  *   - loading the same file again (upsert by id) leaves every count unchanged.
@@ -49,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -146,22 +151,45 @@ static void check_msg(const char *msg, const char *path, size_t max_line, int cs
 
 static int verbose;
 
-struct skips {
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    FUZZ_CHECK(stat(path, &st) == 0, "stat %s", path);
+    return (uint64_t)st.st_size;
+}
+
+/* What the callbacks of one ingest_file call saw. */
+struct watch {
     const char *path;
     size_t max_line;
     int csv;
-    uint64_t calls;
+    uint64_t file_size;
+    uint64_t skips;                /* on_skip calls */
+    uint64_t progress_calls, last_records;
 };
 
 static void on_skip(void *ctx, const char *msg)
 {
-    struct skips *sk = ctx;
+    struct watch *w = ctx;
     if (verbose)
         fprintf(stderr, "    skipped: %s\n", msg);
-    check_msg(msg, sk->path, sk->max_line, sk->csv);
-    FUZZ_CHECK(msg[strlen(sk->path) + 1] >= '0' && msg[strlen(sk->path) + 1] <= '9',
+    check_msg(msg, w->path, w->max_line, w->csv);
+    FUZZ_CHECK(msg[strlen(w->path) + 1] >= '0' && msg[strlen(w->path) + 1] <= '9',
                "skip message \"%s\" has no line number", msg);
-    sk->calls++;
+    w->skips++;
+}
+
+/* Progress: records never go back, bytes stay within the file. */
+static void on_progress(void *ctx, uint64_t records, uint64_t done_bytes, uint64_t total_bytes)
+{
+    struct watch *w = ctx;
+    FUZZ_CHECK(records >= w->last_records, "progress went back from %llu to %llu records",
+               (unsigned long long)w->last_records, (unsigned long long)records);
+    FUZZ_CHECK(total_bytes == w->file_size && done_bytes <= total_bytes,
+               "progress %llu of %llu bytes for a %llu-byte file", (unsigned long long)done_bytes,
+               (unsigned long long)total_bytes, (unsigned long long)w->file_size);
+    w->last_records = records;
+    w->progress_calls++;
 }
 
 /* Row counts of every table, in one statement prepared once per store (nine
@@ -229,13 +257,14 @@ static void run_ingest(struct store *s, enum ingest_kind kind, const char *path,
                        int skip_bad, struct run *r)
 {
     struct ingest_opts o = *base;
-    struct skips sk = {path, base->max_line, base->format_csv > 0, 0};
+    struct watch w = {path, base->max_line, base->format_csv > 0, file_size(path), 0, 0, 0};
     int64_t before[NTABLES], after[NTABLES];
     const struct ingest_stats sentinel = {0xdeadbeef, 0xfeedface};
 
     o.skip_bad = skip_bad;
     o.on_skip = on_skip;
-    o.ctx = &sk;
+    o.progress = on_progress;
+    o.ctx = &w;
     r->st = sentinel;
     r->err[0] = '\0';
     counts(s, before);
@@ -263,8 +292,10 @@ static void run_ingest(struct store *s, enum ingest_kind kind, const char *path,
     FUZZ_CHECK(total <= lines.n, "%llu loaded + %llu skipped > %llu lines", (unsigned long long)r->st.loaded,
                (unsigned long long)r->st.skipped, (unsigned long long)lines.n);
     FUZZ_CHECK(skip_bad || r->st.skipped == 0, "%llu skipped with skip_bad off", (unsigned long long)r->st.skipped);
-    FUZZ_CHECK(sk.calls == r->st.skipped, "on_skip called %llu times for %llu skipped", (unsigned long long)sk.calls,
+    FUZZ_CHECK(w.skips == r->st.skipped, "on_skip called %llu times for %llu skipped", (unsigned long long)w.skips,
                (unsigned long long)r->st.skipped);
+    FUZZ_CHECK(w.progress_calls >= 1 && w.last_records == total, "progress ended at %llu records of %llu",
+               (unsigned long long)w.last_records, (unsigned long long)total);
 }
 
 static int fd_data = -1, fd_catalog = -1;
