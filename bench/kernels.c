@@ -381,6 +381,10 @@ int main(int argc, char **argv)
             best = dt < best ? dt : best;
         }
         printf("tpool_dispatch_hot_min %.2f us\n", best * 1e6);
+        t0 = now();
+        for (int i = 0; i < n; i++)
+            tpool_run_dynamic(p, noop_fn, NULL);
+        printf("tpool_dispatch_dynamic_hot %.2f us\n", (now() - t0) / n * 1e6);
         double cold = 0;
         int m = 20;
         for (int i = 0; i < m; i++) {
