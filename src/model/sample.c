@@ -279,11 +279,14 @@ int lm_sampler_dist(struct lm_sampler *s, float *logits, const int32_t **ids, co
     int n = 0;
     float mx = -INFINITY;
     int arg = -1;
+    const int greedy = p->temperature <= 0; /* needs the argmax only */
     for (int i = 0; i < V; i++) {
         float l = logits[i];
         if (!(l > -INFINITY) || isnan(l))
             continue;
-        s->c[n++] = (struct cand){l, i};
+        if (!greedy)
+            s->c[n] = (struct cand){l, i};
+        n++;
         if (l > mx) {
             mx = l;
             arg = i;
@@ -291,7 +294,7 @@ int lm_sampler_dist(struct lm_sampler *s, float *logits, const int32_t **ids, co
     }
     if (n == 0)
         return AISLE_ENOTFOUND;
-    if (p->temperature <= 0) {
+    if (greedy) {
         s->ids[0] = arg;
         s->probs[0] = 1.0f;
         *ids = s->ids;
