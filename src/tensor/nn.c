@@ -31,11 +31,18 @@ void nn_rmsnorm_forward(float *out, const float *inp, const float *weight, int T
 
 void nn_rope_forward(float *x, const int *pos, int T, int nheads, int head_dim, float freq_base)
 {
+    /* frequencies once per call (head_dim/2 pow calls, not T times that);
+     * heads beyond the table's size, never seen in practice, recompute */
+    double freq[256];
+    const int nf = head_dim / 2 < 256 ? head_dim / 2 : 256;
+    for (int i = 0; i < nf; i++)
+        freq[i] = pow(freq_base, -2.0 * i / head_dim);
     for (int t = 0; t < T; t++) {
         for (int i = 0; i < head_dim / 2; i++) {
             /* theta computed in double: positions up to ~1e6 keep full float accuracy */
-            double theta = pos[t] * pow(freq_base, -2.0 * i / head_dim);
-            float c = (float)cos(theta), s = (float)sin(theta);
+            double theta = pos[t] * (i < nf ? freq[i] : pow(freq_base, -2.0 * i / head_dim)), sn, cs;
+            sincos(theta, &sn, &cs);
+            float c = (float)cs, s = (float)sn;
             for (int h = 0; h < nheads; h++) {
                 float *v = x + ((size_t)t * nheads + h) * head_dim + 2 * i;
                 float a = v[0], b = v[1];
