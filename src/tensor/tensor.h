@@ -15,7 +15,9 @@
  * rows into chunks that the pool's threads claim from a shared counter; for
  * Q8_0/Q4_0/Q4_K/Q6_K weights the activations are first quantized to 8-bit
  * blocks (llama.cpp's scheme) and dotted with integer arithmetic; for large T
- * it uses OpenBLAS sgemm on F32 weights.
+ * it uses OpenBLAS sgemm (single-threaded per pool thread: the first sgemm
+ * calls openblas_set_num_threads(1), which is process-wide) on F32 weights
+ * or on tiles of dequantized rows. docs/TENSOR.md has the details and numbers.
  *
  * Ownership: every pointer argument is borrowed for the duration of the call;
  * nothing is retained. The pool owns its threads and its scratch memory.
@@ -62,9 +64,12 @@ void tpool_run_dynamic(struct tpool *p, void (*fn)(void *ctx, int ith, int nth),
 /* out (T, N) = x (T, K) · W^T where W is N rows of K elements stored in ggml
  * type wt (row-major, each row ggml_row_size(wt, K) bytes, as in GGUF; any
  * alignment). Types: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K. Picks the best
- * path: matrix-vector kernels for small T, OpenBLAS sgemm for large-T F32,
- * blocked kernels (several activation rows per weight row) otherwise. Uses
- * the pool (p may be NULL: one thread). out must not alias x.
+ * path: row-dot kernels (up to 4 activation rows per pass over a weight row)
+ * below the thresholds, OpenBLAS sgemm for F32 from tensor_set_blas_min_t
+ * rows and dequantize+sgemm for the other types from tensor_set_deq_min_t.
+ * Uses the pool through tpool_run_dynamic (p may be NULL: one thread, and
+ * the quantized-activation scratch is allocated per call). out must not
+ * alias x.
  * 0 or AISLE_EINVAL (unsupported type, K not a multiple of the block size,
  * T, K or N <= 0) or AISLE_ENOMEM (scratch for the quantized activations
  * could not grow; the pool keeps it between calls). */
