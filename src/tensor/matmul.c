@@ -124,6 +124,40 @@ static void mm_worker(void *ctx, int ith, int nth)
     }
 }
 
+/* Scratch for calls without a pool (e.g. from inside a pool job): one per
+ * thread, kept for the thread's life and freed when it exits, so repeated
+ * calls allocate nothing once the largest shape has been seen. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void scratch_free(void *v)
+{
+    tensor_scratch_release(v);
+    free(v);
+}
+
+static void scratch_key_init(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+static struct tensor_scratch *thread_scratch(void)
+{
+    pthread_once(&scratch_once, scratch_key_init);
+    if (!scratch_key_ok)
+        return NULL;
+    struct tensor_scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (s && pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            s = NULL;
+        }
+    }
+    return s;
+}
+
 static tensor_rowdot_fn pick_rowdot(const struct tensor_kernels *k, enum ggml_type wt, int *quant_x)
 {
     *quant_x = 1;
@@ -190,9 +224,9 @@ int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *
 
     size_t qbytes = need_qx ? (size_t)T * TENSOR_Q8X_ROW(K) : 0;
     size_t tbytes = need_tiles ? (size_t)nth * DEQ_ROWS * K * sizeof(float) : 0;
-    struct tensor_scratch local = {0}, *s = tpool_scratch(p);
+    struct tensor_scratch *s = p ? tpool_scratch(p) : thread_scratch();
     if (!s)
-        s = &local;
+        return AISLE_ENOMEM;
     if (qbytes + tbytes > 0 && tensor_scratch_reserve(s, qbytes + tbytes) != 0)
         return AISLE_ENOMEM;
     if (qbytes) {
@@ -215,7 +249,6 @@ int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *
         pthread_once(&blas_once, blas_init);
     atomic_init(&j.next, 0);
     tpool_run_dynamic(p, mm_worker, &j);
-    tensor_scratch_release(&local);
     return 0;
 }
 

@@ -67,12 +67,13 @@ void tpool_run_dynamic(struct tpool *p, void (*fn)(void *ctx, int ith, int nth),
  * path: row-dot kernels (up to 4 activation rows per pass over a weight row)
  * below the thresholds, OpenBLAS sgemm for F32 from tensor_set_blas_min_t
  * rows and dequantize+sgemm for the other types from tensor_set_deq_min_t.
- * Uses the pool through tpool_run_dynamic (p may be NULL: one thread, and
- * the quantized-activation scratch is allocated per call). out must not
- * alias x.
+ * Uses the pool through tpool_run_dynamic (p may be NULL: the calling
+ * thread alone, e.g. inside a pool job, with a scratch buffer of its own kept
+ * for the thread's life). out must not alias x.
  * 0 or AISLE_EINVAL (unsupported type, K not a multiple of the block size,
- * T, K or N <= 0) or AISLE_ENOMEM (scratch for the quantized activations
- * could not grow; the pool keeps it between calls). */
+ * T, K or N <= 0) or AISLE_ENOMEM (scratch for the quantized activations or
+ * the sgemm tiles could not grow; it is kept between calls, so a forward that
+ * repeats its shapes allocates nothing). */
 int tensor_matmul(struct tpool *p, float *out, const float *x, const void *w, enum ggml_type wt, int T, int K, int N);
 /* Up to TENSOR_MULTI_MAX products that share one input, in one pool dispatch
  * and with x converted once: out[i] (T, N[i]) = x (T, K) · W_i^T, W_i of

@@ -554,3 +554,41 @@ Test(tpool, dynamic_does_every_item_once)
         tpool_free(p);
     }
 }
+
+/* tensor_matmul without a pool from inside pool jobs (as the model's
+ * attention does): each thread uses its own scratch, results match the
+ * reference, and the pool's end frees them (ASan checks for leaks). */
+struct inner_ctx {
+    const float *x;
+    const void *w;
+    float *out[3]; /* per thread */
+    atomic_int fails;
+};
+
+static void inner_fn(void *ctx, int ith, int nth)
+{
+    struct inner_ctx *c = ctx;
+    (void)nth;
+    if (tensor_matmul(NULL, c->out[ith], c->x, c->w, GGML_TYPE_Q8_0, 3, 64, 29) != 0)
+        atomic_fetch_add(&c->fails, 1);
+}
+
+Test(tensor_matmul, no_pool_inside_pool_jobs)
+{
+    float x[3 * 64], ref[3 * 29], outs[3][3 * 29];
+    for (int i = 0; i < 3 * 64; i++)
+        x[i] = frand();
+    void *w = random_weights(GGML_TYPE_Q8_0, 64, 29);
+    cr_assert_eq(tensor_matmul(NULL, ref, x, w, GGML_TYPE_Q8_0, 3, 64, 29), 0);
+    struct tpool *p = tpool_new(3);
+    for (int round = 0; round < 50; round++) {
+        struct inner_ctx c = {.x = x, .w = w, .out = {outs[0], outs[1], outs[2]}};
+        atomic_init(&c.fails, 0);
+        tpool_run(p, inner_fn, &c);
+        cr_assert_eq(atomic_load(&c.fails), 0);
+        for (int t = 0; t < 3; t++) /* same kernels, same data: identical bits */
+            cr_assert(memcmp(outs[t], ref, sizeof(ref)) == 0, "thread %d", t);
+    }
+    tpool_free(p);
+    free(w);
+}
