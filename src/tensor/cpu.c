@@ -53,7 +53,10 @@ static void cpu_detect(void)
         }
     }
 #endif
-    int path = has_avx512 ? TENSOR_PATH_AVX512 : has_avx2 ? TENSOR_PATH_AVX2 : TENSOR_PATH_SCALAR;
+    /* AVX-512 kernels have not yet run on a CPU that has AVX-512 (they were
+     * written on a Zen 3), so the automatic choice stops at AVX2; ask for them
+     * with AISLE_TENSOR_PATH=avx512 or tensor_set_path() until verified. */
+    int path = has_avx2 ? TENSOR_PATH_AVX2 : TENSOR_PATH_SCALAR;
     const char *env = getenv("AISLE_TENSOR_PATH");
     if (env) {
         if (!strcmp(env, "scalar"))
@@ -91,7 +94,7 @@ int tensor_set_path(enum tensor_path path)
 {
     pthread_once(&cpu_once, cpu_detect);
     if (path == TENSOR_PATH_AUTO)
-        path = has_avx512 ? TENSOR_PATH_AVX512 : has_avx2 ? TENSOR_PATH_AVX2 : TENSOR_PATH_SCALAR;
+        path = has_avx2 ? TENSOR_PATH_AVX2 : TENSOR_PATH_SCALAR; /* see cpu_detect */
     const struct tensor_kernels *k;
     switch (path) {
     case TENSOR_PATH_SCALAR: k = &tensor_kernels_scalar; break;
