@@ -146,9 +146,12 @@ static void check_msg(const char *msg, const char *path, size_t max_line, int cs
     if (ln > MAX_LENS)
         return;
     int found = lines.len[ln - 1] > cap;
-    if (csv && lines.odd_quotes[ln - 1])
-        for (uint64_t i = ln; i < lines.n && i < MAX_LENS && !found; i++)
+    if (csv && lines.odd_quotes[ln - 1]) {
+        uint64_t i;
+        for (i = ln; i < lines.n && i < MAX_LENS && !found; i++)
             found = lines.len[i] > cap;
+        found |= i == MAX_LENS && lines.n > MAX_LENS; /* the record goes on past what was kept */
+    }
     FUZZ_CHECK(found, "\"%s\": line %llu is %u bytes, not over the %zu-byte cap%s", msg, ln, lines.len[ln - 1],
                cap, csv && lines.odd_quotes[ln - 1] ? ", nor is a line of the record it starts" : "");
 }
