@@ -1,0 +1,421 @@
+/*
+ * llama_train.c — the training Llama: memory plan, init, forward, backward,
+ * AdamW, clipping, schedule, GGUF export (contract in llama_train.h).
+ */
+#include "train/llama_train.h"
+
+#include "core/error.h"
+#include "gguf/gguf.h"
+#include "gguf/llama_names.h"
+#include "tensor/tensor.h"
+#include "train/train_nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LAYER(base, l, n) ((base) + (size_t)(l) * (n))
+
+/* The parameter layout, llm.c's fill_in_parameter_sizes; same order as struct ltr_params. */
+static void param_sizes(const struct ltr_config *c, size_t *s)
+{
+    size_t C = c->C, L = c->L, QD = (size_t)c->NH * c->HD, KVD = (size_t)c->NKV * c->HD, F = c->F, V = c->V;
+    s[0] = V * C;
+    s[1] = L * C;
+    s[2] = L * QD * C;
+    s[3] = L * KVD * C;
+    s[4] = L * KVD * C;
+    s[5] = L * C * QD;
+    s[6] = L * C;
+    s[7] = L * F * C;
+    s[8] = L * F * C;
+    s[9] = L * C * F;
+    s[10] = C;
+    s[11] = c->tied ? 0 : V * C;
+}
+
+/* Norms and the embedding are not decayed. */
+static const int decayed[LTR_N_TENSORS] = {0, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1};
+
+static void point_params(struct ltr_params *p, float *mem, const size_t *s)
+{
+    float **ptr[LTR_N_TENSORS] = {&p->wte,   &p->attn_norm, &p->wq,  &p->wk,    &p->wv,       &p->wo,
+                                  &p->ffn_norm, &p->wgate,  &p->wup, &p->wdown, &p->out_norm, &p->wout};
+    for (int i = 0; i < LTR_N_TENSORS; i++) {
+        *ptr[i] = s[i] ? mem : NULL;
+        mem += s[i];
+    }
+}
+
+/* Activations: two passes over the same list, first counting, then pointing. */
+static size_t point_acts(struct ltr_acts *a, float *mem, const struct ltr_config *c, int B, int T)
+{
+    size_t N = (size_t)B * T, C = c->C, L = c->L, QD = (size_t)c->NH * c->HD, KVD = (size_t)c->NKV * c->HD,
+           F = c->F, V = c->V;
+    struct {
+        float **p;
+        size_t n;
+    } list[] = {
+        {&a->resid, (L + 1) * N * C}, {&a->xn1, L * N * C},  {&a->q, L * N * QD},
+        {&a->k, L * N * KVD},         {&a->v, L * N * KVD},  {&a->att, L * B * c->NH * (size_t)T * T},
+        {&a->atty, L * N * QD},       {&a->res2, L * N * C}, {&a->xn2, L * N * C},
+        {&a->gate, L * N * F},        {&a->up, L * N * F},   {&a->hsw, L * N * F},
+        {&a->xnf, N * C},             {&a->logits, N * V},   {&a->losses, N},
+        {&a->dlosses, N},             {&a->dres, N * C},     {&a->dres2, N * C},
+        {&a->dxn, N * C},             {&a->dq, N * QD},      {&a->datty, N * QD},
+        {&a->dk, N * KVD},            {&a->dv, N * KVD},     {&a->dgate, N * F},
+        {&a->dup, N * F},             {&a->dh, N * F},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+        if (mem)
+            *list[i].p = mem + total;
+        total += list[i].n;
+    }
+    return total;
+}
+
+int ltr_model_new(struct ltr_model **out, const struct ltr_config *cfg, int B, int T, int nthreads)
+{
+    struct ltr_config c = *cfg;
+    if (c.HD == 0 && c.NH > 0)
+        c.HD = c.C / c.NH;
+    if (c.rms_eps == 0)
+        c.rms_eps = 1e-5f;
+    if (c.rope_base == 0)
+        c.rope_base = 10000.0f;
+    if (c.max_ctx <= 0)
+        c.max_ctx = T;
+    if (c.V <= 0 || c.C <= 0 || c.L <= 0 || c.NH <= 0 || c.NKV <= 0 || c.NH % c.NKV || c.HD <= 0 || c.HD % 2 ||
+        c.F <= 0 || B <= 0 || T <= 0)
+        return AISLE_EINVAL;
+    struct ltr_model *m = calloc(1, sizeof(*m));
+    if (!m)
+        return AISLE_ENOMEM;
+    m->cfg = c;
+    m->B = B;
+    m->T = T;
+    param_sizes(&c, m->sizes);
+    for (int i = 0; i < LTR_N_TENSORS; i++)
+        m->n_params += m->sizes[i];
+    m->n_acts = point_acts(&m->acts, NULL, &c, B, T);
+    size_t N = (size_t)B * T;
+    m->params_mem = calloc(m->n_params, sizeof(float));
+    m->grads_mem = calloc(m->n_params, sizeof(float));
+    m->m_mem = calloc(m->n_params, sizeof(float));
+    m->v_mem = calloc(m->n_params, sizeof(float));
+    m->acts_mem = calloc(m->n_acts, sizeof(float));
+    m->acts.pos = calloc(N, sizeof(int));
+    m->tokens = calloc(N, sizeof(int32_t));
+    m->targets = calloc(N, sizeof(int32_t));
+    m->weights = calloc(N, sizeof(float));
+    m->pool = tpool_new(nthreads);
+    if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem || !m->acts.pos || !m->tokens ||
+        !m->targets || !m->weights || !m->pool) {
+        ltr_model_free(m);
+        return AISLE_ENOMEM;
+    }
+    point_params(&m->params, m->params_mem, m->sizes);
+    point_params(&m->grads, m->grads_mem, m->sizes);
+    point_acts(&m->acts, m->acts_mem, &c, B, T);
+    *out = m;
+    return 0;
+}
+
+void ltr_model_free(struct ltr_model *m)
+{
+    if (!m)
+        return;
+    free(m->params_mem);
+    free(m->grads_mem);
+    free(m->m_mem);
+    free(m->v_mem);
+    free(m->acts_mem);
+    free(m->acts.pos);
+    free(m->tokens);
+    free(m->targets);
+    free(m->weights);
+    tpool_free(m->pool);
+    free(m);
+}
+
+/* splitmix64 -> Box-Muller: the same numbers on every machine. */
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double rng_normal(uint64_t *s)
+{
+    double u1 = ((rng_next(s) >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
+    double u2 = (rng_next(s) >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void ltr_init(struct ltr_model *m, uint64_t seed, float std)
+{
+    uint64_t s = seed;
+    float *p = m->params_mem;
+    const float res_std = std / sqrtf(2.0f * m->cfg.L);
+    for (int i = 0; i < LTR_N_TENSORS; i++) {
+        int norm = i == 1 || i == 6 || i == 10;
+        float sd = (i == 5 || i == 9) ? res_std : std;
+        for (size_t j = 0; j < m->sizes[i]; j++)
+            p[j] = norm ? 1.0f : (float)(sd * rng_normal(&s));
+        p += m->sizes[i];
+    }
+    memset(m->grads_mem, 0, m->n_params * sizeof(float));
+    memset(m->m_mem, 0, m->n_params * sizeof(float));
+    memset(m->v_mem, 0, m->n_params * sizeof(float));
+    m->step = 0;
+    m->have_targets = 0;
+}
+
+float ltr_forward(struct ltr_model *m, const int32_t *tokens, const int32_t *targets, const float *weights, int B,
+                  int T)
+{
+    const struct ltr_config *c = &m->cfg;
+    const int C = c->C, QD = c->NH * c->HD, KVD = c->NKV * c->HD, F = c->F, V = c->V, N = B * T;
+    const struct ltr_params *p = &m->params;
+    struct ltr_acts *a = &m->acts;
+    /* per-layer strides use the planned N so layer l's block stays where the plan put it */
+    const size_t NP = (size_t)m->B * m->T, attn = (size_t)m->B * c->NH * m->T * m->T;
+    m->cur_B = B;
+    m->cur_T = T;
+    memcpy(m->tokens, tokens, (size_t)N * sizeof(int32_t));
+    for (int i = 0; i < N; i++)
+        a->pos[i] = i % T;
+    nn_encoder_forward(a->resid, tokens, p->wte, N, C);
+    for (int l = 0; l < c->L; l++) {
+        float *x = LAYER(a->resid, l, NP * C), *xo = LAYER(a->resid, l + 1, NP * C);
+        float *xn1 = LAYER(a->xn1, l, NP * C), *q = LAYER(a->q, l, NP * QD), *k = LAYER(a->k, l, NP * KVD),
+              *v = LAYER(a->v, l, NP * KVD), *att = LAYER(a->att, l, attn), *atty = LAYER(a->atty, l, NP * QD),
+              *res2 = LAYER(a->res2, l, NP * C), *xn2 = LAYER(a->xn2, l, NP * C), *gate = LAYER(a->gate, l, NP * F),
+              *up = LAYER(a->up, l, NP * F), *hsw = LAYER(a->hsw, l, NP * F);
+        nn_rmsnorm_forward(xn1, x, LAYER(p->attn_norm, l, C), N, C, c->rms_eps);
+        nn_matmul_forward(q, xn1, LAYER(p->wq, l, (size_t)QD * C), N, C, QD);
+        nn_matmul_forward(k, xn1, LAYER(p->wk, l, (size_t)KVD * C), N, C, KVD);
+        nn_matmul_forward(v, xn1, LAYER(p->wv, l, (size_t)KVD * C), N, C, KVD);
+        nn_rope_forward(q, a->pos, N, c->NH, c->HD, c->rope_base);
+        nn_rope_forward(k, a->pos, N, c->NKV, c->HD, c->rope_base);
+        nn_attention_forward(m->pool, atty, att, q, k, v, B, T, c->NH, c->NKV, c->HD);
+        nn_matmul_forward(res2, atty, LAYER(p->wo, l, (size_t)C * QD), N, QD, C);
+        nn_residual_forward(res2, res2, x, N * C);
+        nn_rmsnorm_forward(xn2, res2, LAYER(p->ffn_norm, l, C), N, C, c->rms_eps);
+        nn_matmul_forward(gate, xn2, LAYER(p->wgate, l, (size_t)F * C), N, C, F);
+        nn_matmul_forward(up, xn2, LAYER(p->wup, l, (size_t)F * C), N, C, F);
+        nn_swiglu_forward(hsw, gate, up, N * F);
+        nn_matmul_forward(xo, hsw, LAYER(p->wdown, l, (size_t)C * F), N, F, C);
+        nn_residual_forward(xo, xo, res2, N * C);
+    }
+    nn_rmsnorm_forward(a->xnf, LAYER(a->resid, c->L, NP * C), p->out_norm, N, C, c->rms_eps);
+    nn_matmul_forward(a->logits, a->xnf, c->tied ? p->wte : p->wout, N, C, V);
+    if (!targets) {
+        m->have_targets = 0;
+        return 0.0f;
+    }
+    memcpy(m->targets, targets, (size_t)N * sizeof(int32_t));
+    double wsum = 0;
+    for (int i = 0; i < N; i++) {
+        m->weights[i] = weights ? weights[i] : 1.0f;
+        wsum += m->weights[i];
+    }
+    nn_crossentropy_forward(a->logits, a->losses, a->logits, targets, N, V);
+    double loss = 0;
+    for (int i = 0; i < N; i++) {
+        loss += (double)m->weights[i] * a->losses[i];
+        a->dlosses[i] = (float)(m->weights[i] / wsum);
+    }
+    m->have_targets = 1;
+    m->loss = (float)(loss / wsum);
+    return m->loss;
+}
+
+int ltr_backward(struct ltr_model *m, float grad_scale)
+{
+    if (!m->have_targets)
+        return AISLE_EINVAL;
+    m->have_targets = 0; /* the probabilities become dlogits below */
+    const struct ltr_config *c = &m->cfg;
+    const int B = m->cur_B, T = m->cur_T, C = c->C, QD = c->NH * c->HD, KVD = c->NKV * c->HD, F = c->F, V = c->V,
+              N = B * T;
+    const size_t NP = (size_t)m->B * m->T, attn = (size_t)m->B * c->NH * m->T * m->T;
+    const struct ltr_params *p = &m->params, *g = &m->grads;
+    struct ltr_acts *a = &m->acts;
+    for (int i = 0; i < N; i++)
+        a->dlosses[i] *= grad_scale;
+    nn_crossentropy_backward(a->logits, a->logits, m->targets, a->dlosses, N, V);
+    memset(a->dxn, 0, (size_t)N * C * sizeof(float));
+    nn_matmul_backward(a->dxn, c->tied ? g->wte : g->wout, a->logits, a->xnf, c->tied ? p->wte : p->wout, N, C, V);
+    memset(a->dres, 0, (size_t)N * C * sizeof(float));
+    nn_rmsnorm_backward(a->dres, g->out_norm, a->dxn, LAYER(a->resid, c->L, NP * C), p->out_norm, N, C, c->rms_eps);
+    for (int l = c->L - 1; l >= 0; l--) {
+        float *x = LAYER(a->resid, l, NP * C);
+        float *xn1 = LAYER(a->xn1, l, NP * C), *q = LAYER(a->q, l, NP * QD), *k = LAYER(a->k, l, NP * KVD),
+              *v = LAYER(a->v, l, NP * KVD), *att = LAYER(a->att, l, attn), *atty = LAYER(a->atty, l, NP * QD),
+              *res2 = LAYER(a->res2, l, NP * C), *xn2 = LAYER(a->xn2, l, NP * C), *gate = LAYER(a->gate, l, NP * F),
+              *up = LAYER(a->up, l, NP * F), *hsw = LAYER(a->hsw, l, NP * F);
+        /* xo = hsw . Wdown^T + res2: dres holds d xo */
+        memcpy(a->dres2, a->dres, (size_t)N * C * sizeof(float));
+        memset(a->dh, 0, (size_t)N * F * sizeof(float));
+        nn_matmul_backward(a->dh, LAYER(g->wdown, l, (size_t)C * F), a->dres, hsw, LAYER(p->wdown, l, (size_t)C * F),
+                           N, F, C);
+        memset(a->dgate, 0, (size_t)N * F * sizeof(float));
+        memset(a->dup, 0, (size_t)N * F * sizeof(float));
+        nn_swiglu_backward(a->dgate, a->dup, a->dh, gate, up, N * F);
+        memset(a->dxn, 0, (size_t)N * C * sizeof(float));
+        nn_matmul_backward(a->dxn, LAYER(g->wgate, l, (size_t)F * C), a->dgate, xn2, LAYER(p->wgate, l, (size_t)F * C),
+                           N, C, F);
+        nn_matmul_backward(a->dxn, LAYER(g->wup, l, (size_t)F * C), a->dup, xn2, LAYER(p->wup, l, (size_t)F * C), N, C,
+                           F);
+        nn_rmsnorm_backward(a->dres2, LAYER(g->ffn_norm, l, C), a->dxn, res2, LAYER(p->ffn_norm, l, C), N, C,
+                            c->rms_eps);
+        /* res2 = atty . Wo^T + x */
+        memcpy(a->dres, a->dres2, (size_t)N * C * sizeof(float));
+        memset(a->datty, 0, (size_t)N * QD * sizeof(float));
+        nn_matmul_backward(a->datty, LAYER(g->wo, l, (size_t)C * QD), a->dres2, atty, LAYER(p->wo, l, (size_t)C * QD),
+                           N, QD, C);
+        memset(a->dq, 0, (size_t)N * QD * sizeof(float));
+        memset(a->dk, 0, (size_t)N * KVD * sizeof(float));
+        memset(a->dv, 0, (size_t)N * KVD * sizeof(float));
+        nn_attention_backward(m->pool, a->dq, a->dk, a->dv, a->datty, q, k, v, att, atty, B, T, c->NH, c->NKV, c->HD);
+        nn_rope_backward(a->dq, a->pos, N, c->NH, c->HD, c->rope_base);
+        nn_rope_backward(a->dk, a->pos, N, c->NKV, c->HD, c->rope_base);
+        memset(a->dxn, 0, (size_t)N * C * sizeof(float));
+        nn_matmul_backward(a->dxn, LAYER(g->wq, l, (size_t)QD * C), a->dq, xn1, LAYER(p->wq, l, (size_t)QD * C), N, C,
+                           QD);
+        nn_matmul_backward(a->dxn, LAYER(g->wk, l, (size_t)KVD * C), a->dk, xn1, LAYER(p->wk, l, (size_t)KVD * C), N,
+                           C, KVD);
+        nn_matmul_backward(a->dxn, LAYER(g->wv, l, (size_t)KVD * C), a->dv, xn1, LAYER(p->wv, l, (size_t)KVD * C), N,
+                           C, KVD);
+        nn_rmsnorm_backward(a->dres, LAYER(g->attn_norm, l, C), a->dxn, x, LAYER(p->attn_norm, l, C), N, C,
+                            c->rms_eps);
+    }
+    nn_encoder_backward(g->wte, a->dres, m->tokens, N, C);
+    return 0;
+}
+
+void ltr_zero_grad(struct ltr_model *m)
+{
+    memset(m->grads_mem, 0, m->n_params * sizeof(float));
+}
+
+float ltr_clip_grad_norm(struct ltr_model *m, float max_norm)
+{
+    double ss = 0;
+    for (size_t i = 0; i < m->n_params; i++)
+        ss += (double)m->grads_mem[i] * m->grads_mem[i];
+    float norm = (float)sqrt(ss);
+    if (max_norm > 0 && norm > max_norm) {
+        float s = max_norm / norm;
+        for (size_t i = 0; i < m->n_params; i++)
+            m->grads_mem[i] *= s;
+    }
+    return norm;
+}
+
+void ltr_adamw_step(struct ltr_model *m, const struct ltr_adamw *o)
+{
+    m->step++;
+    size_t off = 0;
+    for (int i = 0; i < LTR_N_TENSORS; i++) {
+        nn_adamw_update(m->params_mem + off, m->grads_mem + off, m->m_mem + off, m->v_mem + off, (long)m->sizes[i],
+                        o->lr, o->beta1, o->beta2, o->eps, decayed[i] ? o->weight_decay : 0.0f, m->step);
+        off += m->sizes[i];
+    }
+}
+
+float ltr_lr_schedule(int step, int warmup, int total, float max_lr, float min_lr)
+{
+    if (step < warmup)
+        return max_lr * (float)(step + 1) / (float)warmup;
+    if (step >= total - 1)
+        return min_lr;
+    double r = (double)(step - warmup) / (double)(total - 1 - warmup); /* 0 .. 1 */
+    return (float)(min_lr + 0.5 * (max_lr - min_lr) * (1.0 + cos(M_PI * r)));
+}
+
+static int add_mat(struct gguf_writer *w, const char *name, const float *d, int64_t rows, int64_t cols)
+{
+    int64_t ne[2] = {cols, rows};
+    return gguf_writer_add_tensor(w, name, GGML_TYPE_F32, 2, ne, d, (size_t)(rows * cols) * sizeof(float));
+}
+
+static int add_vec(struct gguf_writer *w, const char *name, const float *d, int64_t n)
+{
+    int64_t ne[1] = {n};
+    return gguf_writer_add_tensor(w, name, GGML_TYPE_F32, 1, ne, d, (size_t)n * sizeof(float));
+}
+
+int ltr_export_gguf(const struct ltr_model *m, struct gguf_writer *w, const char *name)
+{
+    const struct ltr_config *c = &m->cfg;
+    const struct ltr_params *p = &m->params;
+    const int C = c->C, QD = c->NH * c->HD, KVD = c->NKV * c->HD, F = c->F;
+    int rc = 0;
+    rc = rc ? rc : gguf_writer_set_str(w, LLAMA_KEY_ARCH, LLAMA_ARCH);
+    if (name)
+        rc = rc ? rc : gguf_writer_set_str(w, LLAMA_KEY_NAME, name);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_FILE_TYPE, LLAMA_FTYPE_ALL_F32);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_CONTEXT_LENGTH, (uint32_t)c->max_ctx);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_EMBEDDING_LENGTH, (uint32_t)C);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_BLOCK_COUNT, (uint32_t)c->L);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_FEED_FORWARD_LENGTH, (uint32_t)F);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_HEAD_COUNT, (uint32_t)c->NH);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_HEAD_COUNT_KV, (uint32_t)c->NKV);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_KEY_LENGTH, (uint32_t)c->HD);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_VALUE_LENGTH, (uint32_t)c->HD);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_ROPE_DIMENSION_COUNT, (uint32_t)c->HD);
+    rc = rc ? rc : gguf_writer_set_f32(w, LLAMA_KEY_ROPE_FREQ_BASE, c->rope_base);
+    rc = rc ? rc : gguf_writer_set_f32(w, LLAMA_KEY_RMS_EPS, c->rms_eps);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_VOCAB_SIZE, (uint32_t)c->V);
+    /* Q/K rows go out as they are: the trainer applies the engine's (llama.cpp
+     * "normal") RoPE to adjacent pairs of these very rows, which is GGUF's
+     * interleaved order, so no llama_permute_qk is needed (it is for models
+     * trained in HF's rotate-half form). */
+    rc = rc ? rc : add_mat(w, LLAMA_TENSOR_TOKEN_EMBD, p->wte, c->V, C);
+    char nm[64];
+    for (int l = 0; l < c->L && !rc; l++) {
+        struct {
+            enum llama_blk_tensor which;
+            const float *d;
+            int rows, cols; /* cols 0: a vector */
+        } t[LLAMA_BLK_COUNT] = {
+            {LLAMA_ATTN_NORM, LAYER(p->attn_norm, l, C), C, 0},
+            {LLAMA_ATTN_Q, LAYER(p->wq, l, (size_t)QD * C), QD, C},
+            {LLAMA_ATTN_K, LAYER(p->wk, l, (size_t)KVD * C), KVD, C},
+            {LLAMA_ATTN_V, LAYER(p->wv, l, (size_t)KVD * C), KVD, C},
+            {LLAMA_ATTN_OUTPUT, LAYER(p->wo, l, (size_t)C * QD), C, QD},
+            {LLAMA_FFN_NORM, LAYER(p->ffn_norm, l, C), C, 0},
+            {LLAMA_FFN_GATE, LAYER(p->wgate, l, (size_t)F * C), F, C},
+            {LLAMA_FFN_UP, LAYER(p->wup, l, (size_t)F * C), F, C},
+            {LLAMA_FFN_DOWN, LAYER(p->wdown, l, (size_t)C * F), C, F},
+        };
+        for (int i = 0; i < LLAMA_BLK_COUNT && !rc; i++) {
+            rc = llama_tensor_name(nm, sizeof(nm), l, t[i].which);
+            rc = rc ? rc : t[i].cols ? add_mat(w, nm, t[i].d, t[i].rows, t[i].cols) : add_vec(w, nm, t[i].d, t[i].rows);
+        }
+    }
+    rc = rc ? rc : add_vec(w, LLAMA_TENSOR_OUTPUT_NORM, p->out_norm, C);
+    if (!c->tied)
+        rc = rc ? rc : add_mat(w, LLAMA_TENSOR_OUTPUT, p->wout, c->V, C);
+    return rc;
+}
+
+int ltr_save_gguf(const struct ltr_model *m, const char *path, char *err, size_t errlen)
+{
+    struct gguf_writer *w = gguf_writer_new();
+    if (!w)
+        return AISLE_ENOMEM;
+    int rc = ltr_export_gguf(m, w, "aisle-train");
+    if (rc && errlen)
+        snprintf(err, errlen, "building the GGUF: %s", aisle_strerror(rc));
+    if (!rc)
+        rc = gguf_writer_write(w, path, err, errlen);
+    gguf_writer_free(w);
+    return rc;
+}

@@ -1,0 +1,266 @@
+/*
+ * train_nn.c — training kernels (see train_nn.h for the contract and dims).
+ * Plain loops with float accumulators except where a long sum would lose the
+ * gradient (norm statistics, softmax sums use float like the engine); the big
+ * products are OpenBLAS sgemm.
+ */
+#include "train/train_nn.h"
+
+#include "tensor/tensor.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+void nn_encoder_forward(float *out, const int32_t *inp, const float *wte, int N, int C)
+{
+    for (int i = 0; i < N; i++)
+        memcpy(out + (size_t)i * C, wte + (size_t)inp[i] * C, (size_t)C * sizeof(float));
+}
+
+void nn_encoder_backward(float *dwte, const float *dout, const int32_t *inp, int N, int C)
+{
+    for (int i = 0; i < N; i++) {
+        float *d = dwte + (size_t)inp[i] * C;
+        const float *g = dout + (size_t)i * C;
+        for (int c = 0; c < C; c++)
+            d[c] += g[c];
+    }
+}
+
+void nn_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                         int N, int C, float eps)
+{
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
+        float *dx = dinp + (size_t)i * C;
+        double ss = 0, dot = 0;
+        for (int c = 0; c < C; c++) {
+            ss += (double)x[c] * x[c];
+            dot += (double)weight[c] * dy[c] * x[c];
+        }
+        /* y = x r w with r = (mean(x^2) + eps)^-1/2; dr/dx_c = -r^3 x_c / C */
+        double r = 1.0 / sqrt(ss / C + eps);
+        float rf = (float)r, k = (float)(r * r * r * dot / C);
+        for (int c = 0; c < C; c++) {
+            dweight[c] += dy[c] * x[c] * rf;
+            dx[c] += weight[c] * dy[c] * rf - k * x[c];
+        }
+    }
+}
+
+void nn_matmul_forward(float *out, const float *inp, const float *weight, int N, int C, int OC)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+}
+
+void nn_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int N,
+                        int C, int OC)
+{
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+}
+
+void nn_rope_backward(float *dx, const int *pos, int N, int nheads, int head_dim, float freq_base)
+{
+    for (int t = 0; t < N; t++)
+        for (int i = 0; i < head_dim / 2; i++) {
+            /* the forward's angle, computed the forward's way, negated */
+            double theta = pos[t] * pow(freq_base, -2.0 * i / head_dim), sn, cs;
+            sincos(theta, &sn, &cs);
+            float c = (float)cs, s = (float)sn;
+            for (int h = 0; h < nheads; h++) {
+                float *v = dx + ((size_t)t * nheads + h) * head_dim + 2 * i;
+                float a = v[0], b = v[1];
+                v[0] = a * c + b * s;
+                v[1] = -a * s + b * c;
+            }
+        }
+}
+
+/* ---- attention --------------------------------------------------------------- */
+
+struct att_args {
+    float *out, *att, *dq, *dk, *dv;
+    const float *q, *k, *v, *dout, *cout, *catt;
+    int B, T, NH, NKV, HD;
+};
+
+/* Units are (b, kvh): the G = NH/NKV query heads sharing one K/V head. In the
+ * backward they all add into that head's dk/dv, so they belong to one unit. */
+static void att_fwd_job(void *ctx, int ith, int nth)
+{
+    const struct att_args *a = ctx;
+    const int T = a->T, NH = a->NH, NKV = a->NKV, HD = a->HD, G = NH / NKV;
+    const int QD = NH * HD, KVD = NKV * HD;
+    const float scale = 1.0f / sqrtf((float)HD);
+    for (int u = ith; u < a->B * NKV; u += nth) {
+        int b = u / NKV, kvh = u % NKV;
+        for (int g = 0; g < G; g++) {
+            int h = kvh * G + g;
+            for (int t = 0; t < T; t++) {
+                const float *qt = a->q + ((size_t)b * T + t) * QD + (size_t)h * HD;
+                float *p = a->att + (((size_t)b * NH + h) * T + t) * T;
+                float mx = -INFINITY;
+                for (int j = 0; j <= t; j++) {
+                    const float *kj = a->k + ((size_t)b * T + j) * KVD + (size_t)kvh * HD;
+                    float s = 0;
+                    for (int d = 0; d < HD; d++)
+                        s += qt[d] * kj[d];
+                    p[j] = s * scale;
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                float sum = 0;
+                for (int j = 0; j <= t; j++) {
+                    p[j] = expf(p[j] - mx);
+                    sum += p[j];
+                }
+                float inv = 1.0f / sum;
+                for (int j = 0; j <= t; j++)
+                    p[j] *= inv;
+                for (int j = t + 1; j < T; j++)
+                    p[j] = 0.0f;
+                float *o = a->out + ((size_t)b * T + t) * QD + (size_t)h * HD;
+                memset(o, 0, (size_t)HD * sizeof(float));
+                for (int j = 0; j <= t; j++) {
+                    const float *vj = a->v + ((size_t)b * T + j) * KVD + (size_t)kvh * HD;
+                    for (int d = 0; d < HD; d++)
+                        o[d] += p[j] * vj[d];
+                }
+            }
+        }
+    }
+}
+
+void nn_attention_forward(struct tpool *pool, float *out, float *att, const float *q, const float *k, const float *v,
+                          int B, int T, int NH, int NKV, int HD)
+{
+    struct att_args a = {.out = out, .att = att, .q = q, .k = k, .v = v, .B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD};
+    tpool_run(pool, att_fwd_job, &a);
+}
+
+static void att_bwd_job(void *ctx, int ith, int nth)
+{
+    const struct att_args *a = ctx;
+    const int T = a->T, NH = a->NH, NKV = a->NKV, HD = a->HD, G = NH / NKV;
+    const int QD = NH * HD, KVD = NKV * HD;
+    const float scale = 1.0f / sqrtf((float)HD);
+    for (int u = ith; u < a->B * NKV; u += nth) {
+        int b = u / NKV, kvh = u % NKV;
+        for (int g = 0; g < G; g++) {
+            int h = kvh * G + g;
+            for (int t = 0; t < T; t++) {
+                size_t qo = ((size_t)b * T + t) * QD + (size_t)h * HD;
+                const float *qt = a->q + qo, *dot = a->dout + qo, *ot = a->cout + qo;
+                float *dqt = a->dq + qo;
+                const float *p = a->catt + (((size_t)b * NH + h) * T + t) * T;
+                /* softmax backward: ds_j = p_j (dp_j - sum_i p_i dp_i), dp_j = dout . v_j,
+                 * and sum_i p_i dp_i = dout . out */
+                float base = 0;
+                for (int d = 0; d < HD; d++)
+                    base += dot[d] * ot[d];
+                for (int j = 0; j <= t; j++) {
+                    size_t ko = ((size_t)b * T + j) * KVD + (size_t)kvh * HD;
+                    const float *kj = a->k + ko, *vj = a->v + ko;
+                    float *dkj = a->dk + ko, *dvj = a->dv + ko;
+                    float dp = 0;
+                    for (int d = 0; d < HD; d++) {
+                        dp += dot[d] * vj[d];
+                        dvj[d] += p[j] * dot[d];
+                    }
+                    float ds = p[j] * (dp - base) * scale;
+                    for (int d = 0; d < HD; d++) {
+                        dqt[d] += ds * kj[d];
+                        dkj[d] += ds * qt[d];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void nn_attention_backward(struct tpool *pool, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                           const float *k, const float *v, const float *att, const float *out, int B, int T, int NH,
+                           int NKV, int HD)
+{
+    struct att_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .catt = att,
+                         .cout = out, .B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD};
+    tpool_run(pool, att_bwd_job, &a);
+}
+
+/* ---- elementwise ------------------------------------------------------------- */
+
+void nn_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float g = gate[i], sig = 1.0f / (1.0f + expf(-g)), silu = g * sig;
+        /* silu'(g) = sig (1 + g (1 - sig)) */
+        dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+        dup[i] += dout[i] * silu;
+    }
+}
+
+void nn_residual_forward(float *out, const float *a, const float *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+void nn_residual_backward(float *da, float *db, const float *dout, int n)
+{
+    for (int i = 0; i < n; i++) {
+        da[i] += dout[i];
+        db[i] += dout[i];
+    }
+}
+
+void nn_crossentropy_forward(float *probs, float *losses, const float *logits, const int32_t *targets, int N, int V)
+{
+    for (int i = 0; i < N; i++) {
+        const float *l = logits + (size_t)i * V;
+        float *p = probs + (size_t)i * V, mx = l[0], lt = l[targets[i]]; /* read before p overwrites l */
+        for (int j = 1; j < V; j++)
+            mx = l[j] > mx ? l[j] : mx;
+        double sum = 0;
+        for (int j = 0; j < V; j++) {
+            p[j] = expf(l[j] - mx);
+            sum += p[j];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j < V; j++)
+            p[j] *= inv;
+        /* -log p_t from the logits (exact for tiny p, where p_t itself underflows) */
+        losses[i] = (float)(log(sum) - ((double)lt - mx));
+    }
+}
+
+void nn_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, const float *dlosses, int N,
+                              int V)
+{
+    for (int i = 0; i < N; i++) {
+        const float *p = probs + (size_t)i * V;
+        float *d = dlogits + (size_t)i * V, dl = dlosses[i];
+        if (d == p)
+            for (int j = 0; j < V; j++)
+                d[j] = dl * p[j];
+        else
+            for (int j = 0; j < V; j++)
+                d[j] += dl * p[j];
+        d[targets[i]] -= dl;
+    }
+}
+
+void nn_adamw_update(float *p, const float *g, float *m, float *v, long n, float lr, float b1, float b2, float eps,
+                     float wd, int t)
+{
+    const float c1 = (float)(1.0 - pow(b1, t)), c2 = (float)(1.0 - pow(b2, t));
+    for (long i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        float mh = m[i] / c1, vh = v[i] / c2;
+        p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+    }
+}
