@@ -1,13 +1,15 @@
 /*
  * lexical.c — query building and BM25 ranking over FTS5; see lexical.h.
  *
- * Latency: FTS5's bm25() costs time per matching row, so an OR over common
- * words on a big store is slow (12-15 queries/s on 100k products, measured in
- * LIBRARIES.md). We look up each term's document frequency in the fts5vocab
- * table and OR together the rarest terms whose documents fit LEX_ROW_BUDGET.
- * When even the rarest term is over budget (all words common), we AND all the
- * terms instead, whose intersection is small, and fall back to the rarest term
- * alone only if the AND finds nothing.
+ * Latency: FTS5's bm25() costs time per matching row and, worse, counts each
+ * term's document frequency by reading all its matches on every query, so an
+ * OR over common words on a big store is slow (12-15 queries/s on 100k
+ * products, LIBRARIES.md). Here each term's frequency is probed once (exact up
+ * to TERM_PROBE matches, estimated above), terms are taken rarest first and
+ * OR-ed while their documents fit SCORE_ROWS; when even the rarest is over that,
+ * the rarest terms are AND-ed until few enough rows match, and at most
+ * SCORE_ROWS of them are scored. Scoring is aisle_bm25(): FTS5's bm25 formula
+ * with the probed frequencies passed in. Figures: docs/PERFORMANCE.md.
  */
 #include "retrieval/lexical.h"
 #include "core/buf.h"

@@ -5,9 +5,10 @@
  * terms the way the index cuts text (Unicode letters and digits, case and
  * diacritics folded), English stop words are dropped, and each term is quoted,
  * so quotes, '-', '*', 'AND', 'NEAR(' in a question are just words. To keep
- * latency bounded on big stores, terms are ordered by document frequency and
- * the rarest are OR-ed until their documents exceed a budget; terms more common
- * than that act only through the AND fallback (see lexical.c).
+ * latency bounded on big stores, each term's document frequency is probed once,
+ * the rarest terms are OR-ed while their documents fit a row budget, and when
+ * every term is common their AND (rarest first) is used instead; at most that
+ * budget of rows is scored per source (see lexical.c).
  *
  * Column weights (bm25): catalog title 4 > bullet 2 > attribute 1.5 >
  * description 1 (brand/category 1.5); review title 1.5, text 1; Q&A question 1,
@@ -33,7 +34,6 @@ enum lex_source {
 #define LEX_MAX_K 1000
 #define LEX_MAX_TERMS 32      /* query terms kept (longer questions are cut) */
 #define LEX_MAX_QUERY 4096    /* bytes of query text read */
-#define LEX_ROW_BUDGET 20000  /* matching rows that bm25 may score per source */
 
 struct lex_hit {
     char *id;         /* stable passage id: "PID:bullet:2", "review:RID", "qa:QID:0" */
