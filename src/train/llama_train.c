@@ -175,9 +175,34 @@ void ltr_init(struct ltr_model *m, uint64_t seed, float std)
     m->have_targets = 0;
 }
 
-float ltr_forward(struct ltr_model *m, const int32_t *tokens, const int32_t *targets, const float *weights, int B,
-                  int T)
+static int check_inputs(const struct ltr_model *m, const int32_t *tokens, const int32_t *targets,
+                        const float *weights, int B, int T)
 {
+    if (B < 1 || B > m->B || T < 1 || T > m->T || !tokens)
+        return AISLE_EINVAL;
+    double wsum = 0;
+    for (int i = 0; i < B * T; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.V)
+            return AISLE_EINVAL;
+        if (targets && (targets[i] < 0 || targets[i] >= m->cfg.V))
+            return AISLE_EINVAL;
+        if (targets && weights) {
+            if (!(weights[i] >= 0) || !isfinite(weights[i]))
+                return AISLE_EINVAL;
+            wsum += weights[i];
+        }
+    }
+    return targets && weights && !(wsum > 0) ? AISLE_EINVAL : 0;
+}
+
+int ltr_forward(struct ltr_model *m, const int32_t *tokens, const int32_t *targets, const float *weights, int B, int T,
+                float *loss_out)
+{
+    int rc = check_inputs(m, tokens, targets, weights, B, T);
+    if (rc)
+        return rc;
+    m->have_targets = 0;
+
     const struct ltr_config *c = &m->cfg;
     const int C = c->C, QD = c->NH * c->HD, KVD = c->NKV * c->HD, F = c->F, V = c->V, N = B * T;
     const struct ltr_params *p = &m->params;
@@ -215,8 +240,9 @@ float ltr_forward(struct ltr_model *m, const int32_t *tokens, const int32_t *tar
     nn_rmsnorm_forward(a->xnf, LAYER(a->resid, c->L, NP * C), p->out_norm, N, C, c->rms_eps);
     nn_matmul_forward(a->logits, a->xnf, c->tied ? p->wte : p->wout, N, C, V);
     if (!targets) {
-        m->have_targets = 0;
-        return 0.0f;
+        if (loss_out)
+            *loss_out = 0.0f;
+        return 0;
     }
     memcpy(m->targets, targets, (size_t)N * sizeof(int32_t));
     double wsum = 0;
@@ -232,7 +258,9 @@ float ltr_forward(struct ltr_model *m, const int32_t *tokens, const int32_t *tar
     }
     m->have_targets = 1;
     m->loss = (float)(loss / wsum);
-    return m->loss;
+    if (loss_out)
+        *loss_out = m->loss;
+    return 0;
 }
 
 int ltr_backward(struct ltr_model *m, float grad_scale)

@@ -117,13 +117,15 @@ void ltr_model_free(struct ltr_model *m); /* NULL is a no-op */
  * grads, optimizer state and the step count. */
 void ltr_init(struct ltr_model *m, uint64_t seed, float std);
 
-/* Forward on tokens (B, T), B <= model's B, T <= model's T, every token in
- * [0, V). With targets (B, T) it returns the weighted mean loss
- * sum_i w_i loss_i / sum_i w_i (weights NULL: all 1; every w_i >= 0, their
- * sum > 0) and keeps the probabilities for the backward; without targets it
- * returns 0 and acts.logits holds the logits (B, T, V). */
-float ltr_forward(struct ltr_model *m, const int32_t *tokens, const int32_t *targets, const float *weights, int B,
-                  int T);
+/* Forward on tokens (B, T), 1 <= B <= the model's B, 1 <= T <= its T. With
+ * targets (B, T) it writes to *loss (may be NULL) the weighted mean loss
+ * sum_i w_i loss_i / sum_i w_i (weights NULL: all 1) and keeps the
+ * probabilities for the backward; without targets acts.logits holds the
+ * logits (B, T, V) and *loss is 0. 0, or AISLE_EINVAL (nothing computed)
+ * when a size is out of range, a token or target is outside [0, V), a weight
+ * is negative or not finite, or the weights sum to 0. */
+int ltr_forward(struct ltr_model *m, const int32_t *tokens, const int32_t *targets, const float *weights, int B, int T,
+                float *loss);
 /* Backward of the last forward with targets, adding grad_scale times the
  * gradient of its mean loss into the gradient slab. 0 or AISLE_EINVAL (no
  * forward with targets before it). */

@@ -343,20 +343,29 @@ static void rand_tokens(int32_t *t, int n, int V)
         t[i] = (int32_t)((frand() + 1.0f) * 0.5f * V) % V;
 }
 
+/* ltr_forward that must succeed; the loss. */
+static float fwd(struct ltr_model *m, const int32_t *tok, const int32_t *tg, const float *w, int B, int T)
+{
+    float loss = -1;
+    cr_assert_eq(ltr_forward(m, tok, tg, w, B, T, &loss), 0);
+    return loss;
+}
+
 static void model_gradcheck(int tied)
 {
     enum { B = 2, T = 8, N = B * T };
     struct ltr_config c = tiny;
     c.tied = tied;
     struct ltr_model *m;
-    cr_assert_eq(ltr_model_new(&m, &c, B, T, 2), 0);
+    /* one thread: ~11k tiny forwards, where waking a pool costs more than it saves */
+    cr_assert_eq(ltr_model_new(&m, &c, B, T, 1), 0);
     ltr_init(m, 7, 0.3f);
     int32_t tok[N], tg[N];
     float w[N];
     rand_tokens(tok, N, c.V), rand_tokens(tg, N, c.V);
     for (int i = 0; i < N; i++)
         w[i] = i % 5 == 0 ? 0.0f : 0.5f + 0.5f * (float)(i % 3); /* a loss mask with zeros */
-    ltr_forward(m, tok, tg, w, B, T);
+    fwd(m, tok, tg, w, B, T);
     cr_assert_eq(ltr_backward(m, 1.0f), 0);
     /* central differences of the mean loss (float, ~3.5): rounding ~3.5 * 6e-8 / h = 4e-5 at h = 5e-3;
      * truncation h^2 f''' ~ 1e-4 with these weights: atol 5e-4, rtol 3e-2, and the whole vector
@@ -366,15 +375,15 @@ static void model_gradcheck(int tied)
     for (size_t i = 0; i < m->n_params; i++) {
         float x0 = m->params_mem[i];
         m->params_mem[i] = x0 + h;
-        double lp = ltr_forward(m, tok, tg, w, B, T);
+        double lp = fwd(m, tok, tg, w, B, T);
         m->params_mem[i] = x0 - h;
-        double lm = ltr_forward(m, tok, tg, w, B, T);
+        double lm = fwd(m, tok, tg, w, B, T);
         m->params_mem[i] = x0;
         double num = (lp - lm) / (2.0 * h), ana = m->grads_mem[i];
         e2 += (num - ana) * (num - ana), a2 += ana * ana;
         cr_assert(fabs(num - ana) <= 5e-4 + 3e-2 * fabs(ana), "param %zu: analytic %.6g numeric %.6g", i, ana, num);
     }
-    cr_assert(a2 > 0 && sqrt(e2 / a2) < 1e-2, "relative L2 error %g", sqrt(e2 / a2));
+    cr_assert(a2 > 0 && sqrt(e2 / a2) < 3e-3, "relative L2 error %g", sqrt(e2 / a2)); /* seen: ~4e-4 */
     ltr_model_free(m);
 }
 
@@ -396,7 +405,7 @@ Test(train_model, overfits_a_fixed_batch)
     struct ltr_adamw opt = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.0f};
     float first = 0, loss = 0;
     for (int s = 0; s < 300; s++) {
-        loss = ltr_forward(m, tok, tg, NULL, B, T);
+        loss = fwd(m, tok, tg, NULL, B, T);
         if (s == 0)
             first = loss;
         ltr_zero_grad(m);
@@ -405,7 +414,7 @@ Test(train_model, overfits_a_fixed_batch)
         opt.lr = ltr_lr_schedule(s, 10, 300, 1e-2f, 1e-3f);
         ltr_adamw_step(m, &opt);
     }
-    loss = ltr_forward(m, tok, tg, NULL, B, T);
+    loss = fwd(m, tok, tg, NULL, B, T);
     cr_assert(fabs(first - logf(32)) < 0.1f, "initial loss %g, expected ~ln 32", first);
     cr_assert(loss < 0.05f, "loss after 300 steps %g (from %g)", loss, first);
     ltr_model_free(m);
@@ -419,14 +428,14 @@ Test(train_model, accumulation_equals_one_batch)
     ltr_init(m, 3, 0.2f);
     int32_t tok[N], tg[N];
     rand_tokens(tok, N, tiny.V), rand_tokens(tg, N, tiny.V);
-    float full = ltr_forward(m, tok, tg, NULL, B, T);
+    float full = fwd(m, tok, tg, NULL, B, T);
     ltr_backward(m, 1.0f);
     float *g1 = malloc(m->n_params * sizeof(float));
     memcpy(g1, m->grads_mem, m->n_params * sizeof(float));
     ltr_zero_grad(m);
-    float l1 = ltr_forward(m, tok, tg, NULL, B / 2, T);
+    float l1 = fwd(m, tok, tg, NULL, B / 2, T);
     ltr_backward(m, 0.5f);
-    float l2 = ltr_forward(m, tok + N / 2, tg + N / 2, NULL, B / 2, T);
+    float l2 = fwd(m, tok + N / 2, tg + N / 2, NULL, B / 2, T);
     ltr_backward(m, 0.5f);
     /* the same products summed in another order: float rounding only */
     cr_assert_float_eq((l1 + l2) / 2, full, 1e-5);
@@ -476,7 +485,7 @@ Test(train_model, weight_decay_clipping_determinism)
         struct ltr_model *mm[2] = {m, m2};
         for (int j = 0; j < 2; j++) {
             ltr_zero_grad(mm[j]);
-            ltr_forward(mm[j], tok, tg, NULL, B, T);
+            fwd(mm[j], tok, tg, NULL, B, T);
             ltr_backward(mm[j], 1.0f);
             ltr_clip_grad_norm(mm[j], 1.0f);
             ltr_adamw_step(mm[j], &opt);
@@ -484,6 +493,18 @@ Test(train_model, weight_decay_clipping_determinism)
     }
     cr_assert_eq(memcmp(m->params_mem, m2->params_mem, m->n_params * sizeof(float)), 0);
     cr_assert_eq(ltr_backward(m, 1.0f), AISLE_EINVAL); /* no forward with targets since the last backward */
+    /* inputs out of range are refused before anything is computed */
+    float w[N] = {0}, loss;
+    cr_assert_eq(ltr_forward(m, tok, tg, w, B, T, &loss), AISLE_EINVAL); /* weights sum to 0 */
+    w[3] = -1.0f, w[4] = 2.0f;
+    cr_assert_eq(ltr_forward(m, tok, tg, w, B, T, &loss), AISLE_EINVAL); /* negative weight */
+    cr_assert_eq(ltr_forward(m, tok, tg, NULL, B + 1, T, &loss), AISLE_EINVAL);
+    cr_assert_eq(ltr_forward(m, tok, tg, NULL, B, T + 1, &loss), AISLE_EINVAL);
+    tok[5] = tiny.V;
+    cr_assert_eq(ltr_forward(m, tok, tg, NULL, B, T, &loss), AISLE_EINVAL);
+    tok[5] = 0, tg[7] = -1;
+    cr_assert_eq(ltr_forward(m, tok, tg, NULL, B, T, &loss), AISLE_EINVAL);
+    cr_assert_eq(ltr_backward(m, 1.0f), AISLE_EINVAL);
     free(before);
     ltr_model_free(m);
     ltr_model_free(m2);
@@ -500,7 +521,7 @@ static void engine_matches(int tied)
     ltr_init(m, 5, 0.2f);
     int32_t tok[N];
     rand_tokens(tok, N, c.V);
-    ltr_forward(m, tok, NULL, NULL, B, T);
+    fwd(m, tok, NULL, NULL, B, T);
     char path[] = "/tmp/aisle-train-XXXXXX";
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
@@ -536,6 +557,7 @@ static void engine_matches(int tied)
         double d = fabs(lg[i] - m->acts.logits[i]);
         worst = d > worst ? d : worst;
     }
+    cr_log_info("tied %d: max |engine - trainer| %g, logit scale %g", tied, worst, scale);
     cr_assert(worst <= 1e-4 * scale, "max |engine - trainer| %g, logit scale %g", worst, scale);
     free(lg);
     lm_batch_release(&bt);
