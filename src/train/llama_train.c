@@ -76,6 +76,75 @@ static size_t point_acts(struct ltr_acts *a, float *mem, const struct ltr_config
     return total;
 }
 
+/* ---- pool jobs: static splits, so results do not depend on the thread count --- */
+
+/* Softmax cross-entropy by rows: each row is independent. */
+struct ce_job {
+    struct ltr_model *m;
+    int N, backward;
+};
+
+static void ce_run(void *ctx, int ith, int nth)
+{
+    const struct ce_job *j = ctx;
+    struct ltr_acts *a = &j->m->acts;
+    const int V = j->m->cfg.V, r0 = (int)((long)j->N * ith / nth), r1 = (int)((long)j->N * (ith + 1) / nth);
+    float *lg = a->logits + (size_t)r0 * V;
+    if (r1 <= r0)
+        return;
+    if (j->backward)
+        nn_crossentropy_backward(lg, lg, j->m->targets + r0, a->dlosses + r0, r1 - r0, V);
+    else
+        nn_crossentropy_forward(lg, a->losses + r0, lg, j->m->targets + r0, r1 - r0, V);
+}
+
+/* AdamW over one tensor, elementwise. */
+struct adamw_job {
+    float *p, *g, *m, *v;
+    long n;
+    const struct ltr_adamw *o;
+    float wd;
+    int t;
+};
+
+static void adamw_run(void *ctx, int ith, int nth)
+{
+    const struct adamw_job *j = ctx;
+    long i0 = j->n * ith / nth, i1 = j->n * (ith + 1) / nth;
+    if (i1 > i0)
+        nn_adamw_update(j->p + i0, j->g + i0, j->m + i0, j->v + i0, i1 - i0, j->o->lr, j->o->beta1, j->o->beta2,
+                        j->o->eps, j->wd, j->t);
+}
+
+/* Sum of squares of the gradients in fixed chunks of NORM_CHUNK (partial[c]),
+ * added in chunk order by the caller: the same bits for any thread count. */
+#define NORM_CHUNK 65536
+struct norm_job {
+    const float *g;
+    size_t n;
+    double *partial;
+    float scale; /* 0: sum of squares; else multiply */
+};
+
+static void norm_run(void *ctx, int ith, int nth)
+{
+    const struct norm_job *j = ctx;
+    size_t nc = (j->n + NORM_CHUNK - 1) / NORM_CHUNK;
+    for (size_t c = (size_t)ith; c < nc; c += (size_t)nth) {
+        size_t i0 = c * NORM_CHUNK, i1 = i0 + NORM_CHUNK < j->n ? i0 + NORM_CHUNK : j->n;
+        if (j->scale != 0.0f) {
+            float *g = (float *)j->g;
+            for (size_t i = i0; i < i1; i++)
+                g[i] *= j->scale;
+        } else {
+            double ss = 0;
+            for (size_t i = i0; i < i1; i++)
+                ss += (double)j->g[i] * j->g[i];
+            j->partial[c] = ss;
+        }
+    }
+}
+
 int ltr_model_new(struct ltr_model **out, const struct ltr_config *cfg, int B, int T, int nthreads)
 {
     struct ltr_config c = *cfg;
@@ -111,8 +180,10 @@ int ltr_model_new(struct ltr_model **out, const struct ltr_config *cfg, int B, i
     m->targets = calloc(N, sizeof(int32_t));
     m->weights = calloc(N, sizeof(float));
     m->pool = tpool_new(nthreads);
+    m->norm_partial = calloc((m->n_params + NORM_CHUNK - 1) / NORM_CHUNK, sizeof(double));
     if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem || !m->acts.pos || !m->tokens ||
-        !m->targets || !m->weights || !m->pool) {
+        !m->targets || !m->weights || !m->pool ||
+        !m->norm_partial) {
         ltr_model_free(m);
         return AISLE_ENOMEM;
     }
@@ -137,6 +208,7 @@ void ltr_model_free(struct ltr_model *m)
     free(m->targets);
     free(m->weights);
     tpool_free(m->pool);
+    free(m->norm_partial);
     free(m);
 }
 
@@ -250,7 +322,8 @@ int ltr_forward(struct ltr_model *m, const int32_t *tokens, const int32_t *targe
         m->weights[i] = weights ? weights[i] : 1.0f;
         wsum += m->weights[i];
     }
-    nn_crossentropy_forward(a->logits, a->losses, a->logits, targets, N, V);
+    struct ce_job cj = {m, N, 0};
+    tpool_run(m->pool, ce_run, &cj);
     double loss = 0;
     for (int i = 0; i < N; i++) {
         loss += (double)m->weights[i] * a->losses[i];
@@ -276,7 +349,8 @@ int ltr_backward(struct ltr_model *m, float grad_scale)
     struct ltr_acts *a = &m->acts;
     for (int i = 0; i < N; i++)
         a->dlosses[i] *= grad_scale;
-    nn_crossentropy_backward(a->logits, a->logits, m->targets, a->dlosses, N, V);
+    struct ce_job cj = {m, N, 1};
+    tpool_run(m->pool, ce_run, &cj);
     memset(a->dxn, 0, (size_t)N * C * sizeof(float));
     nn_matmul_backward(a->dxn, c->tied ? g->wte : g->wout, a->logits, a->xnf, c->tied ? p->wte : p->wout, N, C, V);
     memset(a->dres, 0, (size_t)N * C * sizeof(float));
@@ -334,14 +408,15 @@ void ltr_zero_grad(struct ltr_model *m)
 
 float ltr_clip_grad_norm(struct ltr_model *m, float max_norm)
 {
+    struct norm_job j = {m->grads_mem, m->n_params, m->norm_partial, 0.0f};
+    tpool_run(m->pool, norm_run, &j);
     double ss = 0;
-    for (size_t i = 0; i < m->n_params; i++)
-        ss += (double)m->grads_mem[i] * m->grads_mem[i];
+    for (size_t c = 0; c < (m->n_params + NORM_CHUNK - 1) / NORM_CHUNK; c++)
+        ss += m->norm_partial[c];
     float norm = (float)sqrt(ss);
     if (max_norm > 0 && norm > max_norm) {
-        float s = max_norm / norm;
-        for (size_t i = 0; i < m->n_params; i++)
-            m->grads_mem[i] *= s;
+        j.scale = max_norm / norm;
+        tpool_run(m->pool, norm_run, &j);
     }
     return norm;
 }
@@ -351,8 +426,10 @@ void ltr_adamw_step(struct ltr_model *m, const struct ltr_adamw *o)
     m->step++;
     size_t off = 0;
     for (int i = 0; i < LTR_N_TENSORS; i++) {
-        nn_adamw_update(m->params_mem + off, m->grads_mem + off, m->m_mem + off, m->v_mem + off, (long)m->sizes[i],
-                        o->lr, o->beta1, o->beta2, o->eps, decayed[i] ? o->weight_decay : 0.0f, m->step);
+        struct adamw_job j = {m->params_mem + off, m->grads_mem + off, m->m_mem + off, m->v_mem + off,
+                              (long)m->sizes[i], o, decayed[i] ? o->weight_decay : 0.0f, m->step};
+        if (j.n > 0)
+            tpool_run(m->pool, adamw_run, &j);
         off += m->sizes[i];
     }
 }

@@ -104,6 +104,7 @@ struct ltr_model {
     float loss;                 /* mean loss of the last forward with targets */
     int step;                   /* AdamW steps taken */
     struct tpool *pool;
+    double *norm_partial;       /* (ceil(n_params / 65536)) per-chunk sums of squares */
 };
 
 /* Allocate a model for cfg with activations for B x T, nthreads for the

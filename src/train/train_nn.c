@@ -1,8 +1,9 @@
 /*
  * train_nn.c — training kernels (see train_nn.h for the contract and dims).
- * Plain loops with float accumulators except where a long sum would lose the
- * gradient (norm statistics, softmax sums use float like the engine); the big
- * products are OpenBLAS sgemm.
+ * Float arithmetic as in the engine, double where a long sum feeds a
+ * normalisation (RMSNorm's statistics in the backward, the softmax sum of
+ * cross-entropy); the big products are OpenBLAS sgemm, attention's per-pair
+ * dots and updates the engine's SIMD nn_dot_f32 / nn_axpy_f32.
  */
 #include "train/train_nn.h"
 
@@ -107,10 +108,7 @@ static void att_fwd_job(void *ctx, int ith, int nth)
                 float mx = -INFINITY;
                 for (int j = 0; j <= t; j++) {
                     const float *kj = a->k + ((size_t)b * T + j) * KVD + (size_t)kvh * HD;
-                    float s = 0;
-                    for (int d = 0; d < HD; d++)
-                        s += qt[d] * kj[d];
-                    p[j] = s * scale;
+                    p[j] = nn_dot_f32(qt, kj, HD) * scale;
                     mx = p[j] > mx ? p[j] : mx;
                 }
                 float sum = 0;
@@ -125,11 +123,8 @@ static void att_fwd_job(void *ctx, int ith, int nth)
                     p[j] = 0.0f;
                 float *o = a->out + ((size_t)b * T + t) * QD + (size_t)h * HD;
                 memset(o, 0, (size_t)HD * sizeof(float));
-                for (int j = 0; j <= t; j++) {
-                    const float *vj = a->v + ((size_t)b * T + j) * KVD + (size_t)kvh * HD;
-                    for (int d = 0; d < HD; d++)
-                        o[d] += p[j] * vj[d];
-                }
+                for (int j = 0; j <= t; j++)
+                    nn_axpy_f32(o, p[j], a->v + ((size_t)b * T + j) * KVD + (size_t)kvh * HD, HD);
             }
         }
     }
@@ -159,23 +154,13 @@ static void att_bwd_job(void *ctx, int ith, int nth)
                 const float *p = a->catt + (((size_t)b * NH + h) * T + t) * T;
                 /* softmax backward: ds_j = p_j (dp_j - sum_i p_i dp_i), dp_j = dout . v_j,
                  * and sum_i p_i dp_i = dout . out */
-                float base = 0;
-                for (int d = 0; d < HD; d++)
-                    base += dot[d] * ot[d];
+                float base = nn_dot_f32(dot, ot, HD);
                 for (int j = 0; j <= t; j++) {
                     size_t ko = ((size_t)b * T + j) * KVD + (size_t)kvh * HD;
-                    const float *kj = a->k + ko, *vj = a->v + ko;
-                    float *dkj = a->dk + ko, *dvj = a->dv + ko;
-                    float dp = 0;
-                    for (int d = 0; d < HD; d++) {
-                        dp += dot[d] * vj[d];
-                        dvj[d] += p[j] * dot[d];
-                    }
-                    float ds = p[j] * (dp - base) * scale;
-                    for (int d = 0; d < HD; d++) {
-                        dqt[d] += ds * kj[d];
-                        dkj[d] += ds * qt[d];
-                    }
+                    float ds = p[j] * (nn_dot_f32(dot, a->v + ko, HD) - base) * scale;
+                    nn_axpy_f32(a->dv + ko, p[j], dot, HD);
+                    nn_axpy_f32(dqt, ds, a->k + ko, HD);
+                    nn_axpy_f32(a->dk + ko, ds, qt, HD);
                 }
             }
         }
