@@ -415,8 +415,9 @@ Test(train_model, overfits_a_fixed_batch)
         ltr_adamw_step(m, &opt);
     }
     loss = fwd(m, tok, tg, NULL, B, T);
+    cr_log_info("overfit: loss %g -> %g after 300 steps", first, loss);
     cr_assert(fabs(first - logf(32)) < 0.1f, "initial loss %g, expected ~ln 32", first);
-    cr_assert(loss < 0.05f, "loss after 300 steps %g (from %g)", loss, first);
+    cr_assert(loss < 1e-3f, "loss after 300 steps %g (from %g)", loss, first);
     ltr_model_free(m);
 }
 
