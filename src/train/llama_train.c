@@ -11,6 +11,7 @@
 #include "train/train_nn.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,13 @@ int ltr_model_new(struct ltr_model **out, const struct ltr_config *cfg, int B, i
     if (c.V <= 0 || c.C <= 0 || c.L <= 0 || c.NH <= 0 || c.NKV <= 0 || c.NH % c.NKV || c.HD <= 0 || c.HD % 2 ||
         c.F <= 0 || B <= 0 || T <= 0)
         return AISLE_EINVAL;
+    /* The limits the GGUF reader applies, and sizes whose products fit size_t and int
+     * (kernels take element counts such as N*F as int). */
+    double N = (double)B * T, big = (double)INT32_MAX;
+    if ((unsigned)c.C > LLAMA_MAX_EMBD || (unsigned)c.F > LLAMA_MAX_EMBD || (unsigned)c.L > LLAMA_MAX_LAYERS ||
+        (unsigned)c.V > LLAMA_MAX_VOCAB || (double)c.NH * c.HD > LLAMA_MAX_EMBD || N * c.F > big || N * c.V > 1e12 ||
+        N * c.NH * c.HD > big || (double)B * c.NH * T * T * c.L > 1e12)
+        return AISLE_ETOOBIG;
     struct ltr_model *m = calloc(1, sizeof(*m));
     if (!m)
         return AISLE_ENOMEM;
@@ -169,16 +177,15 @@ int ltr_model_new(struct ltr_model **out, const struct ltr_config *cfg, int B, i
     for (int i = 0; i < LTR_N_TENSORS; i++)
         m->n_params += m->sizes[i];
     m->n_acts = point_acts(&m->acts, NULL, &c, B, T);
-    size_t N = (size_t)B * T;
     m->params_mem = calloc(m->n_params, sizeof(float));
     m->grads_mem = calloc(m->n_params, sizeof(float));
     m->m_mem = calloc(m->n_params, sizeof(float));
     m->v_mem = calloc(m->n_params, sizeof(float));
     m->acts_mem = calloc(m->n_acts, sizeof(float));
-    m->acts.pos = calloc(N, sizeof(int));
-    m->tokens = calloc(N, sizeof(int32_t));
-    m->targets = calloc(N, sizeof(int32_t));
-    m->weights = calloc(N, sizeof(float));
+    m->acts.pos = calloc((size_t)N, sizeof(int));
+    m->tokens = calloc((size_t)N, sizeof(int32_t));
+    m->targets = calloc((size_t)N, sizeof(int32_t));
+    m->weights = calloc((size_t)N, sizeof(float));
     m->pool = tpool_new(nthreads);
     m->norm_partial = calloc((m->n_params + NORM_CHUNK - 1) / NORM_CHUNK, sizeof(double));
     if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem || !m->acts.pos || !m->tokens ||

@@ -109,7 +109,8 @@ struct ltr_model {
 
 /* Allocate a model for cfg with activations for B x T, nthreads for the
  * pool (<= 0: online CPUs). Parameters are zero until ltr_init. 0 with *out
- * set, AISLE_EINVAL (bad config) or AISLE_ENOMEM. */
+ * set, AISLE_EINVAL (bad config), AISLE_ETOOBIG (past the GGUF reader's limits
+ * or element counts that overflow) or AISLE_ENOMEM. */
 int ltr_model_new(struct ltr_model **out, const struct ltr_config *cfg, int B, int T, int nthreads);
 void ltr_model_free(struct ltr_model *m); /* NULL is a no-op */
 

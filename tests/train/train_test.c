@@ -506,6 +506,15 @@ Test(train_model, weight_decay_clipping_determinism)
     tok[5] = 0, tg[7] = -1;
     cr_assert_eq(ltr_forward(m, tok, tg, NULL, B, T, &loss), AISLE_EINVAL);
     cr_assert_eq(ltr_backward(m, 1.0f), AISLE_EINVAL);
+    struct ltr_model *bad = NULL;
+    struct ltr_config c = tiny;
+    c.NKV = 3; /* NH not a multiple */
+    cr_assert_eq(ltr_model_new(&bad, &c, B, T, 1), AISLE_EINVAL);
+    c = tiny, c.V = 1 << 25;
+    cr_assert_eq(ltr_model_new(&bad, &c, B, T, 1), AISLE_ETOOBIG);
+    c = tiny;
+    cr_assert_eq(ltr_model_new(&bad, &c, 1 << 16, 1 << 16, 1), AISLE_ETOOBIG);
+    cr_assert_null(bad);
     free(before);
     ltr_model_free(m);
     ltr_model_free(m2);
