@@ -23,12 +23,14 @@ static const char *const store_migrations[] = {
     "  attributes TEXT NOT NULL,      -- JSON object name -> value\n"
     "  updated_at TEXT NOT NULL\n"
     ");\n"
+    /* A review's text is kept once, in its passage (source 'review', ref_id =
+     * the review id); the row is small, so the table is keyed by id itself. */
     "CREATE TABLE reviews(\n"
     "  id TEXT PRIMARY KEY,\n"
     "  product_id TEXT NOT NULL REFERENCES products(id),\n"
-    "  rating REAL, title TEXT, text TEXT NOT NULL,\n"
+    "  rating REAL, title TEXT,\n"
     "  helpful_votes INTEGER, date TEXT, author TEXT\n"
-    ");\n"
+    ") WITHOUT ROWID;\n"
     "CREATE INDEX reviews_product ON reviews(product_id);\n"
     "CREATE TABLE questions(\n"
     "  id TEXT PRIMARY KEY,\n"

@@ -82,9 +82,9 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_FTS_FILL_QA] = "INSERT INTO qa_fts(rowid, question, answer)"
                       " SELECT id, aux, text FROM passages WHERE id>=?1 AND source='qa' ORDER BY id",
     [S_REVIEW_UPSERT] =
-        "INSERT INTO reviews(id,product_id,rating,title,text,helpful_votes,date,author)"
-        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(id) DO UPDATE SET product_id=excluded.product_id,"
-        " rating=excluded.rating, title=excluded.title, text=excluded.text,"
+        "INSERT INTO reviews(id,product_id,rating,title,helpful_votes,date,author)"
+        " VALUES(?1,?2,?3,?4,?5,?6,?7) ON CONFLICT(id) DO UPDATE SET product_id=excluded.product_id,"
+        " rating=excluded.rating, title=excluded.title,"
         " helpful_votes=excluded.helpful_votes, date=excluded.date, author=excluded.author",
     [S_QUESTION_UPSERT] =
         "INSERT INTO questions(id,product_id,question,votes,date) VALUES(?1,?2,?3,?4,?5)"
@@ -675,14 +675,14 @@ int store_upsert_review(struct store *s, const struct store_review *r)
     else
         sqlite3_bind_null(st, 3);
     bind_text(st, 4, r->title);
-    bind_text(st, 5, r->text);
-    bind_opt_int(st, 6, r->helpful_votes);
-    bind_text(st, 7, r->date);
-    bind_text(st, 8, r->author);
+    bind_opt_int(st, 5, r->helpful_votes);
+    bind_text(st, 6, r->date);
+    bind_text(st, 7, r->author);
     if ((rc = step_done(s, st, "upsert review")))
         return rc;
     if ((rc = del_passages(s, r->id, "review", FTS_REVIEW)))
         return rc;
+    /* The text is stored here only (the reviews row has none). */
     return add_passage(s, r->product_id, "review", r->id, 0, r->text, -1, r->title);
 }
 
