@@ -128,6 +128,7 @@ conformance: deps
 DEMO_DIR := data/demo-store
 $(DEMO_DB): $(AISLE) $(wildcard $(DEMO_DIR)/*.jsonl.gz)
 	@mkdir -p $(@D)
+	@rm -f $@ $@-wal $@-shm # derived data: always loaded into a fresh store
 	$(AISLE) ingest --db $@ --products $(DEMO_DIR)/products.jsonl.gz \
 		--reviews $(DEMO_DIR)/reviews.jsonl.gz --qa $(DEMO_DIR)/qa.jsonl.gz \
 		--offers $(DEMO_DIR)/offers.generated.jsonl.gz --orders $(DEMO_DIR)/orders.generated.jsonl.gz
