@@ -496,7 +496,8 @@ out:
     return rc;
 }
 
-void lex_hits_free(struct lex_hit *hits, size_t n)
+/* Free the strings of hits[0..n), not the array. */
+static void free_hit_strings(struct lex_hit *hits, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(hits[i].id);
@@ -504,6 +505,11 @@ void lex_hits_free(struct lex_hit *hits, size_t n)
         free(hits[i].title);
         free(hits[i].text);
     }
+}
+
+void lex_hits_free(struct lex_hit *hits, size_t n)
+{
+    free_hit_strings(hits, n);
     free(hits);
 }
 
@@ -541,12 +547,7 @@ int lex_search(struct store *s, const struct lex_query *q, struct lex_hit **out,
     if (n > 1) /* qsort(NULL, 0, ...) is undefined behaviour (found by fuzz/query_fuzz.c) */
         qsort(hits, n, sizeof(*hits), cmp_hit);
     if (n > q->k) {
-        for (size_t i = q->k; i < n; i++) {
-            free(hits[i].id);
-            free(hits[i].product_id);
-            free(hits[i].title);
-            free(hits[i].text);
-        }
+        free_hit_strings(hits + q->k, n - q->k);
         n = q->k;
     }
     *out = hits;

@@ -635,22 +635,16 @@ static int check_order(struct ctx *c, json_t *obj, struct store_order *out)
     size_t i;
     json_t *e;
     json_array_foreach(lines, i, e) {
-        char f[48];
         struct store_order_line *l = &c->lines[i];
         if (!json_is_object(e))
             return bad(c, "lines[%zu]: expected an object, got %s", i, type_name(e));
         const char *pid;
-        snprintf(f, sizeof(f), "lines[%zu].product_id", i);
         if ((rc = get_id(c, e, "product_id", 1, &pid)))
             return bad(c, "lines[%zu].%s", i, c->msg);
         l->product_id = pid;
         if ((rc = get_int(c, e, "quantity", 1, 1, 1000000, 1, &l->quantity)) ||
-            (rc = get_price(c, e, "unit_price", 0, o.currency ? o.currency : "USD", &l->unit_price_minor))) {
-            char tmp[sizeof(c->msg)];
-            snprintf(tmp, sizeof(tmp), "%s", c->msg);
-            return bad(c, "lines[%zu].%s", i, tmp);
-        }
-        (void)f;
+            (rc = get_price(c, e, "unit_price", 0, o.currency ? o.currency : "USD", &l->unit_price_minor)))
+            return bad(c, "lines[%zu].%s", i, c->msg); /* bad() formats into a copy */
     }
     o.lines = c->lines;
     o.nlines = json_array_size(lines);
@@ -666,11 +660,8 @@ static int check_order(struct ctx *c, json_t *obj, struct store_order *out)
         struct store_order_event *ev = &c->events[i];
         if (!json_is_object(e))
             return bad(c, "status_history[%zu]: expected an object, got %s", i, type_name(e));
-        if ((rc = get_str(c, e, "status", 1, 64, &ev->status)) || (rc = get_date(c, e, "at", 1, 1, &ev->at))) {
-            char tmp[sizeof(c->msg)];
-            snprintf(tmp, sizeof(tmp), "%s", c->msg);
-            return bad(c, "status_history[%zu].%s", i, tmp);
-        }
+        if ((rc = get_str(c, e, "status", 1, 64, &ev->status)) || (rc = get_date(c, e, "at", 1, 1, &ev->at)))
+            return bad(c, "status_history[%zu].%s", i, c->msg);
         if (i && strcmp(ev->at, c->events[i - 1].at) < 0)
             return bad(c, "status_history[%zu].at: %s is before the previous event (%s); list events oldest first",
                        i, ev->at, c->events[i - 1].at);
