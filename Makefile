@@ -17,8 +17,12 @@ OPT     ?= -O2
 SAN     ?=
 CFLAGS  ?= $(OPT) -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN) -Isrc -MMD -MP
-LDLIBS  := -lopenblas -lsqlite3 -lcurl -ljansson -lz -lutf8proc -lpcre2-8 -lm -pthread
+# OpenMPI (data-parallel training) through pkg-config, expanded when a recipe
+# runs, i.e. after `deps` has installed it on a fresh machine.
+MPI_CFLAGS = $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   = $(shell pkg-config --libs ompi-c 2>/dev/null || echo -lmpi)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN) -Isrc $(MPI_CFLAGS) -MMD -MP
+LDLIBS  = -lmicrohttpd -lopenblas -lsqlite3 -lcurl -ljansson -lz -lutf8proc -lpcre2-8 $(MPI_LIBS) -lm -pthread
 ALL_LDFLAGS = $(LDFLAGS) $(SAN)
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
@@ -65,7 +69,7 @@ $(AISLE): $(CLI_OBJ) $(LIB)
 
 $(TESTBIN): $(TEST_OBJ) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(TEST_OBJ) $(LIB) -lcriterion -lmicrohttpd $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(TEST_OBJ) $(LIB) -lcriterion $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(@D)

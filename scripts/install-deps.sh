@@ -15,7 +15,14 @@ libopenblas-dev libopenblas0-pthread
 libmicrohttpd-dev
 libcurl4-openssl-dev
 clang libclang-rt-14-dev
-gnuplot-nox"
+gnuplot-nox
+openmpi-bin libopenmpi-dev"
+
+# Node.js runs the OpenAI-client and browser tests. It may come from outside
+# Debian (nodesource ships npm inside its nodejs package; Debian's separate npm
+# package would conflict with it), so it is asked for by command, not package.
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 
 missing=""
 for p in $PKGS; do
