@@ -142,4 +142,15 @@ int tensor_set_blas_min_t(int min_t);
  * multiplied with sgemm (0 = never). Returns the previous value. */
 int tensor_set_deq_min_t(int min_t);
 
+/* ---- int8 dots for dense retrieval (dot_i8.c) ----------------------------- */
+
+/* out[i] (n) = sum_j q[j] * rows[i*D + j], exact int32; q must avoid -128
+ * (nn_quantize_i8's output does). AVX2 unless the path is scalar. */
+void nn_dot_i8_rows(int32_t *out, const int8_t *q, const int8_t *rows, size_t n, int D);
+/* The plain loop, the reference the fast path is tested against. */
+void nn_dot_i8_rows_ref(int32_t *out, const int8_t *q, const int8_t *rows, size_t n, int D);
+/* Symmetric per-vector quantization: out[j] = round(x[j] / scale) in
+ * [-127, 127], scale = max|x| / 127 (1 for an all-zero x); returns scale. */
+float nn_quantize_i8(int8_t *out, const float *x, int D);
+
 #endif

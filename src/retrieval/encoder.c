@@ -1,0 +1,539 @@
+/*
+ * encoder.c — the hashed embedding-bag dual encoder: features, embedding, the
+ * model file reader/writer and contrastive training (see encoder.h).
+ *
+ * Training computes, per batch of B pairs, unit vectors Ua, Ub (B, D), the
+ * similarity matrix S = Ua Ub^T / tau (B, B) and the symmetric InfoNCE loss
+ * (cross-entropy of each row and each column against its diagonal). The
+ * gradient flows back through the L2 normalization to the bag sums and from
+ * there to the rows of E the batch touched; AdamW then updates all of E with
+ * dense moments (2M parameters at the default size: a few ms per step).
+ */
+#include "retrieval/encoder.h"
+
+#include "core/error.h"
+#include "retrieval/lexical.h"
+#include "tensor/tensor.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TRI_PER_TERM 32 /* character trigrams kept per term */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* splitmix64: fine for shuffles and initial weights */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double rng_unit(uint64_t *s)
+{
+    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+int enc_new(struct encoder **out, int D, uint32_t nbuckets, uint64_t seed)
+{
+    if (D < ENC_MIN_DIM || D > ENC_MAX_DIM || D % 8 || nbuckets < ENC_MIN_BUCKETS || nbuckets > ENC_MAX_BUCKETS ||
+        (nbuckets & (nbuckets - 1)))
+        return AISLE_EINVAL;
+    struct encoder *e = calloc(1, sizeof(*e));
+    if (!e)
+        return AISLE_ENOMEM;
+    e->D = D;
+    e->nbuckets = nbuckets;
+    e->idf = malloc(nbuckets * sizeof(float));
+    e->E = malloc((size_t)nbuckets * (size_t)D * sizeof(float));
+    if (!e->idf || !e->E) {
+        enc_free(e);
+        return AISLE_ENOMEM;
+    }
+    uint64_t s = seed ? seed : 1;
+    float sd = 1.0f / sqrtf((float)D);
+    for (uint32_t b = 0; b < nbuckets; b++) {
+        e->idf[b] = 1.0f;
+        for (int j = 0; j < D; j++) {
+            double u1 = rng_unit(&s), u2 = rng_unit(&s);
+            e->E[(size_t)b * D + j] = sd * (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+        }
+    }
+    *out = e;
+    return 0;
+}
+
+void enc_free(struct encoder *e)
+{
+    if (!e)
+        return;
+    free(e->idf);
+    free(e->E);
+    free(e);
+}
+
+static uint32_t rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int enc_read(struct encoder **out, const void *data, size_t len, char *err, size_t errlen)
+{
+    const unsigned char *p = data;
+    struct encoder *e = NULL;
+    uint16_t *half = NULL;
+    int rc = AISLE_EFORMAT;
+    if (len < ENC_HEADER) {
+        snprintf(err, errlen, "encoder: %zu bytes, shorter than the %d-byte header", len, ENC_HEADER);
+        goto fail;
+    }
+    if (memcmp(p, ENC_MAGIC, 8)) {
+        snprintf(err, errlen, "encoder: bad magic at byte 0 (not an Aisle encoder file)");
+        goto fail;
+    }
+    uint32_t version = rd32(p + 8), D = rd32(p + 12), nb = rd32(p + 16), reserved = rd32(p + 20);
+    if (version != ENC_VERSION) {
+        snprintf(err, errlen, "encoder: version %u at byte 8, this program reads version %d", version, ENC_VERSION);
+        goto fail;
+    }
+    if (D < ENC_MIN_DIM || D > ENC_MAX_DIM || D % 8) {
+        rc = AISLE_ETOOBIG;
+        snprintf(err, errlen, "encoder: dimension %u at byte 12 is not a multiple of 8 in %d..%d", D, ENC_MIN_DIM,
+                 ENC_MAX_DIM);
+        goto fail;
+    }
+    if (nb < ENC_MIN_BUCKETS || nb > ENC_MAX_BUCKETS || (nb & (nb - 1))) {
+        rc = AISLE_ETOOBIG;
+        snprintf(err, errlen, "encoder: %u buckets at byte 16, expected a power of two in %d..%u", nb,
+                 ENC_MIN_BUCKETS, ENC_MAX_BUCKETS);
+        goto fail;
+    }
+    if (reserved) {
+        snprintf(err, errlen, "encoder: reserved field at byte 20 is %u, expected 0", reserved);
+        goto fail;
+    }
+    /* nb <= 2^22 and D <= 1024: the products below stay far under 2^63. */
+    uint64_t want = ENC_HEADER + (uint64_t)nb * 4 + (uint64_t)nb * D * 2;
+    if ((uint64_t)len != want) {
+        snprintf(err, errlen, "encoder: %zu bytes, expected exactly %llu for %u buckets x %u dims", len,
+                 (unsigned long long)want, nb, D);
+        goto fail;
+    }
+    if ((rc = enc_new(&e, (int)D, nb, 1))) {
+        snprintf(err, errlen, "encoder: out of memory");
+        goto fail;
+    }
+    rc = AISLE_EFORMAT;
+    const unsigned char *q = p + ENC_HEADER;
+    for (uint32_t b = 0; b < nb; b++, q += 4) {
+        uint32_t u = rd32(q);
+        float f;
+        memcpy(&f, &u, 4);
+        if (!isfinite(f) || f < 0.0f) {
+            snprintf(err, errlen, "encoder: idf of bucket %u (byte %zu) is %g, expected finite and >= 0", b,
+                     (size_t)(q - p), (double)f);
+            goto fail;
+        }
+        e->idf[b] = f;
+    }
+    size_t ne = (size_t)nb * D;
+    half = malloc(ne * sizeof(uint16_t));
+    if (!half) {
+        rc = AISLE_ENOMEM;
+        snprintf(err, errlen, "encoder: out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < ne; i++) {
+        half[i] = (uint16_t)(q[2 * i] | q[2 * i + 1] << 8);
+        if ((half[i] & 0x7c00) == 0x7c00) {
+            snprintf(err, errlen, "encoder: weight %zu (byte %zu) is not finite", i, (size_t)(q - p) + 2 * i);
+            goto fail;
+        }
+    }
+    for (size_t off = 0; off < ne; off += (size_t)1 << 20) {
+        size_t n = ne - off < ((size_t)1 << 20) ? ne - off : (size_t)1 << 20;
+        nn_f16_to_f32(e->E + off, half + off, (int)n);
+    }
+    free(half);
+    *out = e;
+    return 0;
+fail:
+    free(half);
+    enc_free(e);
+    return rc;
+}
+
+int enc_load(struct encoder **out, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return AISLE_EIO;
+    }
+    struct buf b;
+    buf_init(&b, (size_t)ENC_HEADER + (size_t)ENC_MAX_BUCKETS * 4 + (size_t)ENC_MAX_BUCKETS * ENC_MAX_DIM * 2);
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if ((rc = buf_append(&b, chunk, n))) {
+            snprintf(err, errlen, "%s: too big for an encoder file", path);
+            break;
+        }
+    if (!rc && ferror(f)) {
+        snprintf(err, errlen, "%s: read error", path);
+        rc = AISLE_EIO;
+    }
+    fclose(f);
+    if (!rc) {
+        char e2[256];
+        rc = enc_read(out, b.data ? b.data : "", b.len, e2, sizeof(e2));
+        if (rc)
+            snprintf(err, errlen, "%s: %s", path, e2);
+    }
+    buf_release(&b);
+    return rc;
+}
+
+static int put32(struct buf *b, uint32_t v)
+{
+    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    return buf_append(b, c, 4);
+}
+
+int enc_write(const struct encoder *e, struct buf *b)
+{
+    int rc = buf_append(b, ENC_MAGIC, 8);
+    rc = rc ? rc : put32(b, ENC_VERSION);
+    rc = rc ? rc : put32(b, (uint32_t)e->D);
+    rc = rc ? rc : put32(b, e->nbuckets);
+    rc = rc ? rc : put32(b, 0);
+    for (uint32_t i = 0; !rc && i < e->nbuckets; i++) {
+        uint32_t u;
+        memcpy(&u, &e->idf[i], 4);
+        rc = put32(b, u);
+    }
+    uint16_t row[ENC_MAX_DIM];
+    for (uint32_t i = 0; !rc && i < e->nbuckets; i++) {
+        nn_f32_to_f16(row, e->E + (size_t)i * e->D, e->D);
+        for (int j = 0; !rc && j < e->D; j++) {
+            unsigned char c[2] = {(unsigned char)row[j], (unsigned char)(row[j] >> 8)};
+            rc = buf_append(b, c, 2);
+        }
+    }
+    return rc;
+}
+
+static void add_feat(const struct encoder *e, struct enc_feats *f, uint64_t h, float w)
+{
+    if (f->n >= ENC_MAX_FEATURES)
+        return;
+    f->bucket[f->n] = (uint32_t)(h & (e->nbuckets - 1));
+    f->w[f->n] = w;
+    f->n++;
+}
+
+int enc_features(const struct encoder *e, const char *text, size_t len, struct enc_feats *f)
+{
+    char **t;
+    int nt = lex_terms(text, len, 0, &t, ENC_MAX_TERMS);
+    if (nt < 0)
+        return nt;
+    f->n = 0;
+    for (int i = 0; i < nt; i++) {
+        size_t tl = strlen(t[i]);
+        add_feat(e, f, fnv(fnv(14695981039346656037ull, "u", 1), t[i], tl), 1.0f);
+        if (i > 0) {
+            uint64_t h = fnv(fnv(14695981039346656037ull, "b", 1), t[i - 1], strlen(t[i - 1]));
+            add_feat(e, f, fnv(fnv(h, " ", 1), t[i], tl), 1.0f);
+        }
+        /* trigrams of "<term>": the word's share is 1, split between them */
+        size_t ntri = tl < TRI_PER_TERM ? tl : TRI_PER_TERM;
+        for (size_t k = 0; k < ntri; k++) {
+            char g[3];
+            for (int c = 0; c < 3; c++) {
+                size_t at = k + (size_t)c; /* position in "<" term ">" */
+                g[c] = at == 0 ? '<' : at == tl + 1 ? '>' : t[i][at - 1];
+            }
+            add_feat(e, f, fnv(fnv(14695981039346656037ull, "t", 1), g, 3), 1.0f / (float)ntri);
+        }
+    }
+    free(t);
+    return 0;
+}
+
+/* v (D) = sum of w * idf * E rows; returns |v|. */
+static float bag(const struct encoder *e, const struct enc_feats *f, float *v)
+{
+    memset(v, 0, (size_t)e->D * sizeof(float));
+    for (size_t i = 0; i < f->n; i++)
+        nn_axpy_f32(v, f->w[i] * e->idf[f->bucket[i]], e->E + (size_t)f->bucket[i] * e->D, e->D);
+    return sqrtf(nn_dot_f32(v, v, e->D));
+}
+
+int enc_embed(const struct encoder *e, const char *text, size_t len, float *out)
+{
+    uint32_t *bk = malloc(ENC_MAX_FEATURES * sizeof(uint32_t));
+    float *w = malloc(ENC_MAX_FEATURES * sizeof(float));
+    int rc = AISLE_ENOMEM;
+    if (!bk || !w)
+        goto out;
+    struct enc_feats f = {bk, w, 0};
+    if ((rc = enc_features(e, text, len, &f)))
+        goto out;
+    float norm = bag(e, &f, out);
+    for (int j = 0; j < e->D; j++)
+        out[j] = norm > 0.0f ? out[j] / norm : 0.0f;
+out:
+    free(bk);
+    free(w);
+    return rc;
+}
+
+/* All texts' features in one CSR table (weights already times 1, idf applied
+ * at use). */
+struct feat_table {
+    size_t *off; /* (n + 1) */
+    uint32_t *bucket;
+    float *w;
+    size_t n, cap;
+};
+
+static void table_free(struct feat_table *t)
+{
+    free(t->off);
+    free(t->bucket);
+    free(t->w);
+}
+
+static int table_build(const struct encoder *e, const char *const *texts, size_t n, struct feat_table *t)
+{
+    memset(t, 0, sizeof(*t));
+    uint32_t *bk = malloc(ENC_MAX_FEATURES * sizeof(uint32_t));
+    float *w = malloc(ENC_MAX_FEATURES * sizeof(float));
+    t->off = malloc((n + 1) * sizeof(size_t));
+    int rc = AISLE_ENOMEM;
+    if (!bk || !w || !t->off)
+        goto out;
+    t->off[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct enc_feats f = {bk, w, 0};
+        if ((rc = enc_features(e, texts[i], strlen(texts[i]), &f)))
+            goto out;
+        if (t->off[i] + f.n > t->cap) {
+            size_t nc = (t->cap + f.n) * 2;
+            uint32_t *nb = realloc(t->bucket, nc * sizeof(uint32_t));
+            if (nb)
+                t->bucket = nb;
+            float *nw = realloc(t->w, nc * sizeof(float));
+            if (nw)
+                t->w = nw;
+            rc = AISLE_ENOMEM;
+            if (!nb || !nw)
+                goto out;
+            t->cap = nc;
+        }
+        memcpy(t->bucket + t->off[i], bk, f.n * sizeof(uint32_t));
+        memcpy(t->w + t->off[i], w, f.n * sizeof(float));
+        t->off[i + 1] = t->off[i] + f.n;
+    }
+    t->n = n;
+    rc = 0;
+out:
+    free(bk);
+    free(w);
+    return rc;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int enc_fit_idf(struct encoder *e, const char *const *texts, size_t n)
+{
+    struct feat_table t;
+    uint32_t *df = calloc(e->nbuckets, sizeof(uint32_t));
+    uint32_t *tmp = malloc(ENC_MAX_FEATURES * sizeof(uint32_t));
+    int rc = AISLE_ENOMEM;
+    if (!df || !tmp || (rc = table_build(e, texts, n, &t)))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        size_t m = t.off[i + 1] - t.off[i];
+        memcpy(tmp, t.bucket + t.off[i], m * sizeof(uint32_t));
+        qsort(tmp, m, sizeof(uint32_t), cmp_u32);
+        for (size_t k = 0; k < m; k++)
+            if (!k || tmp[k] != tmp[k - 1])
+                df[tmp[k]]++;
+    }
+    for (uint32_t b = 0; b < e->nbuckets; b++)
+        e->idf[b] = (float)log(1.0 + (double)n / (1.0 + df[b]));
+    table_free(&t);
+out:
+    free(df);
+    free(tmp);
+    return rc;
+}
+
+/* Unit vectors U (B, D) of the texts idx[0..B) of table t; norms to nrm. */
+static void embed_rows(const struct encoder *e, const struct feat_table *t, const size_t *idx, int B, float *U,
+                       float *nrm)
+{
+    for (int i = 0; i < B; i++) {
+        struct enc_feats f = {t->bucket + t->off[idx[i]], t->w + t->off[idx[i]], t->off[idx[i] + 1] - t->off[idx[i]]};
+        float *u = U + (size_t)i * e->D;
+        float n = bag(e, &f, u);
+        nrm[i] = n > 1e-12f ? n : 1e-12f;
+        for (int j = 0; j < e->D; j++)
+            u[j] /= nrm[i];
+    }
+}
+
+/* dU (B, D) -> dE rows: through u = v / |v| and v = sum w idf E. */
+static void backprop_rows(const struct encoder *e, const struct feat_table *t, const size_t *idx, int B,
+                          const float *U, const float *nrm, float *dU, float *G)
+{
+    for (int i = 0; i < B; i++) {
+        float *g = dU + (size_t)i * e->D;
+        const float *u = U + (size_t)i * e->D;
+        float proj = nn_dot_f32(u, g, e->D);
+        for (int j = 0; j < e->D; j++)
+            g[j] = (g[j] - u[j] * proj) / nrm[i];
+        for (size_t k = t->off[idx[i]]; k < t->off[idx[i] + 1]; k++)
+            nn_axpy_f32(G + (size_t)t->bucket[k] * e->D, t->w[k] * e->idf[t->bucket[k]], g, e->D);
+    }
+}
+
+int enc_train(struct encoder *e, const char *const *a, const char *const *b, size_t n,
+              const struct enc_train_opts *o, float *final_loss)
+{
+    if (n < 2)
+        return AISLE_EINVAL;
+    int epochs = o->epochs > 0 ? o->epochs : 8;
+    int B = o->batch > 1 ? o->batch : 128;
+    if ((size_t)B > n)
+        B = (int)n;
+    float lr = o->lr > 0 ? o->lr : 0.01f, wd = o->weight_decay >= 0 ? o->weight_decay : 1e-4f;
+    float tau = o->tau > 0 ? o->tau : 0.05f;
+    int D = e->D;
+    size_t P = (size_t)e->nbuckets * D;
+    struct feat_table ta = {0}, tb = {0};
+    float *G = calloc(P, sizeof(float)), *M = calloc(P, sizeof(float)), *V = calloc(P, sizeof(float));
+    float *Ua = malloc((size_t)B * D * sizeof(float)), *Ub = malloc((size_t)B * D * sizeof(float));
+    float *dUa = malloc((size_t)B * D * sizeof(float)), *dUb = malloc((size_t)B * D * sizeof(float));
+    float *S = malloc((size_t)B * B * sizeof(float)), *Pr = malloc((size_t)B * B * sizeof(float));
+    float *na = malloc((size_t)B * sizeof(float)), *nb = malloc((size_t)B * sizeof(float));
+    size_t *perm = malloc(n * sizeof(size_t));
+    int rc = AISLE_ENOMEM;
+    if (!G || !M || !V || !Ua || !Ub || !dUa || !dUb || !S || !Pr || !na || !nb || !perm)
+        goto out;
+    if ((rc = table_build(e, a, n, &ta)) || (rc = table_build(e, b, n, &tb)))
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
+    uint64_t rs = o->seed ? o->seed : 7;
+    size_t per_epoch = n / (size_t)B;
+    int nsteps = (int)(per_epoch * (size_t)epochs), step = 0, warm = nsteps / 20 + 1;
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    double epoch_loss = 0;
+    for (int ep = 0; ep < epochs; ep++) {
+        for (size_t i = n - 1; i > 0; i--) {
+            size_t j = (size_t)(rng_next(&rs) % (i + 1)), x = perm[i];
+            perm[i] = perm[j];
+            perm[j] = x;
+        }
+        epoch_loss = 0;
+        for (size_t bi = 0; bi < per_epoch; bi++, step++) {
+            const size_t *idx = perm + bi * (size_t)B;
+            embed_rows(e, &ta, idx, B, Ua, na);
+            embed_rows(e, &tb, idx, B, Ub, nb);
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < B; j++)
+                    S[i * B + j] = nn_dot_f32(Ua + (size_t)i * D, Ub + (size_t)j * D, D) / tau;
+            /* row softmax (a->b) into Pr, column softmax (b->a) added: dS */
+            double loss = 0;
+            for (int i = 0; i < B; i++) {
+                float mx = S[i * B];
+                for (int j = 1; j < B; j++)
+                    mx = S[i * B + j] > mx ? S[i * B + j] : mx;
+                double z = 0;
+                for (int j = 0; j < B; j++)
+                    z += exp((double)(S[i * B + j] - mx));
+                loss += (double)mx + log(z) - S[i * B + i];
+                for (int j = 0; j < B; j++)
+                    Pr[i * B + j] = (float)(exp((double)(S[i * B + j] - mx)) / z) - (i == j);
+            }
+            for (int j = 0; j < B; j++) {
+                float mx = S[j];
+                for (int i = 1; i < B; i++)
+                    mx = S[i * B + j] > mx ? S[i * B + j] : mx;
+                double z = 0;
+                for (int i = 0; i < B; i++)
+                    z += exp((double)(S[i * B + j] - mx));
+                loss += (double)mx + log(z) - S[j * B + j];
+                for (int i = 0; i < B; i++)
+                    Pr[i * B + j] += (float)(exp((double)(S[i * B + j] - mx)) / z) - (i == j);
+            }
+            loss /= 2.0 * B;
+            epoch_loss += loss;
+            /* dS = Pr / (2B); dUa = dS Ub / tau; dUb = dS^T Ua / tau */
+            float sc = 1.0f / (2.0f * (float)B * tau);
+            memset(dUa, 0, (size_t)B * D * sizeof(float));
+            memset(dUb, 0, (size_t)B * D * sizeof(float));
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < B; j++) {
+                    float g = Pr[i * B + j] * sc;
+                    nn_axpy_f32(dUa + (size_t)i * D, g, Ub + (size_t)j * D, D);
+                    nn_axpy_f32(dUb + (size_t)j * D, g, Ua + (size_t)i * D, D);
+                }
+            backprop_rows(e, &ta, idx, B, Ua, na, dUa, G);
+            backprop_rows(e, &tb, idx, B, Ub, nb, dUb, G);
+            /* AdamW: warmup, then cosine decay to a tenth */
+            float lrt = step < warm ? lr * (float)(step + 1) / (float)warm
+                                    : lr * (0.1f + 0.9f * 0.5f * (1.0f + cosf(3.14159265f * (float)(step - warm) /
+                                                                              (float)(nsteps - warm + 1))));
+            float c1 = 1.0f - powf(b1, (float)(step + 1)), c2 = 1.0f - powf(b2, (float)(step + 1));
+            for (size_t k = 0; k < P; k++) {
+                float g = G[k];
+                M[k] = b1 * M[k] + (1 - b1) * g;
+                V[k] = b2 * V[k] + (1 - b2) * g * g;
+                e->E[k] -= lrt * ((M[k] / c1) / (sqrtf(V[k] / c2) + eps) + wd * e->E[k]);
+                G[k] = 0.0f;
+            }
+            if (o->progress)
+                o->progress(o->ctx, step + 1, nsteps, (float)(epoch_loss / (double)(bi + 1)));
+        }
+    }
+    if (final_loss)
+        *final_loss = per_epoch ? (float)(epoch_loss / (double)per_epoch) : 0.0f;
+    rc = 0;
+out:
+    table_free(&ta);
+    table_free(&tb);
+    free(G);
+    free(M);
+    free(V);
+    free(Ua);
+    free(Ub);
+    free(dUa);
+    free(dUb);
+    free(S);
+    free(Pr);
+    free(na);
+    free(nb);
+    free(perm);
+    return rc;
+}
