@@ -1,0 +1,126 @@
+/*
+ * atomic.c — tmp file + fsync + rename (see atomic.h).
+ */
+#include "train/atomic.h"
+
+#include "core/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void set_err(char *err, size_t errlen, const char *path, const char *step, int e)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s: %s: %s", path, step, strerror(e));
+}
+
+int trn_atomic_open(struct trn_atomic *a, const char *path, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    size_t plen = strlen(path);
+    a->path = strdup(path);
+    a->tmp = malloc(plen + 16);
+    if (!a->path || !a->tmp) {
+        free(a->path);
+        free(a->tmp);
+        memset(a, 0, sizeof *a);
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory", path);
+        return AISLE_ENOMEM;
+    }
+    snprintf(a->tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(a->tmp);
+    if (fd < 0) {
+        set_err(err, errlen, path, "create", errno);
+        free(a->path);
+        free(a->tmp);
+        memset(a, 0, sizeof *a);
+        return AISLE_EIO;
+    }
+    /* mkstemp makes the file 0600; shards and checkpoints are ordinary data. */
+    (void)fchmod(fd, 0644);
+    a->f = fdopen(fd, "wb");
+    if (!a->f) {
+        int e = errno;
+        close(fd);
+        unlink(a->tmp);
+        set_err(err, errlen, path, "open", e);
+        free(a->path);
+        free(a->tmp);
+        memset(a, 0, sizeof *a);
+        return AISLE_EIO;
+    }
+    return 0;
+}
+
+static void sync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+void trn_atomic_abort(struct trn_atomic *a)
+{
+    if (a->f)
+        fclose(a->f);
+    if (a->tmp)
+        unlink(a->tmp);
+    free(a->tmp);
+    free(a->path);
+    memset(a, 0, sizeof *a);
+}
+
+int trn_atomic_commit(struct trn_atomic *a, char *err, size_t errlen)
+{
+    const char *step = "write";
+    int e;
+    if (ferror(a->f) || fflush(a->f) != 0)
+        goto fail;
+    step = "fsync";
+    if (fsync(fileno(a->f)) != 0)
+        goto fail;
+    step = "close";
+    int cr = fclose(a->f);
+    a->f = NULL;
+    if (cr != 0)
+        goto fail;
+    step = "rename";
+    if (rename(a->tmp, a->path) != 0)
+        goto fail;
+    sync_dir(a->path);
+    free(a->tmp);
+    free(a->path);
+    memset(a, 0, sizeof *a);
+    return 0;
+fail:
+    e = errno ? errno : EIO;
+    set_err(err, errlen, a->path, step, e);
+    trn_atomic_abort(a);
+    return AISLE_EIO;
+}
+
+int trn_atomic_write(const char *path, const void *data, size_t n, char *err, size_t errlen)
+{
+    struct trn_atomic a;
+    int rc = trn_atomic_open(&a, path, err, errlen);
+    if (rc)
+        return rc;
+    if (n && fwrite(data, 1, n, a.f) != n) {
+        set_err(err, errlen, path, "write", errno ? errno : EIO);
+        trn_atomic_abort(&a);
+        return AISLE_EIO;
+    }
+    return trn_atomic_commit(&a, err, errlen);
+}
