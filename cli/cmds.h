@@ -17,6 +17,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_corpus(int argc, char **argv);
 
 #define AISLE_COMMANDS \
     X("ingest", cmd_ingest, "load products, reviews, Q&A, offers and orders into a store") \
@@ -30,6 +31,7 @@ int cmd_bench(int argc, char **argv);
     X("generate", cmd_generate, "continue a prompt (or a chat turn) with a GGUF model, streaming") \
     X("perplexity", cmd_perplexity, "a model's perplexity on a text file, window by window") \
     X("logits", cmd_logits, "the last position's logits for a list of token ids") \
-    X("bench", cmd_bench, "engine speed on a model (bench model): prefill, batched decode")
+    X("bench", cmd_bench, "engine speed on a model (bench model): prefill, batched decode") \
+    X("corpus", cmd_corpus, "tokenize a store and text files into training shards (corpus build)")
 
 #endif
