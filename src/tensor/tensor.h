@@ -153,4 +153,16 @@ void nn_dot_i8_rows_ref(int32_t *out, const int8_t *q, const int8_t *rows, size_
  * [-127, 127], scale = max|x| / 127 (1 for an all-zero x); returns scale. */
 float nn_quantize_i8(int8_t *out, const float *x, int D);
 
+/* ---- BLAS for training (blas.c) ------------------------------------------- */
+
+/* Row-major C (M, N) = alpha * op(A) · op(B) + beta * C with OpenBLAS's
+ * cblas_sgemm; trans_a / trans_b 1 use A or B transposed (op(A) is (M, K),
+ * op(B) is (K, N)). Threads: OpenBLAS's own (tensor_blas_set_threads). */
+void tensor_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                  int ldb, float beta, float *C, int ldc);
+/* OpenBLAS's thread count, process-wide (n <= 0: all online CPUs). Note
+ * that tensor_matmul sets it to 1 on its first sgemm. */
+void tensor_blas_set_threads(int n);
+int tensor_blas_threads(void);
+
 #endif

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "gguf/gguf.h"
 #include "gguf/llama_names.h"
+#include "gguf/quant.h"
 #include "tensor/tensor.h"
 #include "train/train_nn.h"
 
@@ -451,28 +452,100 @@ float ltr_lr_schedule(int step, int warmup, int total, float max_lr, float min_l
     return (float)(min_lr + 0.5 * (max_lr - min_lr) * (1.0 + cos(M_PI * r)));
 }
 
-static int add_mat(struct gguf_writer *w, const char *name, const float *d, int64_t rows, int64_t cols)
-{
-    int64_t ne[2] = {cols, rows};
-    return gguf_writer_add_tensor(w, name, GGML_TYPE_F32, 2, ne, d, (size_t)(rows * cols) * sizeof(float));
-}
+/* Every parameter tensor as GGUF holds it: name, data, rows, cols (0 for a
+ * vector). One table for export and for loading (ltr_load_gguf). */
+struct ltr_tensor_ref {
+    char name[64];
+    float *d;
+    int rows, cols;
+};
 
-static int add_vec(struct gguf_writer *w, const char *name, const float *d, int64_t n)
-{
-    int64_t ne[1] = {n};
-    return gguf_writer_add_tensor(w, name, GGML_TYPE_F32, 1, ne, d, (size_t)n * sizeof(float));
-}
-
-int ltr_export_gguf(const struct ltr_model *m, struct gguf_writer *w, const char *name)
+static int tensor_table(const struct ltr_model *m, struct ltr_tensor_ref *t, int cap)
 {
     const struct ltr_config *c = &m->cfg;
     const struct ltr_params *p = &m->params;
     const int C = c->C, QD = c->NH * c->HD, KVD = c->NKV * c->HD, F = c->F;
+    int n = 0;
+    if (cap < 3 + LLAMA_BLK_COUNT * c->L)
+        return AISLE_EINVAL;
+#define REF(nm, ptr, r, cc)                                                                                  \
+    do {                                                                                                     \
+        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                                     \
+        t[n].d = (ptr);                                                                                      \
+        t[n].rows = (r);                                                                                     \
+        t[n].cols = (cc);                                                                                    \
+        n++;                                                                                                 \
+    } while (0)
+    REF(LLAMA_TENSOR_TOKEN_EMBD, p->wte, c->V, C);
+    for (int l = 0; l < c->L; l++) {
+        struct {
+            enum llama_blk_tensor which;
+            float *d;
+            int rows, cols; /* cols 0: a vector */
+        } b[LLAMA_BLK_COUNT] = {
+            {LLAMA_ATTN_NORM, LAYER(p->attn_norm, l, C), C, 0},
+            {LLAMA_ATTN_Q, LAYER(p->wq, l, (size_t)QD * C), QD, C},
+            {LLAMA_ATTN_K, LAYER(p->wk, l, (size_t)KVD * C), KVD, C},
+            {LLAMA_ATTN_V, LAYER(p->wv, l, (size_t)KVD * C), KVD, C},
+            {LLAMA_ATTN_OUTPUT, LAYER(p->wo, l, (size_t)C * QD), C, QD},
+            {LLAMA_FFN_NORM, LAYER(p->ffn_norm, l, C), C, 0},
+            {LLAMA_FFN_GATE, LAYER(p->wgate, l, (size_t)F * C), F, C},
+            {LLAMA_FFN_UP, LAYER(p->wup, l, (size_t)F * C), F, C},
+            {LLAMA_FFN_DOWN, LAYER(p->wdown, l, (size_t)C * F), C, F},
+        };
+        for (int i = 0; i < LLAMA_BLK_COUNT; i++) {
+            if (llama_tensor_name(t[n].name, sizeof t[n].name, l, b[i].which))
+                return AISLE_EINVAL;
+            t[n].d = b[i].d;
+            t[n].rows = b[i].rows;
+            t[n].cols = b[i].cols;
+            n++;
+        }
+    }
+    REF(LLAMA_TENSOR_OUTPUT_NORM, p->out_norm, C, 0);
+    if (!c->tied)
+        REF(LLAMA_TENSOR_OUTPUT, p->wout, c->V, C);
+#undef REF
+    return n;
+}
+
+/* A matrix in wtype (F32, or Q8_0 when its rows are whole blocks, as
+ * llama.cpp's quantize falls back otherwise); vectors stay F32. */
+static int add_tensor(struct gguf_writer *w, const struct ltr_tensor_ref *t, enum ggml_type wtype)
+{
+    if (!t->cols) {
+        int64_t ne[1] = {t->rows};
+        return gguf_writer_add_tensor(w, t->name, GGML_TYPE_F32, 1, ne, t->d, (size_t)t->rows * sizeof(float));
+    }
+    int64_t ne[2] = {t->cols, t->rows};
+    if (wtype == GGML_TYPE_F32 || t->cols % ggml_blck_size(wtype) != 0)
+        return gguf_writer_add_tensor(w, t->name, GGML_TYPE_F32, 2, ne, t->d,
+                                      (size_t)t->rows * t->cols * sizeof(float));
+    size_t row = ggml_row_size(wtype, t->cols);
+    uint8_t *q = malloc(row * (size_t)t->rows);
+    if (!q)
+        return AISLE_ENOMEM;
     int rc = 0;
+    for (int r = 0; r < t->rows && !rc; r++)
+        rc = ggml_quantize_row(wtype, t->d + (size_t)r * t->cols, q + (size_t)r * row, t->cols);
+    if (!rc)
+        rc = gguf_writer_add_tensor(w, t->name, wtype, 2, ne, q, row * (size_t)t->rows);
+    free(q);
+    return rc;
+}
+
+int ltr_export_gguf_as(const struct ltr_model *m, struct gguf_writer *w, const char *name, enum ggml_type wtype)
+{
+    const struct ltr_config *c = &m->cfg;
+    const int C = c->C, F = c->F;
+    int rc = 0;
+    uint32_t ftype = wtype == GGML_TYPE_Q8_0 ? LLAMA_FTYPE_MOSTLY_Q8_0 : LLAMA_FTYPE_ALL_F32;
+    if (wtype != GGML_TYPE_F32 && wtype != GGML_TYPE_Q8_0)
+        return AISLE_EINVAL;
     rc = rc ? rc : gguf_writer_set_str(w, LLAMA_KEY_ARCH, LLAMA_ARCH);
     if (name)
         rc = rc ? rc : gguf_writer_set_str(w, LLAMA_KEY_NAME, name);
-    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_FILE_TYPE, LLAMA_FTYPE_ALL_F32);
+    rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_FILE_TYPE, ftype);
     rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_CONTEXT_LENGTH, (uint32_t)c->max_ctx);
     rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_EMBEDDING_LENGTH, (uint32_t)C);
     rc = rc ? rc : gguf_writer_set_u32(w, LLAMA_KEY_BLOCK_COUNT, (uint32_t)c->L);
@@ -489,32 +562,78 @@ int ltr_export_gguf(const struct ltr_model *m, struct gguf_writer *w, const char
      * "normal") RoPE to adjacent pairs of these very rows, which is GGUF's
      * interleaved order, so no llama_permute_qk is needed (it is for models
      * trained in HF's rotate-half form). */
-    rc = rc ? rc : add_mat(w, LLAMA_TENSOR_TOKEN_EMBD, p->wte, c->V, C);
-    char nm[64];
-    for (int l = 0; l < c->L && !rc; l++) {
-        struct {
-            enum llama_blk_tensor which;
-            const float *d;
-            int rows, cols; /* cols 0: a vector */
-        } t[LLAMA_BLK_COUNT] = {
-            {LLAMA_ATTN_NORM, LAYER(p->attn_norm, l, C), C, 0},
-            {LLAMA_ATTN_Q, LAYER(p->wq, l, (size_t)QD * C), QD, C},
-            {LLAMA_ATTN_K, LAYER(p->wk, l, (size_t)KVD * C), KVD, C},
-            {LLAMA_ATTN_V, LAYER(p->wv, l, (size_t)KVD * C), KVD, C},
-            {LLAMA_ATTN_OUTPUT, LAYER(p->wo, l, (size_t)C * QD), C, QD},
-            {LLAMA_FFN_NORM, LAYER(p->ffn_norm, l, C), C, 0},
-            {LLAMA_FFN_GATE, LAYER(p->wgate, l, (size_t)F * C), F, C},
-            {LLAMA_FFN_UP, LAYER(p->wup, l, (size_t)F * C), F, C},
-            {LLAMA_FFN_DOWN, LAYER(p->wdown, l, (size_t)C * F), C, F},
-        };
-        for (int i = 0; i < LLAMA_BLK_COUNT && !rc; i++) {
-            rc = llama_tensor_name(nm, sizeof(nm), l, t[i].which);
-            rc = rc ? rc : t[i].cols ? add_mat(w, nm, t[i].d, t[i].rows, t[i].cols) : add_vec(w, nm, t[i].d, t[i].rows);
-        }
+    struct ltr_tensor_ref *t = malloc(sizeof *t * (size_t)(3 + LLAMA_BLK_COUNT * c->L));
+    if (!t)
+        return AISLE_ENOMEM;
+    int n = tensor_table(m, t, 3 + LLAMA_BLK_COUNT * c->L);
+    if (n < 0)
+        rc = n;
+    for (int i = 0; i < n && !rc; i++)
+        rc = add_tensor(w, &t[i], wtype);
+    free(t);
+    return rc;
+}
+
+int ltr_export_gguf(const struct ltr_model *m, struct gguf_writer *w, const char *name)
+{
+    return ltr_export_gguf_as(m, w, name, GGML_TYPE_F32);
+}
+
+int ltr_config_from_gguf(const struct gguf *g, struct ltr_config *cfg, char *err, size_t errlen)
+{
+    struct llama_hparams hp;
+    int rc = llama_hparams_read(g, &hp, err, errlen);
+    if (rc)
+        return rc;
+    if (hp.n_rot != hp.head_dim) {
+        snprintf(err, errlen, "partial RoPE (rope.dimension_count %u of head_dim %u) is not trainable here", hp.n_rot,
+                 hp.head_dim);
+        return AISLE_EINVAL;
     }
-    rc = rc ? rc : add_vec(w, LLAMA_TENSOR_OUTPUT_NORM, p->out_norm, C);
-    if (!c->tied)
-        rc = rc ? rc : add_mat(w, LLAMA_TENSOR_OUTPUT, p->wout, c->V, C);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->V = (int)hp.n_vocab;
+    cfg->C = (int)hp.n_embd;
+    cfg->L = (int)hp.n_layer;
+    cfg->NH = (int)hp.n_head;
+    cfg->NKV = (int)hp.n_head_kv;
+    cfg->HD = (int)hp.head_dim;
+    cfg->F = (int)hp.n_ff;
+    cfg->max_ctx = (int)hp.n_ctx;
+    cfg->rms_eps = hp.rms_eps;
+    cfg->rope_base = hp.rope_freq_base;
+    cfg->tied = hp.tied_output;
+    return 0;
+}
+
+int ltr_load_gguf(struct ltr_model *m, const struct gguf *g, char *err, size_t errlen)
+{
+    const struct ltr_config *c = &m->cfg;
+    int cap = 3 + LLAMA_BLK_COUNT * c->L, rc = 0;
+    struct ltr_tensor_ref *t = malloc(sizeof *t * (size_t)cap);
+    if (!t) {
+        rc = AISLE_ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    int n = tensor_table(m, t, cap);
+    for (int i = 0; i < n && !rc; i++) {
+        const struct gguf_tensor *gt = gguf_find_tensor(g, t[i].name);
+        int64_t cols = t[i].cols ? t[i].cols : t[i].rows, rows = t[i].cols ? t[i].rows : 1;
+        if (!gt || gt->ne[0] != cols || gt->ne[1] * gt->ne[2] * gt->ne[3] != rows || !ggml_can_dequantize(gt->type)) {
+            snprintf(err, errlen, "tensor %s: %s", t[i].name,
+                     !gt ? "missing" : !ggml_can_dequantize(gt->type) ? "type cannot be read" : "shape differs from the model's");
+            rc = AISLE_EFORMAT;
+            break;
+        }
+        size_t rb = ggml_row_size(gt->type, cols);
+        for (int64_t r = 0; r < rows && !rc; r++)
+            rc = ggml_dequantize_row(gt->type, (const uint8_t *)gt->data + (size_t)r * rb, t[i].d + (size_t)r * cols,
+                                     cols);
+        if (rc)
+            snprintf(err, errlen, "tensor %s: cannot dequantize", t[i].name);
+    }
+out:
+    free(t);
     return rc;
 }
 

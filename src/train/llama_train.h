@@ -36,6 +36,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gguf/gguf.h" /* enum ggml_type */
+
+struct gguf;
 struct gguf_writer;
 struct tpool;
 
@@ -155,6 +158,19 @@ float ltr_lr_schedule(int step, int warmup, int total, float max_lr, float min_l
 /* Add the llama.* hyperparameters and the F32 tensors with llama.cpp's names
  * to w (the caller may add a tokenizer and write it). 0 or a writer error. */
 int ltr_export_gguf(const struct ltr_model *m, struct gguf_writer *w, const char *name);
+/* The same with the weight matrices in wtype: GGML_TYPE_F32 or
+ * GGML_TYPE_Q8_0 (a matrix whose rows are not whole 32-element blocks stays
+ * F32, as llama.cpp's quantize does; norms are F32). AISLE_EINVAL for other types. */
+int ltr_export_gguf_as(const struct ltr_model *m, struct gguf_writer *w, const char *name, enum ggml_type wtype);
+
+/* The training config of a Llama GGUF (llama.* hyperparameters; tied when
+ * output.weight is absent). 0 or an error with detail in err. */
+int ltr_config_from_gguf(const struct gguf *g, struct ltr_config *cfg, char *err, size_t errlen);
+/* Copy (dequantizing) every weight of g into m's parameters; m's config
+ * must be g's (ltr_config_from_gguf). Optimizer state is untouched. 0 or
+ * AISLE_EFORMAT / AISLE_ENOMEM with the tensor named in err. */
+int ltr_load_gguf(struct ltr_model *m, const struct gguf *g, char *err, size_t errlen);
+
 /* Export and write to path (no tokenizer). 0 or an error with detail in err. */
 int ltr_save_gguf(const struct ltr_model *m, const char *path, char *err, size_t errlen);
 

@@ -9,7 +9,6 @@
 
 #include "tensor/tensor.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -53,16 +52,16 @@ void nn_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const f
 
 void nn_matmul_forward(float *out, const float *inp, const float *weight, int N, int C, int OC)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+    tensor_sgemm(0, 1, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
 }
 
 void nn_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int N,
                         int C, int OC)
 {
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+        tensor_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
     if (dweight)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+        tensor_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
 }
 
 void nn_rope_backward(float *dx, const int *pos, int N, int nheads, int head_dim, float freq_base)

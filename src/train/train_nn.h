@@ -13,7 +13,7 @@
  * nn_swiglu_forward), so training computes the engine's math; this file adds
  * the kernels the engine does not have (embedding lookup, a saving causal
  * attention over whole sequences, cross-entropy) and every backward. The big
- * products are OpenBLAS cblas_sgemm (row-major); attention runs on a thread
+ * products are OpenBLAS sgemm (tensor_sgemm, row-major); attention runs on a thread
  * pool, one (batch row, KV head group) per job, so every output element is
  * written by exactly one thread in a fixed order: results do not depend on
  * the thread count.
@@ -47,7 +47,7 @@ void nn_encoder_backward(float *dwte, const float *dout, const int32_t *inp, int
 void nn_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
                          int N, int C, float eps);
 
-/* out (N, OC) = inp (N, C) · weight^T, weight (OC, C): cblas_sgemm. */
+/* out (N, OC) = inp (N, C) · weight^T, weight (OC, C): tensor_sgemm. */
 void nn_matmul_forward(float *out, const float *inp, const float *weight, int N, int C, int OC);
 /* dinp (N, C) += dout (N, OC) · weight; dweight (OC, C) += dout^T · inp. Either
  * gradient may be NULL (not wanted). */
