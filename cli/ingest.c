@@ -1,6 +1,7 @@
 /* ingest.c — `aisle ingest`: load merchant files into a store. */
 #include "cli.h"
 #include "cmds.h"
+#include "embed.h"
 
 #include "core/error.h"
 #include "store/ingest.h"
@@ -34,6 +35,11 @@ static const char usage_text[] =
     "                     category=category>sub_category>type,skip=rating';\n"
     "                     unmapped columns become attributes\n"
     "  --max-record N     largest record in bytes (default 1048576)\n"
+    "  --encoder PATH     embed new passages with this encoder (default: the\n"
+    "                     store's own, else models/encoder-v1.bin); after each\n"
+    "                     file, passages without a vector are embedded (hybrid\n"
+    "                     search, docs/RETRIEVAL.md)\n"
+    "  --no-vectors       do not embed passages\n"
     "  -q, --quiet        no progress line or summary\n"
     "  -h, --help         this help\n";
 
@@ -65,9 +71,11 @@ int cmd_ingest(int argc, char **argv)
         {"offers", required_argument, NULL, 'O'},   {"orders", required_argument, NULL, 'X'},
         {"skip-bad", no_argument, NULL, 's'},       {"map", required_argument, NULL, 'm'},
         {"max-record", required_argument, NULL, 'M'}, {"quiet", no_argument, NULL, 'q'},
+        {"encoder", required_argument, NULL, 'E'},  {"no-vectors", no_argument, NULL, 'N'},
         {NULL, 0, NULL, 0},
     };
-    const char *db = NULL;
+    const char *db = NULL, *encoder = NULL;
+    int vectors = 1;
     struct job jobs[64];
     size_t njobs = 0;
     struct ingest_opts o = {.format_csv = -1};
@@ -81,6 +89,8 @@ int cmd_ingest(int argc, char **argv)
         case 's': o.skip_bad = 1; continue;
         case 'm': o.csv_map = optarg; continue;
         case 'q': quiet = 1; continue;
+        case 'E': encoder = optarg; continue;
+        case 'N': vectors = 0; continue;
         case 'M': {
             char *end;
             long long n = strtoll(optarg, &end, 10);
@@ -148,6 +158,11 @@ int cmd_ingest(int argc, char **argv)
                 fprintf(stderr, "aisle ingest: %s: every record was bad\n", jobs[i].path);
                 status = 1;
             }
+            /* The file's new passages get their vectors (the encoder is
+             * installed by the first file; later files reuse it). */
+            if (vectors && kind <= INGEST_QA && embed_store_vectors(s, encoder, 0, quiet) == 1)
+                vectors = 0;
+            encoder = NULL;
         }
     }
     store_close(s);

@@ -1,9 +1,11 @@
-/* search.c — `aisle search`: BM25 search over a store, one-shot or interactive. */
+/* search.c — `aisle search`: hybrid (BM25 + dense + rerank) or BM25 search over
+ * a store, one-shot or interactive. */
 #include "cli.h"
 #include "cmds.h"
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "retrieval/hybrid.h"
 #include "retrieval/lexical.h"
 #include "store/store.h"
 
@@ -16,10 +18,13 @@
 
 static const char usage_text[] =
     "usage: aisle search --db PATH [--source products|reviews|qa|all] [--product ID]\n"
-    "                    [-k N] [--json] [QUERY...]\n"
+    "                    [-k N] [--json] [--hybrid | --bm25] [QUERY...]\n"
     "\n"
     "Search a store's evidence passages (product titles, bullets, attributes,\n"
-    "description, reviews, Q&A answers) with BM25. Any text is a valid query:\n"
+    "description, reviews, Q&A answers). When the store has passage vectors\n"
+    "(aisle ingest makes them; aisle embed index rebuilds), the search is hybrid:\n"
+    "BM25 and dense candidates per source, fused by reciprocal rank, reranked\n"
+    "(docs/RETRIEVAL.md); otherwise BM25 alone. Any text is a valid query:\n"
     "quotes, '-', '*' and AND are read as words. Without a QUERY, reads one\n"
     "query per line from standard input (an interactive prompt on a terminal).\n"
     "\n"
@@ -27,6 +32,9 @@ static const char usage_text[] =
     "  --source S       products, reviews, qa or all (default all)\n"
     "  --product ID     only this product's passages\n"
     "  -k N             number of results (default 10, at most 1000)\n"
+    "  --hybrid         hybrid search (the default when the store has vectors;\n"
+    "                   an error when it has none)\n"
+    "  --bm25           BM25 alone (the default for a store without vectors)\n"
     "  --json           one JSON object per line, best first:\n"
     "                   {\"id\",\"source\",\"product_id\",\"text\",\"score\"}\n"
     "  -h, --help       this help\n";
@@ -34,6 +42,7 @@ static const char usage_text[] =
 struct opts {
     struct lex_query q;
     int json;
+    struct hybrid *hy; /* NULL: BM25 alone */
 };
 
 static int print_hits(struct store *s, struct opts *o, const char *text, int interactive)
@@ -42,7 +51,8 @@ static int print_hits(struct store *s, struct opts *o, const char *text, int int
     size_t n;
     char err[512];
     o->q.text = text;
-    if (lex_search(s, &o->q, &hits, &n, err, sizeof(err))) {
+    if (o->hy ? hybrid_search(o->hy, &o->q, &hits, &n, err, sizeof(err))
+              : lex_search(s, &o->q, &hits, &n, err, sizeof(err))) {
         fprintf(stderr, "aisle search: %s\n", err);
         return 1;
     }
@@ -82,11 +92,12 @@ int cmd_search(int argc, char **argv)
     static const struct option longopts[] = {
         {"db", required_argument, NULL, 'd'},      {"source", required_argument, NULL, 's'},
         {"product", required_argument, NULL, 'p'}, {"json", no_argument, NULL, 'j'},
+        {"hybrid", no_argument, NULL, 'H'},        {"bm25", no_argument, NULL, 'B'},
         {NULL, 0, NULL, 0},
     };
     struct opts o = {.q = {.k = 10}};
     const char *db = NULL;
-    int c;
+    int c, mode = 0; /* 0 auto, 1 hybrid, 2 BM25 */
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "+k:d:", longopts, NULL)) != -1) {
@@ -94,6 +105,8 @@ int cmd_search(int argc, char **argv)
         case 'd': db = optarg; break;
         case 'p': o.q.product_id = optarg; break;
         case 'j': o.json = 1; break;
+        case 'H': mode = 1; break;
+        case 'B': mode = 2; break;
         case 's':
             if (!strcmp(optarg, "products"))
                 o.q.sources = LEX_PRODUCTS;
@@ -123,6 +136,11 @@ int cmd_search(int argc, char **argv)
     struct store *s;
     if (store_open(&s, db, STORE_READONLY, err, sizeof(err)))
         cli_die("%s", err);
+    if (mode != 2) {
+        int rc = hybrid_open(&o.hy, s, NULL, err, sizeof(err));
+        if (rc && (mode == 1 || rc != AISLE_ENOTFOUND))
+            cli_die("%s", err);
+    }
 
     int status = 0;
     if (optind < argc) {
@@ -166,6 +184,7 @@ int cmd_search(int argc, char **argv)
         if (tty)
             printf("\n");
     }
+    hybrid_free(o.hy);
     store_close(s);
     return status;
 }

@@ -422,7 +422,7 @@ int enc_train(struct encoder *e, const char *const *a, const char *const *b, siz
 {
     if (n < 2)
         return AISLE_EINVAL;
-    int epochs = o->epochs > 0 ? o->epochs : 8;
+    int epochs = o->epochs > 0 ? o->epochs : 4;
     int B = o->batch > 1 ? o->batch : 128;
     if ((size_t)B > n)
         B = (int)n;

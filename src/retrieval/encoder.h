@@ -86,7 +86,7 @@ int enc_embed(const struct encoder *e, const char *text, size_t len, float *out)
 int enc_fit_idf(struct encoder *e, const char *const *texts, size_t n);
 
 struct enc_train_opts {
-    int epochs;        /* passes over the pairs (default 8) */
+    int epochs;        /* passes over the pairs (default 4) */
     int batch;         /* pairs per step, each other's negatives (default 128) */
     float lr;          /* AdamW peak learning rate (default 0.01), cosine decay */
     float weight_decay;/* AdamW decoupled decay (default 1e-4) */

@@ -116,4 +116,17 @@ static const char *const store_migrations[] = {
     "  INSERT INTO qa_fts(qa_fts, rowid, question, answer)\n"
     "    SELECT 'delete', old.id, old.aux, old.text WHERE old.source='qa';\n"
     "END;\n",
+    /* 2: passage vectors for dense retrieval (src/retrieval/dense.h): one int8
+     * vector per passage (blob: f32 scale, then D int8), its source group
+     * (0 catalog, 1 reviews, 2 Q&A) for per-source scans, and the encoder that
+     * made them in dense_meta('encoder'). Vectors go with their passages. */
+    "CREATE TABLE passage_vectors(\n"
+    "  id INTEGER PRIMARY KEY,        -- passages.id\n"
+    "  grp INTEGER NOT NULL,\n"
+    "  vec BLOB NOT NULL\n"
+    ");\n"
+    "CREATE TABLE dense_meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);\n"
+    "CREATE TRIGGER passages_vec_ad AFTER DELETE ON passages BEGIN\n"
+    "  DELETE FROM passage_vectors WHERE id = old.id;\n"
+    "END;\n",
 };
