@@ -1,0 +1,163 @@
+/* serve.c — `aisle serve`: the OpenAI-compatible HTTP server over one model,
+ * with the continuous-batching scheduler (docs/SERVER.md). */
+#include "cli.h"
+#include "cmds.h"
+#include "engine.h"
+
+#include "core/error.h"
+#include "server/http.h"
+#include "server/sched.h"
+#include "tok/tok.h"
+
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+    "usage: aisle serve --model FILE [options]\n"
+    "\n"
+    "Serve the model over HTTP with OpenAI's API: POST /v1/chat/completions and\n"
+    "/v1/completions (streaming with \"stream\": true), GET /v1/models, /health and\n"
+    "/metrics (Prometheus). Requests are batched continuously: new ones join the\n"
+    "running batch after every token. Stops on SIGINT or SIGTERM.\n"
+    "\n"
+    "  --model FILE          a Llama-family GGUF model with its tokenizer\n"
+    "  --db DB               the store (checked to exist; the shopper chat uses it later)\n"
+    "  --name NAME           the model id clients name (default: FILE's base name)\n"
+    "  --host ADDR           address to listen on (default 127.0.0.1)\n"
+    "  --port N              TCP port (default 8080; 0 = any free port)\n"
+    "  --parallel N          sequences decoding at once (default 16)\n"
+    "  --kv-blocks N         KV cache blocks of 16 tokens (default: N x context)\n"
+    "  --ctx N               positions per sequence (default: the model's, at most 4096)\n"
+    "  --step-tokens N       tokens per scheduler step, decode + prefill (default 256)\n"
+    "  --queue N             waiting requests before 429 (default 256)\n"
+    "  --policy P            continuous (default), static or serial\n"
+    "  --no-prefix-cache     recompute shared prompt prefixes every time\n"
+    "  --max-tokens N        max_tokens when a request gives none (default 512)\n"
+    "  --max-body BYTES      largest request body (default 1048576)\n"
+    "  --max-conns N         open connections at most (default 2048)\n"
+    "  --conn-timeout S      idle connections close after S seconds (default 15)\n"
+    "  --read-timeout S      a request must arrive within S seconds (default 10)\n"
+    "  --request-timeout S   generation time limit per request (default 300)\n"
+    "  --threads N           compute threads (default: all CPUs)\n"
+    "  --http-threads N      HTTP threads (default 2)\n"
+    "  --kv-f16              keep K/V in F16 (default F32)\n"
+    "  -h, --help            this help\n";
+
+int cmd_serve(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    enum { O_MODEL = 256, O_DB, O_NAME, O_HOST, O_PORT, O_PAR, O_KVB, O_CTX, O_STEP, O_QUEUE, O_POLICY, O_NOPC,
+           O_MAXTOK, O_BODY, O_CONNS, O_CTO, O_RTO, O_REQTO, O_THREADS, O_HTHREADS, O_KVF16 };
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, O_MODEL},     {"db", required_argument, NULL, O_DB},
+        {"name", required_argument, NULL, O_NAME},       {"host", required_argument, NULL, O_HOST},
+        {"port", required_argument, NULL, O_PORT},       {"parallel", required_argument, NULL, O_PAR},
+        {"kv-blocks", required_argument, NULL, O_KVB},   {"ctx", required_argument, NULL, O_CTX},
+        {"step-tokens", required_argument, NULL, O_STEP}, {"queue", required_argument, NULL, O_QUEUE},
+        {"policy", required_argument, NULL, O_POLICY},   {"no-prefix-cache", no_argument, NULL, O_NOPC},
+        {"max-tokens", required_argument, NULL, O_MAXTOK}, {"max-body", required_argument, NULL, O_BODY},
+        {"max-conns", required_argument, NULL, O_CONNS}, {"conn-timeout", required_argument, NULL, O_CTO},
+        {"read-timeout", required_argument, NULL, O_RTO}, {"request-timeout", required_argument, NULL, O_REQTO},
+        {"threads", required_argument, NULL, O_THREADS}, {"http-threads", required_argument, NULL, O_HTHREADS},
+        {"kv-f16", no_argument, NULL, O_KVF16},          {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL, *db = NULL, *name = NULL;
+    struct sched_opts so = {.policy = SCHED_CONTINUOUS, .prefix_cache = 1};
+    struct srv_opts ho = {.port = 8080};
+    int threads = 0, c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: path = optarg; break;
+        case O_DB: db = optarg; break;
+        case O_NAME: name = optarg; break;
+        case O_HOST: ho.host = optarg; break;
+        case O_PORT: ho.port = (int)eng_long("serve", "--port", optarg, 0, 65535); break;
+        case O_PAR: so.max_running = (int)eng_long("serve", "--parallel", optarg, 1, 4096); break;
+        case O_KVB: so.kv_blocks = (int)eng_long("serve", "--kv-blocks", optarg, 1, 1 << 24); break;
+        case O_CTX: so.max_ctx = (int)eng_long("serve", "--ctx", optarg, 2, 1 << 20); break;
+        case O_STEP: so.step_tokens = (int)eng_long("serve", "--step-tokens", optarg, 1, 1 << 16); break;
+        case O_QUEUE: so.queue_max = (int)eng_long("serve", "--queue", optarg, 1, 1 << 20); break;
+        case O_POLICY:
+            if (sched_policy_parse(optarg, &so.policy))
+                cli_usage_error("serve", "--policy: expected continuous, static or serial, not '%s'", optarg);
+            break;
+        case O_NOPC: so.prefix_cache = 0; break;
+        case O_MAXTOK: ho.default_max_tokens = (int)eng_long("serve", "--max-tokens", optarg, 1, 1 << 20); break;
+        case O_BODY: ho.max_body = (size_t)eng_long("serve", "--max-body", optarg, 64, 1L << 30); break;
+        case O_CONNS: ho.max_conns = (int)eng_long("serve", "--max-conns", optarg, 1, 1 << 20); break;
+        case O_CTO: ho.conn_timeout_s = (int)eng_long("serve", "--conn-timeout", optarg, 1, 86400); break;
+        case O_RTO: ho.read_timeout_s = eng_double("serve", "--read-timeout", optarg, 0.01, 86400); break;
+        case O_REQTO: ho.request_timeout_s = eng_double("serve", "--request-timeout", optarg, 0.01, 86400); break;
+        case O_THREADS: threads = (int)eng_long("serve", "--threads", optarg, 1, 1024); break;
+        case O_HTHREADS: ho.threads = (int)eng_long("serve", "--http-threads", optarg, 1, 64); break;
+        case O_KVF16: so.kv_f16 = 1; break;
+        default: cli_usage_error("serve", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (!path)
+        cli_usage_error("serve", "--model is required");
+    if (optind < argc)
+        cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    if (db && access(db, R_OK) != 0)
+        cli_die("%s: cannot read the store", db);
+    int par = so.max_running > 0 ? so.max_running : 16;
+    if (so.step_tokens && so.step_tokens < par)
+        cli_usage_error("serve", "--step-tokens (%d) must be at least --parallel (%d)", so.step_tokens, par);
+    if (!so.step_tokens && par > 256)
+        so.step_tokens = par;
+
+    /* Many idle connections each hold a descriptor: raise the soft limit. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* Signals go to this thread's sigwait only: block them before threads start. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct lm_model *m = eng_load(path, threads, so.step_tokens > 0 ? so.step_tokens : 256);
+    struct tok *tk = eng_tokenizer(m, path);
+    char err[512];
+    struct sched *s;
+    if (sched_new(&s, m, &so, err, sizeof(err)))
+        cli_die("scheduler: %s", err);
+    char *pcopy = strdup(path);
+    if (!pcopy)
+        cli_die("out of memory");
+    char *base = basename(pcopy);
+    char *dot = strrchr(base, '.');
+    if (dot && !strcmp(dot, ".gguf"))
+        *dot = '\0';
+    ho.model_name = name ? name : base;
+    struct srv *v;
+    if (srv_start(&v, s, tk, &ho, err, sizeof(err)))
+        cli_die("%s", err);
+    fprintf(stderr, "aisle serve: model '%s' on http://%s:%d (policy %s, parallel %d, prefix cache %s)\n",
+            ho.model_name, ho.host ? ho.host : "127.0.0.1", srv_port(v), sched_policy_name(so.policy), par,
+            so.prefix_cache ? "on" : "off");
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "aisle serve: signal %d, stopping\n", sig);
+    srv_stop(v);
+    sched_free(s);
+    free(pcopy);
+    tok_free(tk);
+    lm_model_free(m);
+    return 0;
+}

@@ -1,0 +1,60 @@
+/*
+ * http.h — the HTTP front of the server (libmicrohttpd): the OpenAI-compatible
+ * endpoints, streaming with Server-Sent Events, /v1/models, /health, /metrics.
+ *
+ * Design: MHD runs its own epoll threads (a small pool); handlers never block.
+ * A completion request is parsed (openai.h), tokenized, and submitted to the
+ * scheduler (sched.h); when it has no tokens to send, its connection is
+ * suspended from inside sched_req_take's arm callback and resumed by the
+ * scheduler's notify, so a wakeup can never be lost. Tokens are detokenized
+ * here (whole UTF-8 characters only), checked against stop strings, and sent
+ * as one SSE event per piece of text, or gathered for a non-streaming answer.
+ * Because a suspended MHD connection neither times out nor notices its client
+ * leaving, every resume (tokens, or the scheduler's heartbeat) first peeks at
+ * the socket: a closed one cancels the request, freeing its KV blocks within a
+ * step. Limits: request body (Content-Length and bytes received: 413), total
+ * time to receive a request (slow clients are dropped), idle connection
+ * timeout, connection count, queue depth (429 with Retry-After), max_tokens
+ * and context length (400), per-request generation timeout.
+ *
+ * Ownership: struct srv borrows the scheduler and the tokenizer (both must
+ * outlive it) and owns the daemon and every connection's state.
+ *
+ * THREAD SAFETY: srv_start/srv_stop from one thread; handlers run on MHD's
+ * threads and the scheduler's notify on the scheduler thread.
+ */
+#ifndef AISLE_SERVER_HTTP_H
+#define AISLE_SERVER_HTTP_H
+
+#include "server/sched.h"
+
+#include <stddef.h>
+
+struct tok;
+
+struct srv_opts {
+    const char *host;          /* IPv4 or IPv6 literal; NULL: 127.0.0.1 */
+    int port;                  /* 0: an ephemeral port (srv_port tells which) */
+    const char *model_name;    /* the id /v1/models lists and requests must name */
+    size_t max_body;           /* bytes; 0: 1 MiB */
+    int max_conns;             /* 0: 2048 */
+    int conn_timeout_s;        /* idle connection timeout; 0: 15 */
+    double read_timeout_s;     /* whole request (headers + body) must arrive within; 0: 10 */
+    double request_timeout_s;  /* generation deadline per request; 0: 300 */
+    int default_max_tokens;    /* when a request gives none (capped by the context); 0: 512 */
+    int threads;               /* MHD threads; 0: 2 */
+    int retry_after_s;         /* Retry-After on 429; 0: 1 */
+};
+
+struct srv;
+
+/* Bind and start serving. 0 with *out, or AISLE_EIO / AISLE_EINVAL /
+ * AISLE_ENOMEM with detail in err. */
+int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const struct srv_opts *o, char *err,
+              size_t errlen);
+/* The port bound. */
+int srv_port(const struct srv *v);
+/* Wake and end every request, stop the daemon, free. NULL is a no-op. */
+void srv_stop(struct srv *v);
+
+#endif
