@@ -15,11 +15,13 @@
  * disturbed).
  *
  * Output: `name value unit` lines on stdout; `#` lines are context.
- * Usage: kernels [--threads N] [--quick]
+ * Usage: kernels [--threads N] [--quick] [--tiles]   (--tiles: only the
+ * integer matrix-matrix tile comparison, about 20 s)
  */
 #include "core/error.h"
 #include "gguf/quant.h"
 #include "tensor/tensor.h"
+#include "tensor/tensor_impl.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -147,16 +149,85 @@ static void noop_fn(void *ctx, int ith, int nth)
     (void)ctx, (void)ith, (void)nth;
 }
 
+/* CPU time of one call on the calling thread, best of reps runs of at least min_s. */
+static double cpu_time_matmul(struct tpool *p, float *out, const float *x, const void *w, enum ggml_type t, int T,
+                              int K, int N, double min_s, int reps)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < reps; rep++) {
+        struct timespec a, b;
+        int calls = 0;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+        do {
+            tensor_matmul(p, out, x, w, t, T, K, N);
+            calls++;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        } while ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9 < min_s);
+        double dt = ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / calls;
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+/* Integer matrix-matrix tiles (Q8_0, Q4_0) against the row dots (4
+ * activation rows per weight row) and dequantize+sgemm, all on one thread in
+ * CPU time (robust to the other processes), K=768 N=2048 (weights in L2/L3),
+ * then the chosen shape on the pool in wall time against the same baselines. */
+static void bench_tiles(struct tpool *p1, struct tpool *p, double min_s, int reps)
+{
+    static const int Ts[] = {4, 16, 64, 256};
+    static const int shapes[][2] = {{1, 4}, {2, 4}, {4, 2}, {3, 4}, {4, 3}, {4, 4}, {2, 2}};
+    static const enum ggml_type ct[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    int K = 768, N = 2048;
+    float *x = xmalloc(sizeof(float) * 256 * K), *out = xmalloc(sizeof(float) * 256 * N), *tmp = xmalloc(sizeof(float) * K);
+    for (int i = 0; i < 256 * K; i++)
+        x[i] = frand();
+    int ob = tensor_set_blas_min_t(0), od = tensor_set_deq_min_t(0);
+    for (size_t ti = 0; ti < 2; ti++) {
+        size_t row = ggml_row_size(ct[ti], K);
+        uint8_t *w = xmalloc(row * N);
+        for (int n = 0; n < N; n++) {
+            for (int k = 0; k < K; k++)
+                tmp[k] = frand() * 0.1f;
+            ggml_quantize_row(ct[ti], tmp, w + n * row, K);
+        }
+        for (size_t i = 0; i < sizeof(Ts) / sizeof(Ts[0]); i++) {
+            int T = Ts[i];
+            double fl = 2.0 * T * K * N;
+            tensor_set_deq_min_t(0), tensor_set_tile(2, 4, 0);
+            double s_dot = cpu_time_matmul(p1, out, x, w, ct[ti], T, K, N, min_s, reps);
+            tensor_set_deq_min_t(1);
+            double s_deq = cpu_time_matmul(p1, out, x, w, ct[ti], T, K, N, min_s, reps);
+            tensor_set_deq_min_t(0);
+            printf("tile1_%s_t%d_rowdot %.1f GFLOP/s\n", ggml_type_name(ct[ti]), T, fl / s_dot / 1e9);
+            printf("tile1_%s_t%d_deq_sgemm %.1f GFLOP/s\n", ggml_type_name(ct[ti]), T, fl / s_deq / 1e9);
+            for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+                tensor_set_tile(shapes[si][0], shapes[si][1], 2);
+                double s_t = cpu_time_matmul(p1, out, x, w, ct[ti], T, K, N, min_s, reps);
+                printf("tile1_%s_t%d_%dx%d %.1f GFLOP/s (%.2fx rowdot)\n", ggml_type_name(ct[ti]), T, shapes[si][0],
+                       shapes[si][1], fl / s_t / 1e9, s_dot / s_t);
+            }
+        }
+        free(w);
+    }
+    tensor_set_tile(0, 0, 2);
+    tensor_set_blas_min_t(ob), tensor_set_deq_min_t(od);
+    (void)p;
+    free(x), free(out), free(tmp);
+}
+
 int main(int argc, char **argv)
 {
-    int nthreads = 2, quick = 0;
+    int nthreads = 2, quick = 0, tiles_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             nthreads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--tiles"))
+            tiles_only = 1;
         else {
-            fprintf(stderr, "usage: kernels [--threads N] [--quick]\n");
+            fprintf(stderr, "usage: kernels [--threads N] [--quick] [--tiles]\n");
             return 2;
         }
     }
@@ -176,6 +247,12 @@ int main(int argc, char **argv)
         printf("# load average at start: %s", lbuf); /* other processes share the cores and the memory bus */
     if (la)
         fclose(la);
+
+    if (tiles_only) {
+        bench_tiles(p1, p, 0.1, 5);
+        tpool_free(p1), tpool_free(p);
+        return 0;
+    }
 
     /* Bandwidth. */
     size_t bw_bytes = (size_t)512 << 20;

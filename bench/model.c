@@ -33,6 +33,7 @@
 #include "model/sample.h"
 #include "model/speed.h"
 #include "tensor/tensor.h"
+#include "tensor/tensor_impl.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -358,18 +359,59 @@ int main(int argc, char **argv)
                 die("long decode", rc, lm_model_errmsg(m));
             printf("decode_ctx1000_%s %.1f tok/s\n", names[k], lc);
             printf("decode_ctx1000_vs_ctx16_%s %.2f ratio\n", names[k], lc / one[k]);
-            double pf;
-            if ((rc = lm_speed_prefill(m, 256, 3, 0, &pf)))
-                die("prefill", rc, lm_model_errmsg(m));
+        }
+        {
+            /* Prefill of 256 tokens; for Q8_0/Q4_0 against the path before
+             * the integer tiles (row dots, dequantize+sgemm from T = 128),
+             * alternating, best of each. */
+            int tiled = tps[k] == GGML_TYPE_Q8_0 || tps[k] == GGML_TYPE_Q4_0;
+            double pf = 0, pb = 0;
+            for (int r = 0; r < (tiled ? 3 : 1); r++) {
+                double a, b;
+                tensor_set_tile(0, 0, 2);
+                if ((rc = lm_speed_prefill(m, 256, 2, 0, &a)))
+                    die("prefill", rc, lm_model_errmsg(m));
+                pf = a > pf ? a : pf;
+                if (!tiled)
+                    continue;
+                tensor_set_tile(0, 0, 0);
+                if ((rc = lm_speed_prefill(m, 256, 2, 0, &b)))
+                    die("prefill", rc, lm_model_errmsg(m));
+                pb = b > pb ? b : pb;
+                tensor_set_tile(0, 0, 2);
+            }
             printf("prefill_256_%s %.1f tok/s\n", names[k], pf);
+            if (tiled) {
+                printf("prefill_256_%s_before_tiles %.1f tok/s\n", names[k], pb);
+                printf("prefill_256_%s_vs_before %.2f x\n", names[k], pf / pb);
+            }
         }
         printf("decode_allocs_per_step_%s %.2f count\n", names[k], (double)decode_allocs(m, k % 2) / 24);
-        if (tps[k] == GGML_TYPE_Q8_0 || tps[k] == GGML_TYPE_F32) {
-            double b16;
-            if ((rc = lm_speed_decode(m, 16, 16, steps / 2 > 0 ? steps / 2 : 1, 3, 0, &b16)))
-                die("batch decode", rc, lm_model_errmsg(m));
+        if (tps[k] != GGML_TYPE_F16) {
+            /* 16 sequences stepping together; Q8_0/Q4_0 also without the
+             * tiles (the row dots of before), alternating, best of each */
+            int tiled = tps[k] == GGML_TYPE_Q8_0 || tps[k] == GGML_TYPE_Q4_0;
+            double b16 = 0, bb = 0;
+            for (int r = 0; r < 2; r++) {
+                double a, b;
+                if ((rc = lm_speed_decode(m, 16, 16, steps / 2 > 0 ? steps / 2 : 1, 2, 0, &a)))
+                    die("batch decode", rc, lm_model_errmsg(m));
+                b16 = a > b16 ? a : b16;
+                if (!tiled)
+                    continue;
+                tensor_set_tile(0, 0, 0);
+                rc = lm_speed_decode(m, 16, 16, steps / 2 > 0 ? steps / 2 : 1, 2, 0, &b);
+                tensor_set_tile(0, 0, 2);
+                if (rc)
+                    die("batch decode", rc, lm_model_errmsg(m));
+                bb = b > bb ? b : bb;
+            }
             printf("decode_batch16_%s %.1f tok/s\n", names[k], b16);
             printf("decode_batch16_vs_1_%s %.2f x\n", names[k], b16 / one[k]);
+            if (tiled) {
+                printf("decode_batch16_%s_before_tiles %.1f tok/s\n", names[k], bb);
+                printf("decode_batch16_vs_1_%s_before_tiles %.2f x\n", names[k], bb / one[k]);
+            }
         }
         fflush(stdout);
         lm_model_free(m);

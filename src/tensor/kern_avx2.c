@@ -420,6 +420,115 @@ AVX2_INLINE void body_q6_k(int K, const void *w, const void *x, size_t xs, float
         out[j * os] = hsum8(_mm256_fnmadd_ps(_mm256_set1_ps(32.0f), offs[j], acc[j]));
 }
 
+/* Matrix-matrix tiles for Q8_0 / Q4_0 (prefill, batched decode): R weight
+ * rows times C activation rows per pass over K, so each weight block is
+ * loaded and prepared (|w| or nibbles) once for C rows and each activation
+ * block once for R rows; R*C float accumulators stay in registers. Scale
+ * products for a group of 8 blocks are formed with R*C vector multiplies
+ * into a table and broadcast from it. Per block pair the work is sign (Q8_0
+ * only), maddubs, madd, convert and FMA. Same integer sums as body_q, so the
+ * results equal the row dots' up to the order of the float additions. */
+AVX2_INLINE void tile_q(int q4, int K, const uint8_t *w, size_t wrow, const void *x, size_t xs, float *out, size_t os,
+                        const int R, const int C)
+{
+    const int nb = K / 32, bs = q4 ? 18 : 34;
+    struct q8x_view v[TENSOR_TILE_C];
+    __m256 acc[TENSOR_TILE_R][TENSOR_TILE_C];
+    __m256 offs[TENSOR_TILE_R][TENSOR_TILE_C];
+    float offs_tail[TENSOR_TILE_R][TENSOR_TILE_C];
+    _Alignas(32) float sc[TENSOR_TILE_R][TENSOR_TILE_C][8];
+    _Pragma("GCC unroll 4")
+    for (int c = 0; c < C; c++)
+        v[c] = q8x_view(XROW(x, c, xs), K);
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 4")
+        for (int c = 0; c < C; c++) {
+            acc[r][c] = offs[r][c] = _mm256_setzero_ps();
+            offs_tail[r][c] = 0.0f;
+        }
+    }
+    int b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            __m256 dw = scales8(w + r * wrow + (size_t)b * bs, bs);
+            _Pragma("GCC unroll 4")
+            for (int c = 0; c < C; c++) {
+                __m256 s8 = _mm256_mul_ps(dw, _mm256_loadu_ps(v[c].d + b));
+                _mm256_store_ps(sc[r][c], s8);
+                if (q4)
+                    offs[r][c] = _mm256_fmadd_ps(s8, _mm256_cvtepi32_ps(block_sums8(v[c].s + 2 * b)), offs[r][c]);
+            }
+        }
+        for (int i = 0; i < 8; i++) {
+            struct wblk wq[TENSOR_TILE_R];
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < R; r++)
+                wq[r] = wprep(q4, w + r * wrow + (size_t)(b + i) * bs);
+            _Pragma("GCC unroll 4")
+            for (int c = 0; c < C; c++) {
+                __m256i y = load_q(v[c].q + 32 * (b + i));
+                _Pragma("GCC unroll 4")
+                for (int r = 0; r < R; r++) {
+                    __m256 p = _mm256_cvtepi32_ps(dot_us(wq[r].u, q4 ? y : _mm256_sign_epi8(y, wq[r].s)));
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[r][c][i]), p, acc[r][c]);
+                }
+            }
+        }
+    }
+    for (; b < nb; b++) {
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + r * wrow + (size_t)b * bs;
+            float dw = f16(wb);
+            struct wblk wq = wprep(q4, wb);
+            _Pragma("GCC unroll 4")
+            for (int c = 0; c < C; c++) {
+                float s1 = dw * v[c].d[b];
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(s1), wdot(q4, wq, v[c].q + 32 * b), acc[r][c]);
+                if (q4)
+                    offs_tail[r][c] += s1 * (float)(v[c].s[2 * b] + v[c].s[2 * b + 1]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 4")
+        for (int c = 0; c < C; c++) {
+            __m256 a = acc[r][c];
+            if (q4)
+                a = _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), offs[r][c], a);
+            out[c * os + r] = hsum8(a) - (q4 ? 8.0f * offs_tail[r][c] : 0.0f);
+        }
+    }
+}
+
+#define TILE_CASE(q4, R, C) \
+    case (R) * 8 + (C): tile_q(q4, K, w, wrow, x, xs, out, os, R, C); return;
+
+/* nr in 1..TENSOR_TILE_R, nx in 1..TENSOR_TILE_C, both literal inside. */
+#define TILE_SWITCH(q4)                                                                        \
+    switch (nr * 8 + nx) {                                                                     \
+        TILE_CASE(q4, 1, 1) TILE_CASE(q4, 1, 2) TILE_CASE(q4, 1, 3) TILE_CASE(q4, 1, 4)        \
+        TILE_CASE(q4, 2, 1) TILE_CASE(q4, 2, 2) TILE_CASE(q4, 2, 3) TILE_CASE(q4, 2, 4)        \
+        TILE_CASE(q4, 3, 1) TILE_CASE(q4, 3, 2) TILE_CASE(q4, 3, 3) TILE_CASE(q4, 3, 4)        \
+        TILE_CASE(q4, 4, 1) TILE_CASE(q4, 4, 2) TILE_CASE(q4, 4, 3) TILE_CASE(q4, 4, 4)        \
+    default: break;                                                                            \
+    }
+
+static AVX2 void tile_q8_0(int K, const void *w, size_t wrow, int nr, const void *x, size_t xs, int nx, float *out,
+                           size_t os)
+{
+    TILE_SWITCH(0)
+}
+
+static AVX2 void tile_q4_0(int K, const void *w, size_t wrow, int nr, const void *x, size_t xs, int nx, float *out,
+                           size_t os)
+{
+    TILE_SWITCH(1)
+}
+
 static AVX2 void rowdot_q8_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
 {
     NX_DISPATCH(Q8_BODY, K, w, x, xs, out, os);
@@ -648,6 +757,8 @@ const struct tensor_kernels tensor_kernels_avx2 = {
     .rowdot_q4_0 = rowdot_q4_0,
     .rowdot_q4_k = rowdot_q4_k,
     .rowdot_q6_k = rowdot_q6_k,
+    .tile_q8_0 = tile_q8_0,
+    .tile_q4_0 = tile_q4_0,
     .dequant_row = dequant_row,
     .quantize_x = quantize_x,
     .exp_sum = exp_sum,

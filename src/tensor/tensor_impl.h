@@ -66,10 +66,22 @@ typedef void (*tensor_rowdot_fn)(int K, const void *wrow, const void *x, size_t 
         }                                    \
     } while (0)
 
+/* Matrix-matrix tile: nr weight rows (wrow bytes apart, starting at w) times
+ * nx quantized activation rows (x, xstride as above); writes
+ * out[j * ostride + r] for r < nr, j < nx. nr <= TENSOR_TILE_R, nx <=
+ * TENSOR_TILE_C. */
+typedef void (*tensor_tile_fn)(int K, const void *w, size_t wrow, int nr, const void *x, size_t xstride, int nx,
+                               float *out, size_t ostride);
+#define TENSOR_TILE_R 4
+#define TENSOR_TILE_C 4
+
 struct tensor_kernels {
     const char *name;
     tensor_rowdot_fn rowdot_f32, rowdot_f16, rowdot_bf16;     /* float activations */
     tensor_rowdot_fn rowdot_q8_0, rowdot_q4_0, rowdot_q4_k, rowdot_q6_k; /* q8x activations */
+    /* Q8_0 / Q4_0 tiles for T > 1; NULL where a path has none (the row
+     * dots then serve). */
+    tensor_tile_fn tile_q8_0, tile_q4_0;
     /* One weight row (K elements of type t) widened to floats, exactly as
      * ggml_dequantize_row does it (the sgemm tiles). */
     void (*dequant_row)(enum ggml_type t, const void *w, float *y, int K);
@@ -90,6 +102,12 @@ struct tensor_kernels {
 extern const struct tensor_kernels tensor_kernels_scalar;
 extern const struct tensor_kernels tensor_kernels_avx2;
 extern const struct tensor_kernels tensor_kernels_avx512;
+
+/* Integer tile shape for Q8_0/Q4_0 products (rows 1..TENSOR_TILE_R, columns
+ * 1..TENSOR_TILE_C, both types alike; 0 or out of range: each type's default
+ * shape) and the smallest T that takes the tiles (0: never; default 2). For
+ * the benchmarks and tests; not to be called while a product runs. */
+void tensor_set_tile(int r, int c, int min_t);
 
 /* The table of the current path (tensor_set_path / AISLE_TENSOR_PATH). */
 const struct tensor_kernels *tensor_kernels(void);

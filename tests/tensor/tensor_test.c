@@ -199,19 +199,45 @@ Test(tensor_matmul, every_type_path_and_odd_shape)
         for (size_t ti = 0; ti < sizeof(all_types) / sizeof(all_types[0]); ti++) {
             enum ggml_type t = all_types[ti];
             int kb = ggml_blck_size(t) == 256 ? 256 : 32;
-            static const int shapes[][3] = {{1, 1, 1}, {1, 2, 37}, {2, 16, 33}, {3, 3, 5}, {5, 8, 67}, {6, 9, 17}, {7, 24, 129}, {1, 64, 300}};
+            static const int shapes[][3] = {{1, 1, 1}, {1, 2, 37}, {2, 16, 33}, {3, 3, 5}, {5, 8, 67}, {6, 9, 17}, {7, 24, 129}, {1, 64, 300}, {9, 40, 13}, {16, 8, 70}};
             for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
                 int T = shapes[si][0], K = kb * shapes[si][1], N = shapes[si][2];
                 if (K > 4096)
                     K = kb * (4096 / kb);
-                check_matmul_x(p, t, T, K, N, 1);
-                check_matmul_x(NULL, t, T, K, N, 1);
+                /* Q8_0/Q4_0 at T >= 2: the integer tiles (default), then the
+                 * row dots they replaced, which stay the T = 1 path */
+                for (int tiles = 1; tiles >= 0; tiles--) {
+                    tensor_set_tile(0, 0, tiles ? 2 : 0);
+                    check_matmul_x(p, t, T, K, N, 1);
+                    check_matmul_x(NULL, t, T, K, N, 1);
+                }
             }
         }
     }
     tensor_set_path(TENSOR_PATH_AUTO);
     tensor_set_blas_min_t(prev_b);
     tensor_set_deq_min_t(prev_d);
+    tensor_set_tile(0, 0, 2);
+    tpool_free(p);
+}
+
+/* Every tile shape the kernels have (rows 1..4 x activation rows 1..4, as
+ * the bench compares them), with row and token tails. */
+Test(tensor_matmul, every_tile_shape)
+{
+    if (!tensor_cpu_has_avx2())
+        return;
+    struct tpool *p = tpool_new(2);
+    cr_assert_not_null(p);
+    cr_assert_eq(tensor_set_path(TENSOR_PATH_AVX2), 0);
+    for (int r = 1; r <= 4; r++)
+        for (int c = 1; c <= 4; c++) {
+            tensor_set_tile(r, c, 2);
+            check_matmul_x(p, GGML_TYPE_Q8_0, 11, 32 * 9, 23, 1);
+            check_matmul_x(p, GGML_TYPE_Q4_0, 11, 32 * 17, 23, 1);
+        }
+    tensor_set_tile(0, 0, 2); /* the defaults */
+    tensor_set_path(TENSOR_PATH_AUTO);
     tpool_free(p);
 }
 
