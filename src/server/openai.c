@@ -353,10 +353,9 @@ int oai_utf8_clean(struct buf *out, const char *s, size_t n)
         if (n > 0) {
             if (buf_append(out, "\xef\xbf\xbd", 3))
                 return AISLE_ENOMEM;
-            /* Skip the bad lead byte and any continuation bytes after it. */
+            /* One U+FFFD per invalid byte: the same output however the bytes
+             * were split between calls (streamed pieces vs the whole answer). */
             s++, n--;
-            while (n > 0 && ((unsigned char)*s & 0xc0) == 0x80)
-                s++, n--;
         }
     }
     return 0;

@@ -8,7 +8,7 @@
  * schema ({"error":{"message","type","param","code"}}) naming the field and
  * what was wrong. Unknown fields are ignored, as OpenAI does for fields it
  * does not use. The builders make the response bodies and SSE chunks; any text
- * given to them is first made valid UTF-8 (invalid bytes become U+FFFD).
+ * given to them is first made valid UTF-8 (each invalid byte becomes U+FFFD).
  *
  * Ownership: a parsed request owns all its strings (oai_request_release).
  * Builders return heap strings the caller frees.
@@ -70,7 +70,9 @@ void oai_error_set(struct oai_error *e, int status, const char *type, const char
 int oai_parse(struct oai_request *req, enum oai_kind kind, const char *body, size_t len, struct oai_error *e);
 void oai_request_release(struct oai_request *req);
 
-/* Append s[0..n) to out with every invalid UTF-8 sequence replaced by U+FFFD. */
+/* Append s[0..n) to out with each byte that is not part of a valid UTF-8
+ * character replaced by U+FFFD (so cleaning pieces one by one gives what
+ * cleaning their concatenation gives, when no valid character is split). */
 int oai_utf8_clean(struct buf *out, const char *s, size_t n);
 
 /* {"error":{...}} */
