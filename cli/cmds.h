@@ -21,6 +21,8 @@ int cmd_corpus(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_route(int argc, char **argv);
+int cmd_evidence(int argc, char **argv);
 
 #define AISLE_COMMANDS \
     X("ingest", cmd_ingest, "load products, reviews, Q&A, offers and orders into a store") \
@@ -38,6 +40,8 @@ int cmd_eval(int argc, char **argv);
     X("corpus", cmd_corpus, "tokenize a store and text files into training shards (corpus build)") \
     X("serve", cmd_serve, "serve a model over HTTP with OpenAI's API, continuously batched") \
     X("embed", cmd_embed, "train the dense retrieval encoder; embed a store's passages (embed train|index)") \
-    X("eval", cmd_eval, "evaluate retrieval (BM25, dense, hybrid) on the shared dev sets (eval retrieval)")
+    X("eval", cmd_eval, "evaluate retrieval (BM25, dense, hybrid) on the shared dev sets (eval retrieval)") \
+    X("route", cmd_route, "train, evaluate and ask the source router (route train|eval|top|ask)") \
+    X("evidence", cmd_evidence, "the evidence (passages, sources, citation ids) the assistant would use")
 
 #endif
