@@ -455,6 +455,29 @@ static void preempt_newest(struct sched *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Should fresh request r wait a step because a running request that shares a
+ * longer prompt prefix with it is still computing that prefix? Then r picks
+ * the shared blocks up from the prefix cache once they are full, instead of
+ * computing them again (many requests with the same system prompt and
+ * evidence arrive together). */
+static int wait_for_shared_prefix(const struct sched *s, const struct sched_req *r)
+{
+    for (int j = 0; j < s->n_run; j++) {
+        const struct sched_req *q = s->run[j];
+        if (q == r || q->fresh || q->n_done >= q->n_toks - 1)
+            continue;
+        int n = r->n_toks < q->n_toks ? r->n_toks : q->n_toks, c = 0;
+        if (n < s->BS || memcmp(r->toks, q->toks, (size_t)s->BS * sizeof(int32_t)))
+            continue;
+        while (c < n && r->toks[c] == q->toks[c])
+            c++;
+        int shared = (c < r->n_toks ? c : r->n_toks - 1) / s->BS * s->BS; /* whole blocks r could reuse */
+        if (shared > r->n_done && q->n_done < shared)
+            return 1;
+    }
+    return 0;
+}
+
 /* Fill s->batch: a decode token for each sequence that has one, then prefill
  * chunks in admission order, under the step budget and the free blocks.
  * Returns 0, or 1 when a decode could not get a block (preempt and retry). */
@@ -480,6 +503,8 @@ static int build_batch(struct sched *s)
     for (int i = 0; i < s->n_run && budget > 0; i++) {
         struct sched_req *r = s->run[i];
         if (r->n_toks - r->n_done <= 1)
+            continue;
+        if (r->fresh && s->o.prefix_cache && wait_for_shared_prefix(s, r))
             continue;
         if (r->fresh && s->o.prefix_cache) {
             /* Blocks other sequences completed since admission may now be cached. */
@@ -553,7 +578,9 @@ static void step(struct sched *s)
             preempt_newest(s);
         return;
     }
+    double tf = now_s();
     int rc = lm_decode(s->m, s->kv, &s->batch, s->logits);
+    tf = now_s() - tf;
     if (rc) {
         char msg[160];
         snprintf(msg, sizeof(msg), "decode: %s: %s", aisle_strerror(rc), lm_model_errmsg(s->m));
@@ -620,6 +647,7 @@ static void step(struct sched *s)
     s->st.prefill_tokens_total += prefill;
     s->st.generated_tokens_total += gen;
     s->st.steps_total++;
+    s->st.forward_s_total += tf;
     if (t - s->tps_t0 >= 2.0) {
         s->st.tokens_per_s = (double)(s->st.generated_tokens_total - s->tps_n0) / (t - s->tps_t0);
         s->tps_t0 = t;

@@ -160,6 +160,7 @@ struct sched_stats {
     uint64_t requests_total, rejected_total, finished_total, cancelled_total, timeout_total;
     uint64_t prompt_tokens_total, cached_tokens_total, prefill_tokens_total, generated_tokens_total;
     uint64_t preempted_total, steps_total;
+    double forward_s_total; /* seconds inside lm_decode */
     double tokens_per_s; /* generated tokens over the last few seconds */
     struct sched_hist ttft, itl;
 };

@@ -286,6 +286,17 @@ Test(sched, prefix_cache_reuses_blocks_and_changes_nothing, .init = setup, .fini
     sched_free(s);
     for (int i = 0; i < NREQ; i++)
         cr_assert_arr_eq(got[i], ref[i], (size_t)nref[i] * sizeof(int32_t), "request %d", i);
+
+    /* All at once: later requests wait for the running one that is computing
+     * their shared prefix, then take its blocks from the cache. */
+    s = mk_sched(SCHED_CONTINUOUS, NREQ, 0, 1, 16);
+    run_set(s, got, ngot, 1);
+    sched_stats_get(s, &st);
+    cr_assert_geq(st.cached_tokens_total, 16 * 4, "concurrent: cached %llu",
+                  (unsigned long long)st.cached_tokens_total);
+    sched_free(s);
+    for (int i = 0; i < NREQ; i++)
+        cr_assert_arr_eq(got[i], ref[i], (size_t)nref[i] * sizeof(int32_t), "concurrent request %d", i);
 }
 
 Test(sched, preemption_recomputes_to_the_same_tokens, .init = setup, .fini = teardown)
