@@ -67,6 +67,8 @@ struct lm_model {
     struct lm_w output;      /* (V, C); tok_embd when tied */
     const float *output_norm; /* (C) */
     float *norms;             /* (2L + 1, C) owned F32 copies of the norm weights */
+    float rope_scale;         /* 1 / llama.rope.scaling.factor (linear), else 1 */
+    float *rope_ff;           /* (HD/2) owned copy of rope_freqs.weight, or NULL */
     struct tpool *pool;
     int nth;
 
@@ -145,6 +147,54 @@ static int get_norm(const struct gguf *g, const char *name, float *dst, int C, c
     return 0;
 }
 
+/* RoPE scaling as llama.cpp reads it for LLM_ARCH_LLAMA: the factor from
+ * llama.rope.scaling.factor (or the older llama.rope.scale_linear), applied
+ * as freq_scale = 1/factor unless the type is "none"; the type may be absent,
+ * "none" or "linear" (YaRN and LongRoPE change the formula itself and are
+ * refused rather than run wrong); and the optional per-pair frequency
+ * factors of Llama 3.1 in the F32 tensor rope_freqs.weight (HD/2 positive
+ * values). */
+static int load_rope_scaling(struct lm_model *m, char *err, size_t errlen)
+{
+    const char *type = "linear";
+    size_t tlen = strlen(type);
+    int rc = gguf_get_str(m->g, "llama.rope.scaling.type", &type, &tlen);
+    if (rc && rc != AISLE_ENOTFOUND)
+        return fail(err, errlen, AISLE_EFORMAT, "key 'llama.rope.scaling.type' must be a string");
+    int none = tlen == 4 && !memcmp(type, "none", 4);
+    if (!none && !(tlen == 6 && !memcmp(type, "linear", 6)))
+        return fail(err, errlen, AISLE_EFORMAT, "rope scaling type '%.*s' is not supported (none and linear are)",
+                    (int)(tlen < 32 ? tlen : 32), type);
+    float factor = 0.0f;
+    const char *fkey = "llama.rope.scaling.factor";
+    rc = gguf_get_f32(m->g, fkey, &factor);
+    if (rc == AISLE_ENOTFOUND) {
+        fkey = "llama.rope.scale_linear";
+        rc = gguf_get_f32(m->g, fkey, &factor);
+    }
+    if (rc && rc != AISLE_ENOTFOUND)
+        return fail(err, errlen, AISLE_EFORMAT, "key '%s' must be a float", fkey);
+    if (!rc && !(factor >= 0.0f && factor <= 1e6f)) /* also NaN */
+        return fail(err, errlen, AISLE_EFORMAT, "key '%s' = %g is not a factor in [0, 1e6]", fkey, (double)factor);
+    m->rope_scale = none || factor == 0.0f ? 1.0f : 1.0f / factor;
+
+    const struct gguf_tensor *t = gguf_find_tensor(m->g, "rope_freqs.weight");
+    if (!t)
+        return 0;
+    if (t->type != GGML_TYPE_F32 || t->ndim != 1 || t->ne[0] != m->HD / 2)
+        return fail(err, errlen, AISLE_EFORMAT, "tensor 'rope_freqs.weight' must be F32 of %d elements (head_dim/2)",
+                    m->HD / 2);
+    m->rope_ff = malloc((size_t)m->HD / 2 * sizeof(float));
+    if (!m->rope_ff)
+        return fail(err, errlen, AISLE_ENOMEM, "out of memory");
+    memcpy(m->rope_ff, t->data, (size_t)m->HD / 2 * sizeof(float));
+    for (int i = 0; i < m->HD / 2; i++)
+        if (!(m->rope_ff[i] > 0.0f && m->rope_ff[i] < 1e30f))
+            return fail(err, errlen, AISLE_EFORMAT, "tensor 'rope_freqs.weight': element %d = %g is not positive and finite",
+                        i, (double)m->rope_ff[i]);
+    return 0;
+}
+
 int lm_model_load(struct lm_model **out, const char *path, const struct lm_model_opts *opts, char *err,
                   size_t errlen)
 {
@@ -171,6 +221,8 @@ int lm_model_load(struct lm_model **out, const char *path, const struct lm_model
     m->QD = m->NH * m->HD;
     m->F = (int)hp->n_ff;
     m->V = (int)hp->n_vocab;
+    if ((rc = load_rope_scaling(m, err, errlen)))
+        goto fail;
 
     m->layers = calloc((size_t)m->L, sizeof(*m->layers));
     m->norms = malloc((size_t)(2 * m->L + 1) * m->C * sizeof(float));
@@ -256,6 +308,7 @@ void lm_model_free(struct lm_model *m)
     free(m->pos);
     free(m->layers);
     free(m->norms);
+    free(m->rope_ff);
     gguf_close(m->g);
     free(m);
 }
@@ -489,8 +542,8 @@ static int forward_chunk(struct lm_model *m, struct lm_kv *kv, const struct lm_b
         const int qkv_n[3] = {QD, KVD, KVD};
         if ((rc = tensor_matmul_multi(m->pool, 3, qkv_out, m->xb, qkv_w, qkv_t, qkv_n, T, C)))
             return rc;
-        nn_rope_forward(m->q, m->pos, T, m->NH, m->HD, base);
-        nn_rope_forward(m->k, m->pos, T, m->NKV, m->HD, base);
+        nn_rope_forward_ext(m->q, m->pos, T, m->NH, m->HD, base, m->rope_scale, m->rope_ff);
+        nn_rope_forward_ext(m->k, m->pos, T, m->NKV, m->HD, base, m->rope_scale, m->rope_ff);
         for (int t = 0; t < T; t++)
             kv_write(kv, m->eblk[t], l, m->erow[t], m->k + (size_t)t * KVD, m->v + (size_t)t * KVD);
         attention(m, kv, e, T, l);

@@ -31,16 +31,31 @@ void nn_rmsnorm_forward(float *out, const float *inp, const float *weight, int T
 
 void nn_rope_forward(float *x, const int *pos, int T, int nheads, int head_dim, float freq_base)
 {
+    nn_rope_forward_ext(x, pos, T, nheads, head_dim, freq_base, 1.0f, NULL);
+}
+
+/* theta_i of pair i per unit position, as ggml_rope_ext computes it without
+ * YaRN (ext_factor 0): freq_scale * base^(-2i/head_dim) / freq_factors[i]. */
+static double rope_freq(int i, int head_dim, float freq_base, float freq_scale, const float *ff)
+{
+    double f = (double)freq_scale * pow(freq_base, -2.0 * i / head_dim);
+    return ff ? f / ff[i] : f;
+}
+
+void nn_rope_forward_ext(float *x, const int *pos, int T, int nheads, int head_dim, float freq_base, float freq_scale,
+                         const float *freq_factors)
+{
     /* frequencies once per call (head_dim/2 pow calls, not T times that);
      * heads beyond the table's size, never seen in practice, recompute */
     double freq[256];
     const int nf = head_dim / 2 < 256 ? head_dim / 2 : 256;
     for (int i = 0; i < nf; i++)
-        freq[i] = pow(freq_base, -2.0 * i / head_dim);
+        freq[i] = rope_freq(i, head_dim, freq_base, freq_scale, freq_factors);
     for (int t = 0; t < T; t++) {
         for (int i = 0; i < head_dim / 2; i++) {
             /* theta computed in double: positions up to ~1e6 keep full float accuracy */
-            double theta = pos[t] * (i < nf ? freq[i] : pow(freq_base, -2.0 * i / head_dim)), sn, cs;
+            double theta = pos[t] * (i < nf ? freq[i] : rope_freq(i, head_dim, freq_base, freq_scale, freq_factors)),
+                   sn, cs;
             sincos(theta, &sn, &cs);
             float c = (float)cs, s = (float)sn;
             for (int h = 0; h < nheads; h++) {

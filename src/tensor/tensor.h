@@ -96,6 +96,13 @@ void nn_rmsnorm_forward(float *out, const float *inp, const float *weight, int T
  * LLM_ARCH_LLAMA: rotates pairs (x[2i], x[2i+1]) of each head by
  * pos[t] * base^(-2i/head_dim). head_dim even. */
 void nn_rope_forward(float *x, const int *pos, int T, int nheads, int head_dim, float freq_base);
+/* The same with llama.cpp's scalings for LLM_ARCH_LLAMA (ggml_rope_ext
+ * without YaRN): pair i turns by pos[t] * freq_scale * base^(-2i/head_dim)
+ * / freq_factors[i]. freq_scale = 1 / llama.rope.scaling.factor for linear
+ * scaling (1: none); freq_factors (head_dim/2, positive) is a Llama-3.1
+ * rope_freqs tensor or NULL (all 1). Borrowed, not kept. */
+void nn_rope_forward_ext(float *x, const int *pos, int T, int nheads, int head_dim, float freq_base, float freq_scale,
+                         const float *freq_factors);
 /* In place, max-subtracted: x (n) = exp(x - max) / sum. n >= 1. */
 void nn_softmax_forward(float *x, int n);
 /* x[i] = exp(x[i] - shift) in place, returns the sum: the core of a softmax

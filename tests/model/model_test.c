@@ -155,6 +155,14 @@ static void add_vec(struct gguf_writer *g, const char *name, const float *v)
 /* 0: tensors in llama.cpp's order; 1: K before Q and up before gate. */
 static int split_layout;
 
+/* RoPE scaling metadata write_model adds when set: llama.rope.scaling.type,
+ * llama.rope.scaling.factor (> 0) and rope_freqs.weight (rope_ff_n floats,
+ * F32, as Llama 3.1 GGUFs carry it). */
+static const char *rope_type_kv;
+static float rope_factor_kv;
+static const float *rope_ff_kv;
+static int rope_ff_n = HD / 2;
+
 /* Write w as a GGUF file of weight type t (norms stay F32, as llama.cpp's
  * quantizer keeps them); w is updated to the stored values. */
 static void write_model(const char *path, struct weights *w, enum ggml_type t)
@@ -170,6 +178,15 @@ static void write_model(const char *path, struct weights *w, enum ggml_type t)
     gguf_writer_set_u32(g, LLAMA_KEY_HEAD_COUNT_KV, NKV);
     gguf_writer_set_f32(g, LLAMA_KEY_ROPE_FREQ_BASE, BASE);
     gguf_writer_set_f32(g, LLAMA_KEY_RMS_EPS, EPS);
+    if (rope_type_kv)
+        gguf_writer_set_str(g, "llama.rope.scaling.type", rope_type_kv);
+    if (rope_factor_kv != 0.0f)
+        gguf_writer_set_f32(g, "llama.rope.scaling.factor", rope_factor_kv);
+    if (rope_ff_kv) {
+        int64_t ne[1] = {rope_ff_n};
+        cr_assert_eq(gguf_writer_add_tensor(g, "rope_freqs.weight", GGML_TYPE_F32, 1, ne, rope_ff_kv,
+                                            (size_t)rope_ff_n * sizeof(float)), 0);
+    }
     add_matrix(g, LLAMA_TENSOR_TOKEN_EMBD, w->emb, V, C, t);
     char name[64];
     for (int l = 0; l < L; l++) {
@@ -223,13 +240,18 @@ static void ref_rmsnorm(float *y, const float *x, const float *w)
         y[i] = x[i] * r * w[i];
 }
 
+/* The reference's RoPE scaling (llama.cpp's for LLM_ARCH_LLAMA without
+ * YaRN): theta_i = ref_rope_scale * BASE^(-2i/HD) / ref_rope_ff[i]. */
+static double ref_rope_scale = 1.0;
+static const float *ref_rope_ff;
+
 /* RoPE by its definition on adjacent pairs: (x0, x1) rotated by pos * theta_i,
- * theta_i = BASE^(-2i/HD), in each of nh heads. */
+ * theta_i = BASE^(-2i/HD) (scaled as above), in each of nh heads. */
 static void ref_rope(float *x, int nh, int pos)
 {
     for (int h = 0; h < nh; h++)
         for (int i = 0; i < HD / 2; i++) {
-            double th = pos * pow(BASE, -2.0 * i / HD);
+            double th = pos * ref_rope_scale * pow(BASE, -2.0 * i / HD) / (ref_rope_ff ? ref_rope_ff[i] : 1.0);
             double c = cos(th), s = sin(th);
             float *p = x + h * HD + 2 * i;
             double x0 = p[0], x1 = p[1];
@@ -857,6 +879,75 @@ Test(model, long_batch_runs_in_chunks)
     free(got), free(want);
     lm_kv_free(kv);
     fx_close(&fx);
+}
+
+/* Linear RoPE scaling and Llama-3.1 frequency factors: the engine matches
+ * the reference computing theta = pos * scale * BASE^(-2i/HD) / ff[i] within
+ * the F32 bound above, and differs from the unscaled reference by far more
+ * (so the test sees the scaling at all); type "none" ignores the factor, as
+ * llama.cpp does. */
+Test(model, rope_scaling_matches_reference)
+{
+    static const float ff[HD / 2] = {1.0f, 1.0f, 1.5f, 2.0f, 3.0f, 5.0f, 8.0f, 8.0f};
+    float scale, d;
+    rope_type_kv = "linear", rope_factor_kv = 4.0f, rope_ff_kv = ff;
+    ref_rope_scale = 0.25, ref_rope_ff = ff;
+    d = engine_vs_ref(GGML_TYPE_F32, 0, 0, 4, 0, &scale, NULL);
+    cr_assert_leq(d, 2e-4f, "scaled: max |engine - reference| = %g (logit rms %g)", d, scale);
+    ref_rope_scale = 1.0, ref_rope_ff = NULL;
+    d = engine_vs_ref(GGML_TYPE_F32, 0, 0, 4, 0, &scale, NULL);
+    cr_assert_gt(d, 1e-2f, "the scaling changes nothing the test can see (%g)", d);
+    /* factors alone (Llama 3.1 has no scaling type or factor keys) */
+    rope_type_kv = NULL, rope_factor_kv = 0.0f;
+    ref_rope_ff = ff;
+    d = engine_vs_ref(GGML_TYPE_F32, 0, 0, 4, 1, &scale, NULL);
+    cr_assert_leq(d, 2e-4f, "freq factors: max |engine - reference| = %g", d);
+    /* type none: the factor is not applied */
+    rope_type_kv = "none", rope_factor_kv = 4.0f, rope_ff_kv = NULL;
+    ref_rope_ff = NULL;
+    d = engine_vs_ref(GGML_TYPE_F32, 0, 0, 4, 0, &scale, NULL);
+    cr_assert_leq(d, 2e-4f, "type none: max |engine - reference| = %g", d);
+    rope_type_kv = NULL, rope_factor_kv = 0.0f;
+}
+
+/* Bad RoPE scaling metadata is refused at load with a message naming it. */
+Test(model, rope_scaling_rejects_bad_metadata)
+{
+    static const float ok[HD / 2] = {1, 1, 1, 1, 2, 2, 2, 2};
+    static const float zero[HD / 2] = {1, 1, 1, 0, 2, 2, 2, 2};
+    float nanv[HD / 2] = {1, 1, 1, 1, 2, 2, 2, 2};
+    nanv[5] = NAN;
+    struct {
+        const char *type;
+        float factor;
+        const float *ff;
+        int ffn;
+        const char *msg;
+    } cases[] = {
+        {"yarn", 0, NULL, HD / 2, "yarn"},
+        {"longrope", 2, NULL, HD / 2, "longrope"},
+        {NULL, -2.0f, NULL, HD / 2, "scaling.factor"},
+        {NULL, NAN, NULL, HD / 2, "scaling.factor"},
+        {NULL, 0, zero, HD / 2, "rope_freqs"},
+        {NULL, 0, nanv, HD / 2, "rope_freqs"},
+        {NULL, 0, ok, HD / 2 - 1, "rope_freqs"},
+    };
+    struct weights w;
+    make_weights(&w, 5, 1);
+    char *path = tu_path(tmpdir, "rope.gguf");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rope_type_kv = cases[i].type, rope_factor_kv = cases[i].factor, rope_ff_kv = cases[i].ff;
+        rope_ff_n = cases[i].ffn;
+        write_model(path, &w, GGML_TYPE_F32);
+        struct lm_model *m = NULL;
+        char err[256] = "";
+        cr_assert_eq(lm_model_load(&m, path, NULL, err, sizeof(err)), AISLE_EFORMAT, "case %zu: %s", i, err);
+        cr_assert_null(m);
+        cr_assert(strstr(err, cases[i].msg), "case %zu: '%s' does not name %s", i, err, cases[i].msg);
+    }
+    rope_type_kv = NULL, rope_factor_kv = 0.0f, rope_ff_kv = NULL, rope_ff_n = HD / 2;
+    free(path);
+    free_weights(&w);
 }
 
 Test(model, load_rejects_missing_tensor)

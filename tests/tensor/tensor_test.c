@@ -367,6 +367,60 @@ static void check_rope(int T, int NH, int HD, const int *pos)
     free(x), free(y);
 }
 
+/* Scaled RoPE against ggml_rope_ext's arithmetic written out (no YaRN:
+ * theta = freq_scale * pos * base^(-2i/HD) / ff[i], cos/sin unscaled), with
+ * the frequency factors Llama 3.1's rope_freqs holds (factor 8, low/high
+ * frequency factors 1 and 4, original context 8192: long wavelengths divided
+ * by 8, short ones kept, a smooth blend between) and a linear factor. */
+static void check_rope_ext(int HD, float base, float scale, int llama31)
+{
+    enum { T = 3, NHH = 2 };
+    int pos[T] = {0, 7, 130000};
+    float *x = malloc(sizeof(float) * T * NHH * HD), *y = malloc(sizeof(float) * T * NHH * HD);
+    float *ff = malloc(sizeof(float) * HD / 2);
+    for (int i = 0; i < HD / 2; i++) {
+        double freq = exp(-2.0 * i / HD * log(base)), wavelen = 2 * M_PI / freq;
+        double lo_wl = 8192.0 / 1.0, hi_wl = 8192.0 / 4.0;
+        if (wavelen < hi_wl)
+            ff[i] = 1.0f;
+        else if (wavelen > lo_wl)
+            ff[i] = 8.0f;
+        else {
+            double smooth = (8192.0 / wavelen - 1.0) / (4.0 - 1.0);
+            ff[i] = (float)(1.0 / ((1 - smooth) / 8.0 + smooth));
+        }
+    }
+    for (int i = 0; i < T * NHH * HD; i++)
+        x[i] = y[i] = frand();
+    nn_rope_forward_ext(y, pos, T, NHH, HD, base, scale, llama31 ? ff : NULL);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NHH; h++)
+            for (int i = 0; i < HD / 2; i++) {
+                double theta = scale * (double)pos[t] * exp(-2.0 * i / HD * log(base)) / (llama31 ? ff[i] : 1.0);
+                const float *v = x + (t * NHH + h) * HD + 2 * i, *g = y + (t * NHH + h) * HD + 2 * i;
+                double re = v[0] * cos(theta) - v[1] * sin(theta), im = v[0] * sin(theta) + v[1] * cos(theta);
+                /* as check_rope, plus the angle: at pos 130000 theta ~ 1.3e5 carries a
+                 * double rounding error ~1e-11, far below float */
+                cr_assert(fabs(g[0] - re) < 1e-6 && fabs(g[1] - im) < 1e-6, "HD=%d scale=%g ff=%d t=%d i=%d", HD,
+                          (double)scale, llama31, t, i);
+            }
+    /* scale 1 and no factors is the plain rope, bit for bit */
+    float *z = malloc(sizeof(float) * T * NHH * HD);
+    memcpy(y, x, sizeof(float) * T * NHH * HD);
+    memcpy(z, x, sizeof(float) * T * NHH * HD);
+    nn_rope_forward_ext(y, pos, T, NHH, HD, base, 1.0f, NULL);
+    nn_rope_forward(z, pos, T, NHH, HD, base);
+    cr_assert(memcmp(y, z, sizeof(float) * T * NHH * HD) == 0);
+    free(x), free(y), free(z), free(ff);
+}
+
+Test(nn, rope_scaling_matches_ggml_formula)
+{
+    check_rope_ext(128, 500000.0f, 1.0f, 1); /* Llama 3.1 */
+    check_rope_ext(64, 10000.0f, 0.25f, 0);  /* linear, factor 4 */
+    check_rope_ext(64, 10000.0f, 0.5f, 1);   /* both */
+}
+
 Test(nn, rope_matches_direct_formula)
 {
     int pos[4] = {0, 1, 17, 4095};
