@@ -114,6 +114,8 @@ int route_each_feature(const char *text, void (*fn)(const char *feat, void *ctx)
     int digits = 0;
     for (int i = 0; i < n; i++) {
         EMIT("w:%.120s", t[i]);
+        if (strlen(t[i]) > 5) /* a crude stem: "delivered", "delivery" and "deliver" share "p:deliv" */
+            EMIT("p:%.5s", t[i]);
         if (i + 1 < n)
             EMIT("b:%.70s_%.70s", t[i], t[i + 1]);
         if (has_digit(t[i])) {
