@@ -12,7 +12,7 @@
  * Part 1: for each client count (1, 8, 32, 128) and each policy (continuous,
  * static, serial) a fresh scheduler + HTTP server in this process (the model is
  * loaded once), and that many client threads, each sending its requests one
- * after another over real HTTP (raw sockets, HTTP/1.0 so the SSE stream ends
+ * after another (closed loop: 8, 4, 3 and 1 requests per client) over real HTTP (raw sockets, HTTP/1.0 so the SSE stream ends
  * at close) with "stream": true. Requests have mixed lengths: prompts of 16 to
  * 256 bytes and max_tokens 16 to 96, from a fixed seed, the same list for every
  * policy. Reported: aggregate tokens/s (completion tokens from each stream's
@@ -377,7 +377,7 @@ int main(int argc, char **argv)
         }
         for (int ci = 0; ci < ncl; ci++) {
             int clients = cl[ci];
-            int per = per_client > 0 ? per_client : clients >= 32 ? 1 : clients >= 8 ? 2 : 8;
+            int per = per_client > 0 ? per_client : clients >= 128 ? 1 : clients >= 32 ? 3 : clients >= 8 ? 4 : 8;
             int n = clients * per;
             wl_rng = 777 + (uint64_t)clients;
             struct job *jobs = calloc((size_t)n, sizeof(*jobs));
