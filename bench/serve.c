@@ -12,13 +12,14 @@
  * Part 1: for each client count (1, 8, 32, 128) and each policy (continuous,
  * static, serial) a fresh scheduler + HTTP server in this process (the model is
  * loaded once), and that many client threads, each sending its requests one
- * after another (closed loop: 8, 4, 3 and 1 requests per client) over real HTTP (raw sockets, HTTP/1.0 so the SSE stream ends
- * at close) with "stream": true. Requests have mixed lengths: prompts of 16 to
- * 256 bytes and max_tokens 16 to 96, from a fixed seed, the same list for every
- * policy. Reported: aggregate tokens/s (completion tokens from each stream's
- * usage chunk over the wall time of the whole set), TTFT p50/p99 (request
- * sent to first content event) and inter-token latency p50/p99 (between
- * content events of one stream).
+ * after another (closed loop: 8, 4, 3 and 1 requests per client) over real
+ * HTTP (raw sockets, HTTP/1.0 so the SSE stream ends at close) with "stream":
+ * true. Requests have mixed lengths: prompts of 16 to 256 bytes and max_tokens
+ * 16 to 96, from a fixed seed, the same list for every policy (--decode-heavy:
+ * prompts of 16 to 64 bytes, max_tokens 32 to 256). Reported: aggregate
+ * tokens/s (completion tokens from each stream's usage chunk over the wall time
+ * of the whole set), TTFT p50/p99 (request sent to first content event) and
+ * inter-token latency p50/p99 (between content events of one stream).
  *
  * Part 2 (RAG): 64 requests, 16 at a time, each = one shared 300-byte system
  * prompt + one of 4 evidence blocks of 400 bytes (16 requests share each) + a
@@ -28,6 +29,7 @@
  * Output: `name value unit` lines; `#` lines are context.
  * Usage: serve [--model FILE] [--threads N] [--clients 1,8,32,128]
  *              [--requests N] [--parallel N] [--policies continuous,static,serial] [--no-rag] [--rag-only]
+ *              [--decode-heavy]
  */
 #include "core/buf.h"
 #include "core/error.h"
@@ -305,7 +307,7 @@ static void run_release(struct run *R)
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *clients_list = "1,8,32,128", *policies = "continuous,static,serial";
-    int threads = 2, per_client = 0, par = 32, rag = 1, mixed = 1;
+    int threads = 2, per_client = 0, par = 32, rag = 1, mixed = 1, decode_mix = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model_path = argv[++i];
@@ -323,10 +325,12 @@ int main(int argc, char **argv)
             rag = 0;
         else if (!strcmp(argv[i], "--rag-only"))
             mixed = 0;
+        else if (!strcmp(argv[i], "--decode-heavy"))
+            decode_mix = 1;
         else {
             fprintf(stderr,
                     "usage: serve [--model FILE] [--threads N] [--clients LIST] [--requests N] [--parallel N] "
-                    "[--policies LIST] [--no-rag] [--rag-only]\n");
+                    "[--policies LIST] [--no-rag] [--rag-only] [--decode-heavy]\n");
             return 2;
         }
     }
@@ -384,8 +388,13 @@ int main(int argc, char **argv)
             for (int i = 0; i < n; i++) {
                 struct buf u;
                 buf_init(&u, 0);
-                words(&u, 16 + (int)(wl_next() % 241));
-                jobs[i].body = chat_body(NULL, u.data, 16 + (int)(wl_next() % 81));
+                if (decode_mix) {
+                    words(&u, 16 + (int)(wl_next() % 49));
+                    jobs[i].body = chat_body(NULL, u.data, 32 + (int)(wl_next() % 225));
+                } else {
+                    words(&u, 16 + (int)(wl_next() % 241));
+                    jobs[i].body = chat_body(NULL, u.data, 16 + (int)(wl_next() % 81));
+                }
                 buf_release(&u);
             }
             double tps[3] = {0};
