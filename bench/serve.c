@@ -18,7 +18,8 @@
  * 16 to 96, from a fixed seed, the same list for every policy (--decode-heavy:
  * prompts of 16 to 64 bytes, max_tokens 32 to 256). Reported: aggregate
  * tokens/s (completion tokens from each stream's usage chunk over the wall time
- * of the whole set), TTFT p50/p99 (request sent to first content event) and
+ * of the whole set; and per CPU-second of this process, which a shared
+ * machine disturbs far less than wall time), TTFT p50/p99 (request sent to first content event) and
  * inter-token latency p50/p99 (between content events of one stream).
  *
  * Part 2 (RAG): 64 requests, 16 at a time, each = one shared 300-byte system
@@ -51,6 +52,13 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+static double cpu_s(void) /* this process, all threads */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static double now_s(void)
 {
@@ -397,7 +405,7 @@ int main(int argc, char **argv)
                 }
                 buf_release(&u);
             }
-            double tps[3] = {0};
+            double tps[3] = {0}, cps[3] = {0};
             for (int pol = 0; pol < 3; pol++) {
                 if (!strstr(policies, sched_policy_name((enum sched_policy)pol)))
                     continue;
@@ -405,7 +413,9 @@ int main(int argc, char **argv)
                 inst_start(&in, m, tk, (enum sched_policy)pol, par, 1);
                 struct run R;
                 run_init(&R);
+                double c0 = cpu_s();
                 double wall = drive(in.port, jobs, n, clients, &R);
+                double cpu = cpu_s() - c0;
                 struct sched_stats st;
                 sched_stats_get(in.s, &st);
                 inst_stop(&in);
@@ -417,6 +427,8 @@ int main(int argc, char **argv)
                        st.forward_s_total, (unsigned long long)st.prefill_tokens_total,
                        (unsigned long long)st.preempted_total);
                 printf("serve_%s_c%d_tokens_per_s %.1f tok/s\n", pn, clients, tps[pol]);
+                printf("serve_%s_c%d_tokens_per_cpu_s %.1f tok/cpu-s\n", pn, clients, (double)R.tokens / cpu);
+                cps[pol] = (double)R.tokens / cpu;
                 printf("serve_%s_c%d_ttft_p50 %.1f ms\n", pn, clients, 1e3 * pct(&R.ttft, 0.5));
                 printf("serve_%s_c%d_ttft_p99 %.1f ms\n", pn, clients, 1e3 * pct(&R.ttft, 0.99));
                 printf("serve_%s_c%d_itl_p50 %.1f ms\n", pn, clients, 1e3 * pct(&R.itl, 0.5));
@@ -428,6 +440,8 @@ int main(int argc, char **argv)
                 printf("serve_c%d_continuous_over_static %.2f x\n", clients, tps[0] / tps[1]);
             if (tps[0] > 0 && tps[2] > 0)
                 printf("serve_c%d_continuous_over_serial %.2f x\n", clients, tps[0] / tps[2]);
+            if (cps[0] > 0 && cps[1] > 0)
+                printf("serve_c%d_continuous_over_static_per_cpu_s %.2f x\n", clients, cps[0] / cps[1]);
             for (int i = 0; i < n; i++)
                 free(jobs[i].body);
             free(jobs);
