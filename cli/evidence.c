@@ -5,6 +5,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "retrieval/evidence.h"
+#include "retrieval/hybrid.h"
 #include "retrieval/resolve.h"
 #include "retrieval/route.h"
 #include "store/shop.h"
@@ -21,7 +22,7 @@ static const char usage_text[] =
     "usage: aisle evidence --db PATH [--product ID] [--turn TEXT]... [--json]\n"
     "                      [--router MODEL | --keyword-router] [--sources LIST]\n"
     "                      [--shop-url URL [--shop-key KEY] | --no-shop] [--postcode CODE]\n"
-    "                      [--budget TOKENS] [-k N] QUESTION...\n"
+    "                      [--budget TOKENS] [-k N] [--hybrid | --bm25] QUESTION...\n"
     "\n"
     "Print exactly the evidence the assistant would put in its prompt for QUESTION:\n"
     "which product(s) it is about and why, which sources the router chose, and the\n"
@@ -42,7 +43,10 @@ static const char usage_text[] =
     "  --postcode CODE    add a delivery estimate to this postcode\n"
     "  --budget TOKENS    evidence token budget (default 1024)\n"
     "  -k N               at most N passages (default 12, at most 64)\n"
-    "  --json             JSON Lines: first {\"resolution\", \"route\", \"tokens\",\n"
+    "  --hybrid           search with BM25 + dense vectors + rerank (the default\n"
+    "                     when the store has vectors: aisle embed index)\n"
+    "  --bm25             search with BM25 alone\n"
+    "  --json             JSON Lines: first {\"resolution\", \"route\", \"search\", \"tokens\",\n"
     "                     \"budget\"}, then one {\"citation\", \"id\", \"source\",\n"
     "                     \"product_id\", \"text\", \"score\", \"tokens\"[, \"as_of\",\n"
     "                     \"stale\"]} per passage, in citation order\n"
@@ -60,7 +64,7 @@ static void print_json(json_t *o)
 
 static double round4(double x) { return (double)(long long)(x * 1e4 + (x >= 0 ? 0.5 : -0.5)) / 1e4; }
 
-static void print_evidence(const struct evidence *e, const char *router_name, int json)
+static void print_evidence(const struct evidence *e, const char *router_name, const char *search, int json)
 {
     if (json) {
         json_t *prods = json_array(), *route = json_object();
@@ -70,10 +74,10 @@ static void print_evidence(const struct evidence *e, const char *router_name, in
             json_object_set_new(route, route_src_names[s],
                                 json_pack("{s:f, s:b}", "score", round4(e->route.score[s]), "use", e->route.use[s]));
         json_object_set_new(route, "router", json_string(router_name));
-        print_json(json_pack("{s:{s:s, s:f, s:o, s:s}, s:o, s:I, s:I, s:I}", "resolution", "why",
+        print_json(json_pack("{s:{s:s, s:f, s:o, s:s}, s:o, s:s, s:I, s:I, s:I}", "resolution", "why",
                              resolve_why_name(e->res.why), "confidence", round4(e->res.confidence), "products", prods,
-                             "detail", e->res.detail, "route", route, "tokens", (json_int_t)e->tokens, "budget",
-                             (json_int_t)e->budget, "passages", (json_int_t)e->n));
+                             "detail", e->res.detail, "route", route, "search", search, "tokens",
+                             (json_int_t)e->tokens, "budget", (json_int_t)e->budget, "passages", (json_int_t)e->n));
         for (size_t i = 0; i < e->n; i++) {
             const struct evidence_passage *p = &e->v[i];
             json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:f, s:I}", "citation", p->cite, "id", p->id, "source",
@@ -95,7 +99,7 @@ static void print_evidence(const struct evidence *e, const char *router_name, in
     printf("route (%s):", router_name);
     for (int s = 0; s < ROUTE_NSRC; s++)
         printf(" %s %.2f%s", route_src_names[s], e->route.score[s], e->route.use[s] ? "*" : "");
-    printf("\nevidence: %zu passages, %zu of %zu tokens\n", e->n, e->tokens, e->budget);
+    printf("\nevidence (%s): %zu passages, %zu of %zu tokens\n", search, e->n, e->tokens, e->budget);
     for (size_t i = 0; i < e->n; i++) {
         const struct evidence_passage *p = &e->v[i];
         printf("[%d] (%s, %s", p->cite, p->source, *p->product_id ? p->product_id : "-");
@@ -113,7 +117,7 @@ int cmd_evidence(int argc, char **argv)
         fputs(usage_text, stdout);
         return 0;
     }
-    enum { O_DB = 1000, O_PRODUCT, O_TURN, O_ROUTER, O_KEYWORD, O_SOURCES, O_URL, O_KEY, O_NOSHOP, O_POST, O_BUDGET, O_JSON };
+    enum { O_DB = 1000, O_PRODUCT, O_TURN, O_ROUTER, O_KEYWORD, O_SOURCES, O_URL, O_KEY, O_NOSHOP, O_POST, O_BUDGET, O_JSON, O_HYBRID, O_BM25 };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, O_DB},         {"product", required_argument, NULL, O_PRODUCT},
         {"turn", required_argument, NULL, O_TURN},     {"router", required_argument, NULL, O_ROUTER},
@@ -121,12 +125,13 @@ int cmd_evidence(int argc, char **argv)
         {"shop-url", required_argument, NULL, O_URL},  {"shop-key", required_argument, NULL, O_KEY},
         {"no-shop", no_argument, NULL, O_NOSHOP},      {"postcode", required_argument, NULL, O_POST},
         {"budget", required_argument, NULL, O_BUDGET}, {"json", no_argument, NULL, O_JSON},
+        {"hybrid", no_argument, NULL, O_HYBRID},       {"bm25", no_argument, NULL, O_BM25},
         {NULL, 0, NULL, 0},
     };
     const char *db = NULL, *product = NULL, *router = getenv("AISLE_ROUTER"), *url = NULL, *key = NULL;
     const char *turns[RESOLVE_MAX_TURNS];
     size_t nturns = 0;
-    int keyword = 0, noshop = 0, json = 0;
+    int keyword = 0, noshop = 0, json = 0, mode = 0; /* mode 0 auto, 1 hybrid, 2 BM25 */
     struct evidence_opts eo = {0};
     int c;
     opterr = 0;
@@ -175,6 +180,8 @@ int cmd_evidence(int argc, char **argv)
             break;
         }
         case O_JSON: json = 1; break;
+        case O_HYBRID: mode = 1; break;
+        case O_BM25: mode = 2; break;
         default: cli_usage_error("evidence", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
@@ -211,6 +218,13 @@ int cmd_evidence(int argc, char **argv)
         cli_die("%s", err);
     }
     eo.shop = sh;
+    struct hybrid *hy = NULL;
+    if (mode != 2) {
+        int rc = hybrid_open(&hy, s, NULL, err, sizeof(err));
+        if (rc && (mode == 1 || rc != AISLE_ENOTFOUND))
+            cli_die("%s", err);
+    }
+    eo.hybrid = hy;
 
     struct resolve_conv conv = {0};
     for (size_t i = 0; i < nturns; i++) {
@@ -225,10 +239,11 @@ int cmd_evidence(int argc, char **argv)
         fprintf(stderr, "aisle evidence: %s\n", err);
         status = 1;
     } else {
-        print_evidence(&e, router_name, json);
+        print_evidence(&e, router_name, hy ? "hybrid" : "bm25", json);
         evidence_release(&e);
     }
     shop_close(sh);
+    hybrid_free(hy);
     store_close(s);
     route_model_free(rm);
     buf_release(&q);

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "retrieval/errfmt.h"
 #include "core/hset.h"
+#include "retrieval/hybrid.h"
 #include "retrieval/lexical.h"
 
 #include <ctype.h>
@@ -231,23 +232,23 @@ static int cand_add(struct cands *c, const char *id, const char *source, const c
     return 0;
 }
 
-/* The one place evidence searches the store: BM25 today (lexical.h). The
- * hybrid searcher (hybrid.h: BM25 + dense + rerank) has the same contract and
- * replaces this call when a store has vectors. */
-static int ev_search(struct store *s, const struct lex_query *q, struct lex_hit **hits, size_t *n, char *err,
-                     size_t errlen)
+/* The one place evidence searches the store: the hybrid searcher (hybrid.h:
+ * BM25 + dense + rerank) when the caller opened one, else BM25 (lexical.h);
+ * both have the same contract. */
+static int ev_search(struct store *s, struct hybrid *hy, const struct lex_query *q, struct lex_hit **hits, size_t *n,
+                     char *err, size_t errlen)
 {
-    return lex_search(s, q, hits, n, err, errlen);
+    return hy ? hybrid_search(hy, q, hits, n, err, errlen) : lex_search(s, q, hits, n, err, errlen);
 }
 
 /* Search and add hits, their scores normalised by the best score of their group in this call. */
-static int add_search(struct store *s, const char *question, int sources, const char *product_id, size_t k,
-                      struct cands *c, char *err, size_t errlen)
+static int add_search(struct store *s, struct hybrid *hy, const char *question, int sources, const char *product_id,
+                      size_t k, struct cands *c, char *err, size_t errlen)
 {
     struct lex_query q = {.text = question, .sources = sources, .product_id = product_id, .k = k};
     struct lex_hit *h = NULL;
     size_t n = 0;
-    int rc = ev_search(s, &q, &h, &n, err, errlen);
+    int rc = ev_search(s, hy, &q, &h, &n, err, errlen);
     if (rc)
         return rc;
     double best[G_N] = {0};
@@ -556,13 +557,13 @@ int evidence_build(struct store *s, const char *question, const char *page_produ
     if (one) {
         for (size_t i = 0; i < e.res.n && !rc; i++) {
             size_t before = c.n;
-            rc = add_search(s, question, mask, e.res.products[i], e.res.n > 1 ? SEARCH_K / 2 : SEARCH_K, &c, err,
+            rc = add_search(s, o.hybrid, question, mask, e.res.products[i], e.res.n > 1 ? SEARCH_K / 2 : SEARCH_K, &c, err,
                             errlen);
             if (!rc)
                 rc = add_product_context(s, e.res.products[i], c.n - before < 3, &c, err, errlen);
         }
     } else if (e.res.n) {
-        rc = add_search(s, question, mask, NULL, CATALOG_K, &c, err, errlen);
+        rc = add_search(s, o.hybrid, question, mask, NULL, CATALOG_K, &c, err, errlen);
         for (size_t i = 0; i < e.res.n && !rc; i++)
             rc = add_product_context(s, e.res.products[i], 0, &c, err, errlen);
     }

@@ -22,7 +22,7 @@
  * EVIDENCE_LINE_OVERHEAD tokens per passage for "[n] (source, product id) ".
  *
  * Ownership: struct evidence owns its passages and their strings
- * (evidence_release). The store, router and shop are borrowed
+ * (evidence_release). The store, router, hybrid searcher and shop are borrowed
  * for the call. THREAD SAFETY: one call per store connection (and shop) at a
  * time; a route_model may be shared.
  */
@@ -60,8 +60,11 @@ struct evidence_passage {
  * >= 0, or negative to fall back to the estimate. */
 typedef long (*evidence_count_fn)(const char *text, size_t len, void *ctx);
 
+struct hybrid;
+
 struct evidence_opts {
     const struct route_model *router; /* NULL: the keyword baseline */
+    struct hybrid *hybrid; /* BM25 + dense + rerank over the same store (hybrid.h); NULL: BM25 alone */
     int sources;        /* 0: as routed; else a mask of 1 << ROUTE_* forcing the sources (ablations) */
     struct shop *shop;  /* NULL: no live facts */
     const char *postcode;  /* for a delivery estimate; NULL: none */

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "retrieval/evidence.h"
+#include "retrieval/hybrid.h"
 #include "retrieval/route.h"
 #include "store/shop.h"
 
@@ -199,6 +200,39 @@ Test(evidence, diversity_across_sources_and_products)
         cr_assert_str_neq(e.v[i].source, "qa");
     }
     evidence_release(&e);
+    route_model_free(m);
+    store_close(s);
+    free(db);
+    tu_rmdir(dir);
+}
+
+Test(evidence, hybrid_search_when_the_store_has_vectors)
+{
+    char *dir, *db, err[512], *out;
+    struct store *s = demo_store_open(&dir, &db);
+    int st = tu_run(&out, "cd '%s' && '%s' embed index --db '%s'", tu_root(), tu_aisle(), db);
+    cr_assert_eq(st, 0, "%s", out);
+    free(out);
+    struct hybrid *hy;
+    cr_assert_eq(hybrid_open(&hy, s, NULL, err, sizeof(err)), 0, "%s", err);
+    struct route_model *m = router();
+    struct evidence_opts o = {.router = m, .hybrid = hy};
+    struct evidence e;
+    build(s, "does it come in black?", "B005AR75A6", &o, &e);
+    check_invariants(&e);
+    int black = 0;
+    for (size_t i = 0; i < e.n; i++) {
+        cr_assert_str_eq(e.v[i].product_id, "B005AR75A6", "only the page's product");
+        black |= strstr(e.v[i].text, "only available in black") != NULL;
+    }
+    cr_assert(black, "the description that answers it");
+    evidence_release(&e);
+    build(s, "lightweight tactical pants for men", NULL, &o, &e);
+    check_invariants(&e);
+    cr_assert_eq(e.res.why, RESOLVE_CATALOG);
+    cr_assert_geq(e.n, 3);
+    evidence_release(&e);
+    hybrid_free(hy);
     route_model_free(m);
     store_close(s);
     free(db);
