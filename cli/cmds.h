@@ -18,6 +18,7 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -38,6 +39,7 @@ int cmd_evidence(int argc, char **argv);
     X("logits", cmd_logits, "the last position's logits for a list of token ids") \
     X("bench", cmd_bench, "engine speed on a model (bench model): prefill, batched decode") \
     X("corpus", cmd_corpus, "tokenize a store and text files into training shards (corpus build)") \
+    X("train", cmd_train, "train a model on a corpus or SFT shards (also under mpirun); checkpoints, GGUF export") \
     X("serve", cmd_serve, "serve a model over HTTP with OpenAI's API, continuously batched") \
     X("embed", cmd_embed, "train the dense retrieval encoder; embed a store's passages (embed train|index)") \
     X("eval", cmd_eval, "evaluate retrieval (BM25, dense, hybrid) on the shared dev sets (eval retrieval)") \

@@ -6,6 +6,8 @@
 #include "core/error.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,4 +125,44 @@ int trn_atomic_write(const char *path, const void *data, size_t n, char *err, si
         return AISLE_EIO;
     }
     return trn_atomic_commit(&a, err, errlen);
+}
+
+void trn_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int trn_map_file(const char *path, const void **data, void **map, size_t *len, char *err, size_t errlen)
+{
+    static const unsigned char empty[1];
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        trn_seterr(err, errlen, "%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return AISLE_EIO;
+    }
+    size_t n = (size_t)st.st_size;
+    void *p = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    close(fd);
+    if (p == MAP_FAILED) {
+        trn_seterr(err, errlen, "%s: mmap: %s", path, strerror(errno));
+        return AISLE_EIO;
+    }
+    *data = p ? p : (const void *)empty;
+    *map = p;
+    *len = n;
+    return 0;
+}
+
+void trn_unmap(void *map, size_t len)
+{
+    if (map)
+        munmap(map, len);
 }

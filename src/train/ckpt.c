@@ -136,29 +136,15 @@ fail:
 
 int ckpt_open(struct ckpt **out, const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return AISLE_EIO;
-    }
-    size_t len = (size_t)st.st_size;
-    void *map = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    close(fd);
-    if (map == MAP_FAILED) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: mmap: %s", path, strerror(errno));
-        return AISLE_EIO;
-    }
-    static const uint8_t empty[1];
+    const void *data;
+    void *map;
+    size_t len;
     struct ckpt *c;
-    int rc = ckpt_open_mem(&c, map ? map : empty, len, path, err, errlen);
-    if (rc) {
-        if (map)
-            munmap(map, len);
+    int rc = trn_map_file(path, &data, &map, &len, err, errlen);
+    if (rc)
+        return rc;
+    if ((rc = ckpt_open_mem(&c, data, len, path, err, errlen))) {
+        trn_unmap(map, len);
         return rc;
     }
     c->map = map;
@@ -171,8 +157,7 @@ void ckpt_close(struct ckpt *c)
 {
     if (!c)
         return;
-    if (c->map)
-        munmap(c->map, c->map_len);
+    trn_unmap(c->map, c->map_len);
     free(c->config);
     free(c);
 }

@@ -33,16 +33,6 @@
 #define BATCH_BYTES (8u << 20)
 #define DOC_TOKENS_MAX ((size_t)CORPUS_MAX_DOC + 16) /* byte-level BPE: at most one token per byte */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int corpus_name_ok(const char *name)
 {
@@ -113,7 +103,7 @@ int corpus_builder_new(struct corpus_builder **out, const struct corpus_opts *o,
                        size_t errlen)
 {
     if (!o->out_dir || !(o->val_frac >= 0 && o->val_frac < 1) || o->size < 1 || o->rank < 0 || o->rank >= o->size) {
-        seterr(err, errlen, "corpus: bad options (val_frac %g, rank %d of %d)", o->val_frac, o->rank, o->size);
+        trn_seterr(err, errlen, "corpus: bad options (val_frac %g, rank %d of %d)", o->val_frac, o->rank, o->size);
         return AISLE_EINVAL;
     }
     struct corpus_builder *b = calloc(1, sizeof *b);
@@ -140,7 +130,7 @@ int corpus_builder_new(struct corpus_builder **out, const struct corpus_opts *o,
     return 0;
 nomem:
     corpus_builder_free(b);
-    seterr(err, errlen, "corpus: out of memory");
+    trn_seterr(err, errlen, "corpus: out of memory");
     return AISLE_ENOMEM;
 }
 
@@ -185,11 +175,11 @@ static int find_source(struct corpus_builder *b, const char *name, char *err, si
         if (!strcmp(b->src[i].name, name))
             return i;
     if (!corpus_name_ok(name)) {
-        seterr(err, errlen, "corpus: bad source name '%s' (want 1-%d of [a-z0-9_-])", name, CORPUS_MAX_NAME - 1);
+        trn_seterr(err, errlen, "corpus: bad source name '%s' (want 1-%d of [a-z0-9_-])", name, CORPUS_MAX_NAME - 1);
         return AISLE_EINVAL;
     }
     if (b->n_src == CORPUS_MAX_SOURCES) {
-        seterr(err, errlen, "corpus: more than %d sources", CORPUS_MAX_SOURCES);
+        trn_seterr(err, errlen, "corpus: more than %d sources", CORPUS_MAX_SOURCES);
         return AISLE_EINVAL;
     }
     struct source *s = &b->src[b->n_src];
@@ -235,12 +225,12 @@ static int flush(struct corpus_builder *b, char *err, size_t errlen)
         struct doc *d = &b->batch[i];
         if (d->rc) {
             rc = d->rc;
-            seterr(err, errlen, "corpus: tokenizing a %s document: %s", b->src[d->src].name, aisle_strerror(rc));
+            trn_seterr(err, errlen, "corpus: tokenizing a %s document: %s", b->src[d->src].name, aisle_strerror(rc));
             break;
         }
         rc = shard_writer_add_doc(b->src[d->src].w[d->val], d->ids.ids, d->ids.len);
         if (rc)
-            seterr(err, errlen, "corpus: writing a %s shard: %s", b->src[d->src].name, aisle_strerror(rc));
+            trn_seterr(err, errlen, "corpus: writing a %s shard: %s", b->src[d->src].name, aisle_strerror(rc));
     }
     for (int i = 0; i < b->n_batch; i++) {
         free(b->batch[i].text);
@@ -266,7 +256,7 @@ int corpus_builder_add(struct corpus_builder *b, const char *source, const char 
         return si;
     struct source *s = &b->src[si];
     if (n > CORPUS_MAX_DOC) {
-        seterr(err, errlen, "corpus: a %s document of %zu bytes (limit %u)", source, n, CORPUS_MAX_DOC);
+        trn_seterr(err, errlen, "corpus: a %s document of %zu bytes (limit %u)", source, n, CORPUS_MAX_DOC);
         return AISLE_EINVAL;
     }
     uint64_t i = s->next++;
@@ -278,7 +268,7 @@ int corpus_builder_add(struct corpus_builder *b, const char *source, const char 
     int val = (double)(h >> 11) * 0x1.0p-53 < b->o.val_frac;
     struct doc *d = &b->batch[b->n_batch];
     if (!(d->text = malloc(n + 1))) {
-        seterr(err, errlen, "corpus: out of memory");
+        trn_seterr(err, errlen, "corpus: out of memory");
         return AISLE_ENOMEM;
     }
     memcpy(d->text, text, n);
@@ -332,7 +322,7 @@ static int copy_file(const char *from, const char *to, char *err, size_t errlen)
 {
     FILE *f = fopen(from, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: %s", from, strerror(errno));
+        trn_seterr(err, errlen, "%s: %s", from, strerror(errno));
         return AISLE_EIO;
     }
     struct trn_atomic a;
@@ -347,7 +337,7 @@ static int copy_file(const char *from, const char *to, char *err, size_t errlen)
         if (fwrite(buf, 1, k, a.f) != k)
             break;
     if (ferror(f) || ferror(a.f)) {
-        seterr(err, errlen, "copying %s to %s failed", from, to);
+        trn_seterr(err, errlen, "copying %s to %s failed", from, to);
         fclose(f);
         trn_atomic_abort(&a);
         return AISLE_EIO;
@@ -376,7 +366,7 @@ int corpus_write_manifest(const char *dir, const char *const *sources, int n_sou
         goto fail;
     uint64_t h;
     if ((rc = corpus_file_hash(path, &h))) {
-        seterr(err, errlen, "%s: cannot read back", path);
+        trn_seterr(err, errlen, "%s: cannot read back", path);
         goto fail;
     }
     char hex[17];
@@ -432,7 +422,7 @@ int corpus_write_manifest(const char *dir, const char *const *sources, int n_sou
     rc = trn_atomic_write(path, text, tl + 1, err, errlen);
 fail:
     if (rc == AISLE_ENOMEM && err && errlen && !err[0])
-        seterr(err, errlen, "manifest: out of memory");
+        trn_seterr(err, errlen, "manifest: out of memory");
     free(text);
     json_decref(root);
     json_decref(arr);
@@ -450,7 +440,7 @@ int corpus_read_text(const char *path, int (*fn)(void *ctx, const char *text, si
     struct lineio r;
     int rc = lineio_open(&r, path, CORPUS_MAX_DOC * 2);
     if (rc) {
-        seterr(err, errlen, "%s", r.err);
+        trn_seterr(err, errlen, "%s", r.err);
         return rc;
     }
     const char *line;
@@ -465,7 +455,7 @@ int corpus_read_text(const char *path, int (*fn)(void *ctx, const char *text, si
         json_t *v = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
         json_t *tx = v && json_is_object(v) ? json_object_get(v, "text") : NULL;
         if (!v || !tx || !json_is_string(tx)) {
-            seterr(err, errlen, "%s:%llu: %s", path, (unsigned long long)r.lineno,
+            trn_seterr(err, errlen, "%s:%llu: %s", path, (unsigned long long)r.lineno,
                    !v ? je.text : !json_is_object(v) ? "not a JSON object" : "no string member \"text\"");
             json_decref(v);
             rc = AISLE_EFORMAT;
@@ -479,10 +469,10 @@ int corpus_read_text(const char *path, int (*fn)(void *ctx, const char *text, si
     if (rc == AISLE_EEOF)
         rc = 0;
     else if (rc == AISLE_ETOOBIG)
-        seterr(err, errlen, "%s:%llu: line longer than %u bytes", path, (unsigned long long)r.lineno,
+        trn_seterr(err, errlen, "%s:%llu: line longer than %u bytes", path, (unsigned long long)r.lineno,
                CORPUS_MAX_DOC * 2);
     else
-        seterr(err, errlen, "%s: %s", path, r.err);
+        trn_seterr(err, errlen, "%s: %s", path, r.err);
 out:
     lineio_close(&r);
     return rc;
@@ -540,11 +530,11 @@ int corpus_manifest_parse(struct corpus_manifest **out, const char *data, size_t
     uint64_t u;
     if (!m) {
         json_decref(root);
-        seterr(err, errlen, "%s: out of memory", name);
+        trn_seterr(err, errlen, "%s: out of memory", name);
         return AISLE_ENOMEM;
     }
     if (!root) {
-        seterr(err, errlen, "%s: line %d: %s", name, je.line, je.text);
+        trn_seterr(err, errlen, "%s: line %d: %s", name, je.line, je.text);
         corpus_manifest_free(m);
         return AISLE_EFORMAT;
     }
@@ -626,12 +616,12 @@ int corpus_manifest_parse(struct corpus_manifest **out, const char *data, size_t
 nomem:
     json_decref(root);
     corpus_manifest_free(m);
-    seterr(err, errlen, "%s: out of memory", name);
+    trn_seterr(err, errlen, "%s: out of memory", name);
     return AISLE_ENOMEM;
 bad:
     json_decref(root);
     corpus_manifest_free(m);
-    seterr(err, errlen, "%s: bad or missing %s", name, what);
+    trn_seterr(err, errlen, "%s: bad or missing %s", name, what);
     return AISLE_EFORMAT;
 }
 
@@ -641,7 +631,7 @@ int corpus_manifest_load(struct corpus_manifest **out, const char *dir, char *er
     snprintf(path, sizeof path, "%s/manifest.json", dir);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        trn_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return AISLE_EIO;
     }
     struct buf b;
@@ -654,7 +644,7 @@ int corpus_manifest_load(struct corpus_manifest **out, const char *dir, char *er
     int bad = ferror(f);
     fclose(f);
     if (rc || bad) {
-        seterr(err, errlen, "%s: %s", path, bad ? "read error" : "larger than 64 MiB or out of memory");
+        trn_seterr(err, errlen, "%s: %s", path, bad ? "read error" : "larger than 64 MiB or out of memory");
         buf_release(&b);
         return bad ? AISLE_EIO : AISLE_ETOOBIG;
     }

@@ -5,6 +5,7 @@
 #include "train/data.h"
 
 #include "core/error.h"
+#include "train/atomic.h"
 #include "train/shard.h"
 
 #include <stdarg.h>
@@ -12,16 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static uint64_t next_u64(uint64_t *s)
 {
@@ -49,7 +40,7 @@ static int open_stream(struct tdata_stream *st, const char *dir, const struct co
     st->shards = calloc((size_t)sp->n_files, sizeof *st->shards);
     st->start = calloc((size_t)sp->n_files + 1, sizeof *st->start);
     if (!st->shards || !st->start) {
-        seterr(err, errlen, "out of memory");
+        trn_seterr(err, errlen, "out of memory");
         return AISLE_ENOMEM;
     }
     for (int i = 0; i < sp->n_files; i++) {
@@ -60,7 +51,7 @@ static int open_stream(struct tdata_stream *st, const char *dir, const struct co
             return rc;
         st->n++;
         if (st->shards[i]->kind != SHARD_TOKENS || st->shards[i]->vocab_size != vocab) {
-            seterr(err, errlen, "%s: not a token shard of vocab_size %u (the manifest's)", path, vocab);
+            trn_seterr(err, errlen, "%s: not a token shard of vocab_size %u (the manifest's)", path, vocab);
             return AISLE_EFORMAT;
         }
         st->start[i + 1] = st->start[i] + st->shards[i]->n_tokens;
@@ -104,7 +95,7 @@ static int parse_mix(struct tdata *d, const char *mix, char *err, size_t errlen)
         if (!comma)
             comma = p + strlen(p);
         if (!eq || eq > comma) {
-            seterr(err, errlen, "--mix: expected name=weight at '%s'", p);
+            trn_seterr(err, errlen, "--mix: expected name=weight at '%s'", p);
             return AISLE_EINVAL;
         }
         int s = -1;
@@ -112,13 +103,13 @@ static int parse_mix(struct tdata *d, const char *mix, char *err, size_t errlen)
             if ((size_t)(eq - p) == strlen(d->names[i]) && !strncmp(p, d->names[i], (size_t)(eq - p)))
                 s = i;
         if (s < 0) {
-            seterr(err, errlen, "--mix: the corpus has no source '%.*s'", (int)(eq - p), p);
+            trn_seterr(err, errlen, "--mix: the corpus has no source '%.*s'", (int)(eq - p), p);
             return AISLE_EINVAL;
         }
         char *end;
         double w = strtod(eq + 1, &end);
         if (end != comma || !(w >= 0 && w < 1e9)) {
-            seterr(err, errlen, "--mix: bad weight for '%s'", d->names[s]);
+            trn_seterr(err, errlen, "--mix: bad weight for '%s'", d->names[s]);
             return AISLE_EINVAL;
         }
         d->weight[s] = w;
@@ -152,7 +143,7 @@ int tdata_open(struct tdata *d, const char *dir, const char *mix, char *err, siz
     double sum = 0;
     for (int i = 0; i < d->n_src; i++) {
         if (d->weight[i] > 0 && d->train[i].tokens < 2) {
-            seterr(err, errlen, "source '%s' has weight %g but %llu train tokens", d->names[i], d->weight[i],
+            trn_seterr(err, errlen, "source '%s' has weight %g but %llu train tokens", d->names[i], d->weight[i],
                    (unsigned long long)d->train[i].tokens);
             rc = AISLE_EINVAL;
             goto fail;
@@ -160,7 +151,7 @@ int tdata_open(struct tdata *d, const char *dir, const char *mix, char *err, siz
         sum += d->weight[i];
     }
     if (!(sum > 0)) {
-        seterr(err, errlen, "%s: every source has weight 0 (or no tokens)", dir);
+        trn_seterr(err, errlen, "%s: every source has weight 0 (or no tokens)", dir);
         rc = AISLE_EINVAL;
         goto fail;
     }
@@ -175,7 +166,7 @@ fail:
 int tdata_add_sft(struct tdata *d, const char *path, double weight, char *err, size_t errlen)
 {
     if (d->n_sft == TDATA_MAX_SFT || !(weight > 0)) {
-        seterr(err, errlen, "%s: %s", path, weight > 0 ? "too many SFT shards" : "weight must be > 0");
+        trn_seterr(err, errlen, "%s: %s", path, weight > 0 ? "too many SFT shards" : "weight must be > 0");
         return AISLE_EINVAL;
     }
     struct shard *s;
@@ -183,14 +174,14 @@ int tdata_add_sft(struct tdata *d, const char *path, double weight, char *err, s
     if (rc)
         return rc;
     if (s->kind != SHARD_SFT || s->n_examples == 0 || (d->vocab_size && s->vocab_size != d->vocab_size)) {
-        seterr(err, errlen, "%s: %s", path,
+        trn_seterr(err, errlen, "%s: %s", path,
                s->kind != SHARD_SFT ? "not an SFT shard" : s->n_examples == 0 ? "no examples" : "vocab_size differs");
         shard_close(s);
         return AISLE_EINVAL;
     }
     for (int i = 0; i < d->n_sft; i++)
         if (d->sft[i]->vocab_size != s->vocab_size) {
-            seterr(err, errlen, "%s: vocab_size differs from the other SFT shards", path);
+            trn_seterr(err, errlen, "%s: vocab_size differs from the other SFT shards", path);
             shard_close(s);
             return AISLE_EINVAL;
         }
@@ -205,7 +196,7 @@ int tdata_add_sft(struct tdata *d, const char *path, double weight, char *err, s
         d->ex_mask = mask;
     if (!ids || !mask) {
         shard_close(s);
-        seterr(err, errlen, "out of memory");
+        trn_seterr(err, errlen, "out of memory");
         return AISLE_ENOMEM;
     }
     if (!d->vocab_size)
@@ -308,7 +299,7 @@ int tdata_fits(const struct tdata *d, int T, char *err, size_t errlen)
 {
     for (int i = 0; i < d->n_src && !d->n_sft; i++)
         if (d->weight[i] > 0 && d->train[i].tokens < (uint64_t)T + 1) {
-            seterr(err, errlen, "source '%s' has %llu train tokens, fewer than a sequence of %d + 1", d->names[i],
+            trn_seterr(err, errlen, "source '%s' has %llu train tokens, fewer than a sequence of %d + 1", d->names[i],
                    (unsigned long long)d->train[i].tokens, T);
             return AISLE_EINVAL;
         }

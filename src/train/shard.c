@@ -342,34 +342,15 @@ int shard_open_mem(struct shard **out, const void *data, size_t size, const char
 
 int shard_open(struct shard **out, const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    void *map = NULL;
-    size_t len = 0;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return AISLE_EIO;
-    }
-    len = (size_t)st.st_size;
-    if (len) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            if (err && errlen)
-                snprintf(err, errlen, "%s: mmap: %s", path, strerror(errno));
-            close(fd);
-            return AISLE_EIO;
-        }
-    }
-    close(fd);
+    const void *data;
+    void *map;
+    size_t len;
     struct shard *s;
-    static const uint8_t empty[1];
-    int rc = shard_open_mem(&s, map ? map : empty, len, path, err, errlen);
-    if (rc) {
-        if (map)
-            munmap(map, len);
+    int rc = trn_map_file(path, &data, &map, &len, err, errlen);
+    if (rc)
+        return rc;
+    if ((rc = shard_open_mem(&s, data, len, path, err, errlen))) {
+        trn_unmap(map, len);
         return rc;
     }
     s->map = map;
@@ -382,8 +363,7 @@ void shard_close(struct shard *s)
 {
     if (!s)
         return;
-    if (s->map)
-        munmap(s->map, s->map_len);
+    trn_unmap(s->map, s->map_len);
     free(s->ex_off);
     free(s);
 }
