@@ -13,6 +13,7 @@
 #include "retrieval/route.h"
 #include "store/shop.h"
 
+#include <jansson.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 
@@ -365,6 +366,54 @@ Test(evidence, merchant_api_down_gives_stale_or_unavailable_facts, .timeout = 60
     MHD_stop_daemon(d);
     route_model_free(m);
     store_close(s);
+    free(db);
+    tu_rmdir(dir);
+}
+
+Test(evidence_cli, json_lines_and_errors)
+{
+    char *dir, *db, *out;
+    struct store *s = demo_store_open(&dir, &db);
+    store_close(s);
+    int st = tu_run(&out, "cd '%s' && '%s' evidence --db '%s' --bm25 --json --turn 'is the w10130695 latch white?' "
+                          "'how much is it?'", tu_root(), tu_aisle(), db);
+    cr_assert_eq(st, 0, "%s", out);
+    json_error_t je;
+    char *line = strtok(out, "\n");
+    cr_assert_not_null(line);
+    json_t *head = json_loads(line, 0, &je);
+    cr_assert_not_null(head, "first line is JSON: %s", line);
+    json_t *res = json_object_get(head, "resolution");
+    cr_assert_str_eq(json_string_value(json_object_get(res, "why")), "previous_turn");
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(res, "products"), 0)), "B005AR75A6");
+    cr_assert(json_is_true(json_object_get(json_object_get(json_object_get(head, "route"), "api"), "use")));
+    cr_assert_str_eq(json_string_value(json_object_get(head, "search")), "bm25");
+    json_int_t npass = json_integer_value(json_object_get(head, "passages"));
+    json_decref(head);
+    json_int_t n = 0;
+    int offer = 0;
+    while ((line = strtok(NULL, "\n"))) {
+        json_t *p = json_loads(line, 0, &je);
+        cr_assert_not_null(p, "passage line is JSON: %s", line);
+        cr_assert_eq(json_integer_value(json_object_get(p, "citation")), ++n);
+        cr_assert(json_is_string(json_object_get(p, "id")) && json_is_string(json_object_get(p, "text")));
+        offer |= !strcmp(json_string_value(json_object_get(p, "source")), "offer") &&
+                 json_is_false(json_object_get(p, "stale")) && json_is_string(json_object_get(p, "as_of"));
+        json_decref(p);
+    }
+    cr_assert_eq(n, npass);
+    cr_assert(offer, "a fresh offer passage with as_of");
+    free(out);
+
+    cr_assert_eq(tu_run(&out, "'%s' evidence --db '%s' --product NOPE 'hi'", tu_aisle(), db), 1);
+    cr_assert(strstr(out, "no product 'NOPE'") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(tu_run(&out, "'%s' evidence --db '%s' --sources catalog,shipping 'hi'", tu_aisle(), db), 2);
+    cr_assert(strstr(out, "'shipping'") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(tu_run(&out, "'%s' evidence --help", tu_aisle()), 0);
+    cr_assert(strstr(out, "usage: aisle evidence") != NULL);
+    free(out);
     free(db);
     tu_rmdir(dir);
 }

@@ -246,3 +246,34 @@ Test(route, labelled_data_errors_name_file_and_line)
     free(p);
     tu_rmdir(dir);
 }
+
+Test(route_cli, train_eval_ask)
+{
+    char *dir = tu_tmpdir(), *out;
+    const char *F = "tests/fixtures/route";
+    int st = tu_run(&out, "cd '%s' && '%s' route train --out '%s/a.bin' --holdout 25 %s/api_questions.jsonl && "
+                          "'%s' route train --out '%s/b.bin' --holdout 25 %s/api_questions.jsonl && cmp '%s/a.bin' '%s/b.bin'",
+                    tu_root(), tu_aisle(), dir, F, tu_aisle(), dir, F, dir, dir);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strstr(out, "held out") != NULL, "%s", out);
+    free(out);
+    st = tu_run(&out, "cd '%s' && '%s' route eval --model '%s/a.bin' --holdout 25 %s/api_questions.jsonl", tu_root(),
+                tu_aisle(), dir, F);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strstr(out, "model ") && strstr(out, "keyword ") && strstr(out, "majority "), "%s", out);
+    free(out);
+    st = tu_run(&out, "cd '%s' && '%s' route ask --model models/router.bin how much is it", tu_root(), tu_aisle());
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strstr(out, "api") && strstr(out, "*"), "%s", out);
+    free(out);
+    char *bad = tu_path(dir, "bad.jsonl");
+    tu_write_str(bad, "{\"q\": 1, \"sources\": []}\n");
+    cr_assert_eq(tu_run(&out, "'%s' route train --out '%s/c.bin' '%s'", tu_aisle(), dir, bad), 1);
+    cr_assert(strstr(out, "bad.jsonl:1: q:") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(tu_run(&out, "'%s' route ask --model '%s'/nope.bin hi", tu_aisle(), dir), 1);
+    cr_assert(strstr(out, "nope.bin") != NULL, "%s", out);
+    free(out);
+    free(bad);
+    tu_rmdir(dir);
+}
