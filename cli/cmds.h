@@ -24,6 +24,7 @@ int cmd_embed(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_route(int argc, char **argv);
 int cmd_evidence(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
 
 #define AISLE_COMMANDS \
     X("ingest", cmd_ingest, "load products, reviews, Q&A, offers and orders into a store") \
@@ -44,6 +45,7 @@ int cmd_evidence(int argc, char **argv);
     X("embed", cmd_embed, "train the dense retrieval encoder; embed a store's passages (embed train|index)") \
     X("eval", cmd_eval, "evaluate retrieval (BM25, dense, hybrid) on the shared dev sets (eval retrieval)") \
     X("route", cmd_route, "train, evaluate and ask the source router (route train|eval|top|ask)") \
-    X("evidence", cmd_evidence, "the evidence (passages, sources, citation ids) the assistant would use")
+    X("evidence", cmd_evidence, "the evidence (passages, sources, citation ids) the assistant would use") \
+    X("sft", cmd_sft, "build instruction-tuning examples in the prompt format (sft build); train with train --sft")
 
 #endif

@@ -87,6 +87,11 @@ static int sanitize(struct buf *out, const char *s, size_t n, int one_line, size
     return rc;
 }
 
+int prompt_clean_line(struct buf *out, const char *s, size_t n, size_t max)
+{
+    return sanitize(out, s, n, 1, max);
+}
+
 int prompt_passage_line(struct buf *out, size_t n, const struct prompt_passage *ps, size_t max_passage_bytes)
 {
     if (!max_passage_bytes)

@@ -117,6 +117,12 @@ int prompt_build(struct prompt *p, const struct prompt_input *in, const struct p
  * no newline) as prompt_build writes it. 0, AISLE_ENOMEM or AISLE_ETOOBIG. */
 int prompt_passage_line(struct buf *out, size_t n, const struct prompt_passage *ps, size_t max_passage_bytes);
 
+/* Append s[0..n) as an evidence line's text is written: control characters as
+ * spaces, runs of spaces collapsed, trimmed, invalid UTF-8 as U+FFFD, and cut
+ * at a character boundary to max bytes with "…" (max 0: no cut). 0,
+ * AISLE_ENOMEM or AISLE_ETOOBIG. */
+int prompt_clean_line(struct buf *out, const char *s, size_t n, size_t max);
+
 /* ---- the markup the model writes ---- */
 
 #define MARKUP_MAX_IDS 4       /* ids in <compare ids="A,B,C,D"/> */
