@@ -7,6 +7,7 @@
 #include "retrieval/encoder.h"
 #include "retrieval/eval.h"
 #include "retrieval/rerank.h"
+#include "retrieval/route.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -23,13 +24,17 @@ static const char usage_text[] =
     "statistics of the whole file), dense alone (the encoder's cosine), hybrid\n"
     "(reciprocal-rank fusion of the two, then the learned reranker), and the\n"
     "ablations: RRF without rerank, learned fusion (BM25 + dense scores and\n"
-    "ranks only), rerank without the dense features, and the shipped reranker.\n"
+    "ranks only), rerank without the dense features, rerank with a source\n"
+    "prior, and the shipped reranker (rr_shipped, fitted on the two dev sets:\n"
+    "testseen is held out from it).\n"
     "Learned models are scored by cross-validation: folds by question, each\n"
     "fold ranked by a model fitted on the others (docs/EVAL.md).\n"
     "\n"
     "  --data-dir DIR   the shared data (default ../shared/data)\n"
     "  --encoder PATH   the encoder (default models/encoder-v1.bin)\n"
     "  --folds N        cross-validation folds (default 5)\n"
+    "  --router PATH    the source router for the routing ablation (default\n"
+    "                   models/router.bin; the ablation is skipped without it)\n"
     "  --fit            also fit the reranker on hetPQA dev + semiPQA dev and\n"
     "                   print it as rerank.c's rr_shipped initializer\n"
     "  -h, --help       this help\n";
@@ -104,12 +109,13 @@ static void scored_free(struct scored *d)
 
 /* Cross-validated scores of a logistic model on nfeat features; features in
  * drop[] (may be NULL) are zeroed (ablations). */
-static void cv_scores(const struct scored *d, int nfeat, int folds, const int *drop, size_t ndrop, double *out)
+static void cv_scores_x(const struct scored *d, const float *x0, int nfeat, int folds, const int *drop, size_t ndrop,
+                        double *out)
 {
     size_t nc = d->s.nc;
     float *x = xcalloc(nc * RR_NFEAT, sizeof(float)), *tx = xcalloc(nc * RR_NFEAT, sizeof(float));
     int *y = xcalloc(nc, sizeof(int)), *ty = xcalloc(nc, sizeof(int));
-    memcpy(x, d->x, nc * RR_NFEAT * sizeof(float));
+    memcpy(x, x0, nc * RR_NFEAT * sizeof(float));
     for (size_t c = 0; c < nc; c++) {
         y[c] = d->s.c[c].label;
         for (size_t k = 0; k < ndrop; k++)
@@ -137,6 +143,32 @@ static void cv_scores(const struct scored *d, int nfeat, int folds, const int *d
     free(ty);
 }
 
+static void cv_scores(const struct scored *d, int nfeat, int folds, const int *drop, size_t ndrop, double *out)
+{
+    cv_scores_x(d, d->x, nfeat, folds, drop, ndrop, out);
+}
+
+/* Routing as a rerank feature: the router's score for the candidate's source
+ * (catalog for attributes, bullets and descriptions; reviews; Q&A) in the
+ * first source slot, the other source slots zero. 0 when no router. */
+static void routed_features(const struct scored *d, const struct route_model *rm, float *x)
+{
+    memcpy(x, d->x, d->s.nc * RR_NFEAT * sizeof(float));
+    for (size_t q = 0; q < d->s.nq; q++) {
+        struct route r;
+        if (route_question(rm, d->s.q[q].question, &r))
+            cli_die("out of memory");
+        for (size_t c = d->s.q[q].first; c < d->s.q[q].first + d->s.q[q].n; c++) {
+            enum rr_source src = d->s.c[c].source;
+            int rs = src == RR_REVIEW ? ROUTE_REVIEWS : src == RR_QA ? ROUTE_QA : ROUTE_CATALOG;
+            float *xc = x + c * RR_NFEAT;
+            for (int k = RR_CORE_FEATS; k < RR_NFEAT; k++)
+                xc[k] = 0.0f;
+            xc[RR_CORE_FEATS] = (float)r.score[rs];
+        }
+    }
+}
+
 static void row(const char *method, const struct eval_metrics *m)
 {
     printf("  %-34s %7.4f %7.4f %7.4f %7.4f %7.4f %7.4f\n", method, m->ndcg1, m->ndcg5, m->ndcg10, m->mrr,
@@ -157,10 +189,10 @@ static void print_fit(struct scored *d, size_t nd)
             y[m] = d[i].s.c[c].label;
         }
     struct rr_model mod;
-    if (rr_fit(&mod, RR_NFEAT, x, y, m, 400, 1e-4))
+    if (rr_fit(&mod, RR_CORE_FEATS, x, y, m, 400, 1e-4))
         cli_die("reranker fit: no rows");
     printf("\nreranker fitted on %zu candidates of %s and %s:\n", m, sets[0].name, sets[1].name);
-    printf("const struct rr_model rr_shipped = {\n    .nfeat = RR_NFEAT,\n    .w = {");
+    printf("const struct rr_model rr_shipped = {\n    .nfeat = RR_CORE_FEATS,\n    .w = {");
     for (int k = 0; k <= RR_NFEAT; k++)
         printf("%s%.6ff", k ? ", " : "", (double)mod.w[k]);
     printf("},\n};\n");
@@ -173,9 +205,9 @@ static int eval_retrieval(int argc, char **argv)
     static const struct option longopts[] = {
         {"data-dir", required_argument, NULL, 'd'}, {"encoder", required_argument, NULL, 'e'},
         {"folds", required_argument, NULL, 'f'},    {"fit", no_argument, NULL, 'F'},
-        {NULL, 0, NULL, 0},
+        {"router", required_argument, NULL, 'r'},   {NULL, 0, NULL, 0},
     };
-    const char *dir = NULL, *encp = "models/encoder-v1.bin";
+    const char *dir = NULL, *encp = "models/encoder-v1.bin", *routerp = NULL;
     int folds = 5, fit = 0, c;
     opterr = 0;
     optind = 1;
@@ -184,6 +216,7 @@ static int eval_retrieval(int argc, char **argv)
         case 'd': dir = optarg; break;
         case 'e': encp = optarg; break;
         case 'F': fit = 1; break;
+        case 'r': routerp = optarg; break;
         case 'f': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -209,6 +242,12 @@ static int eval_retrieval(int argc, char **argv)
     struct encoder *e;
     if (enc_load(&e, encp, err, sizeof(err)))
         cli_die("%s (train one with `aisle embed train` or give --encoder)", err);
+    struct route_model *rm = NULL;
+    struct stat rsb;
+    if (routerp || !stat("models/router.bin", &rsb)) {
+        if (route_model_load(&rm, routerp ? routerp : "models/router.bin", err, sizeof(err)))
+            cli_die("%s", err);
+    }
     double t0 = cli_now();
     struct scored d[NSETS];
     memset(d, 0, sizeof(d));
@@ -223,13 +262,21 @@ static int eval_retrieval(int argc, char **argv)
         size_t nc = d[i].s.nc;
         double *lf = xcalloc(nc, sizeof(double)), *rr = xcalloc(nc, sizeof(double));
         double *rnd = xcalloc(nc, sizeof(double)), *shp = xcalloc(nc, sizeof(double));
+        double *rsp = xcalloc(nc, sizeof(double)), *rte = xcalloc(nc, sizeof(double));
         cv_scores(&d[i], RR_FUSION_FEATS, folds, NULL, 0, lf);
-        cv_scores(&d[i], RR_NFEAT, folds, NULL, 0, rr);
+        cv_scores(&d[i], RR_CORE_FEATS, folds, NULL, 0, rr);
         static const int dense_feats[] = {2, 3};
-        cv_scores(&d[i], RR_NFEAT, folds, dense_feats, 2, rnd);
+        cv_scores(&d[i], RR_CORE_FEATS, folds, dense_feats, 2, rnd);
+        cv_scores(&d[i], RR_NFEAT, folds, NULL, 0, rsp);
+        if (rm) {
+            float *xr = xcalloc(nc * RR_NFEAT, sizeof(float));
+            routed_features(&d[i], rm, xr);
+            cv_scores_x(&d[i], xr, RR_CORE_FEATS + 1, folds, NULL, 0, rte);
+            free(xr);
+        }
         for (size_t k = 0; k < nc; k++)
             shp[k] = rr_score(&rr_shipped, d[i].x + k * RR_NFEAT);
-        struct eval_metrics mb, md, mr, mlf, mh, mrnd, mshp;
+        struct eval_metrics mb, md, mr, mlf, mh, mrnd, mshp, mrsp, mrte;
         eval_metrics(&d[i].s, d[i].bm25, &mb);
         eval_metrics(&d[i].s, d[i].dense, &md);
         eval_metrics(&d[i].s, d[i].rrf, &mr);
@@ -237,6 +284,8 @@ static int eval_retrieval(int argc, char **argv)
         eval_metrics(&d[i].s, rr, &mh);
         eval_metrics(&d[i].s, rnd, &mrnd);
         eval_metrics(&d[i].s, shp, &mshp);
+        eval_metrics(&d[i].s, rsp, &mrsp);
+        eval_metrics(&d[i].s, rte, &mrte);
         printf("\n%s: %zu questions with a relevant candidate (%zu without, skipped), %zu candidates\n",
                sets[i].name, mb.questions, mb.skipped, nc);
         printf("  %-34s %7s %7s %7s %7s %7s %7s\n", "method", "nDCG@1", "nDCG@5", "nDCG@10", "MRR", "R@1", "R@5");
@@ -246,7 +295,10 @@ static int eval_retrieval(int argc, char **argv)
         row("  ablation: RRF, no rerank", &mr);
         row("  ablation: learned fusion (CV)", &mlf);
         row("  ablation: rerank without dense", &mrnd);
-        row("  shipped reranker", &mshp);
+        row("  ablation: rerank + source prior", &mrsp);
+        if (rm)
+            row("  ablation: rerank + routing", &mrte);
+        row(i < 2 ? "  shipped reranker (fit incl. this)" : "  shipped reranker (held out)", &mshp);
         printf("  hybrid - BM25: nDCG@1 %+.4f  nDCG@5 %+.4f  nDCG@10 %+.4f  MRR %+.4f  R@1 %+.4f  R@5 %+.4f  "
                "(%zu questions)\n",
                mh.ndcg1 - mb.ndcg1, mh.ndcg5 - mb.ndcg5, mh.ndcg10 - mb.ndcg10, mh.mrr - mb.mrr,
@@ -255,9 +307,16 @@ static int eval_retrieval(int argc, char **argv)
         free(rr);
         free(rnd);
         free(shp);
+        free(rsp);
+        free(rte);
         fflush(stdout);
     }
-    printf("\nrouting ablation: not available (no source router on main when this was built)\n");
+    if (rm)
+        printf("\nrouting: the router's score for a candidate's source is a rerank feature (catalog for\n"
+               "attributes, bullets, descriptions); semiPQA pools are all attributes, so it cannot reorder them\n");
+    else
+        printf("\nrouting ablation: skipped (no models/router.bin; give --router PATH)\n");
+    route_model_free(rm);
     if (fit)
         print_fit(d, 2);
     printf("\n%.1f s\n", cli_now() - t0);

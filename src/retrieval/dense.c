@@ -448,16 +448,28 @@ static int cmp_best(const void *a, const void *b)
     return hit_worse(y, x) ? -1 : hit_worse(x, y) ? 1 : 0;
 }
 
+/* Common start of a search: *n = 0, k checked, the query quantized into qi
+ * with scale *qs. 0: go on; 1: nothing to search (k 0 or no vectors);
+ * AISLE_EINVAL. */
+static int search_start(const struct dense_index *ix, const float *q, size_t k, size_t *n, int8_t *qi, float *qs)
+{
+    *n = 0;
+    if (k > 1000)
+        return AISLE_EINVAL;
+    if (!k || !ix->D)
+        return 1;
+    *qs = nn_quantize_i8(qi, q, ix->D);
+    return 0;
+}
+
 int dense_search(const struct dense_index *ix, const float *q, unsigned mask, size_t k, struct dense_hit *hits,
                  size_t *n)
 {
-    *n = 0;
-    if (!k || k > 1000)
-        return k ? AISLE_EINVAL : 0;
-    if (!ix->D)
-        return 0;
     int8_t qi[ENC_MAX_DIM];
-    float qs = nn_quantize_i8(qi, q, ix->D);
+    float qs;
+    int rc = search_start(ix, q, k, n, qi, &qs);
+    if (rc)
+        return rc > 0 ? 0 : rc;
     size_t D = (size_t)ix->D;
     for (int gi = 0; gi < DENSE_NGROUPS; gi++) {
         if (!(mask & (1u << gi)))
@@ -479,13 +491,11 @@ int dense_search(const struct dense_index *ix, const float *q, unsigned mask, si
 int dense_search_ids(const struct dense_index *ix, const float *q, const int64_t *ids, size_t nids, size_t k,
                      struct dense_hit *hits, size_t *n)
 {
-    *n = 0;
-    if (!k || k > 1000)
-        return k ? AISLE_EINVAL : 0;
-    if (!ix->D)
-        return 0;
     int8_t qi[ENC_MAX_DIM];
-    float qs = nn_quantize_i8(qi, q, ix->D);
+    float qs;
+    int rc = search_start(ix, q, k, n, qi, &qs);
+    if (rc)
+        return rc > 0 ? 0 : rc;
     size_t D = (size_t)ix->D;
     for (size_t i = 0; i < nids; i++)
         for (int gi = 0; gi < DENSE_NGROUPS; gi++) {

@@ -23,6 +23,11 @@
 
 #define TRI_PER_TERM 32 /* character trigrams kept per term */
 
+/* Initial weights are N(0, (init_scale^2)/D). Small, so that buckets no
+ * training text touched (words first seen in a store) add little noise next
+ * to trained ones, which AdamW moves by ~lr per step whatever their size. */
+static float init_scale = 0.05f;
+
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *c = p;
@@ -62,7 +67,7 @@ int enc_new(struct encoder **out, int D, uint32_t nbuckets, uint64_t seed)
         return AISLE_ENOMEM;
     }
     uint64_t s = seed ? seed : 1;
-    float sd = 1.0f / sqrtf((float)D);
+    float sd = init_scale / sqrtf((float)D);
     for (uint32_t b = 0; b < nbuckets; b++) {
         e->idf[b] = 1.0f;
         for (int j = 0; j < D; j++) {
@@ -417,6 +422,65 @@ static void backprop_rows(const struct encoder *e, const struct feat_table *t, c
     }
 }
 
+/* Scratch of one training step: Ua, Ub, dUa, dUb (B, D); S, Pr (B, B); na, nb (B). */
+struct batch_ws {
+    float *Ua, *Ub, *dUa, *dUb, *S, *Pr, *na, *nb;
+};
+
+/* The symmetric InfoNCE loss of pairs idx[0..B) (a from ta, b from tb) and,
+ * when G is not NULL, its gradient added into G (nbuckets, D). */
+static double batch_loss_grad(const struct encoder *e, const struct feat_table *ta, const struct feat_table *tb,
+                              const size_t *idx, int B, float tau, struct batch_ws *w, float *G)
+{
+    int D = e->D;
+    float *Ua = w->Ua, *Ub = w->Ub, *dUa = w->dUa, *dUb = w->dUb, *S = w->S, *Pr = w->Pr, *na = w->na, *nb = w->nb;
+    embed_rows(e, ta, idx, B, Ua, na);
+    embed_rows(e, tb, idx, B, Ub, nb);
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < B; j++)
+            S[i * B + j] = nn_dot_f32(Ua + (size_t)i * D, Ub + (size_t)j * D, D) / tau;
+    /* row softmax (a->b) into Pr, column softmax (b->a) added: dS */
+    double loss = 0;
+    for (int i = 0; i < B; i++) {
+        float mx = S[i * B];
+        for (int j = 1; j < B; j++)
+            mx = S[i * B + j] > mx ? S[i * B + j] : mx;
+        double z = 0;
+        for (int j = 0; j < B; j++)
+            z += exp((double)(S[i * B + j] - mx));
+        loss += (double)mx + log(z) - S[i * B + i];
+        for (int j = 0; j < B; j++)
+            Pr[i * B + j] = (float)(exp((double)(S[i * B + j] - mx)) / z) - (i == j);
+    }
+    for (int j = 0; j < B; j++) {
+        float mx = S[j];
+        for (int i = 1; i < B; i++)
+            mx = S[i * B + j] > mx ? S[i * B + j] : mx;
+        double z = 0;
+        for (int i = 0; i < B; i++)
+            z += exp((double)(S[i * B + j] - mx));
+        loss += (double)mx + log(z) - S[j * B + j];
+        for (int i = 0; i < B; i++)
+            Pr[i * B + j] += (float)(exp((double)(S[i * B + j] - mx)) / z) - (i == j);
+    }
+    loss /= 2.0 * B;
+    if (!G)
+        return loss;
+    /* dS = Pr / (2B); dUa = dS Ub / tau; dUb = dS^T Ua / tau */
+    float sc = 1.0f / (2.0f * (float)B * tau);
+    memset(dUa, 0, (size_t)B * D * sizeof(float));
+    memset(dUb, 0, (size_t)B * D * sizeof(float));
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < B; j++) {
+            float g = Pr[i * B + j] * sc;
+            nn_axpy_f32(dUa + (size_t)i * D, g, Ub + (size_t)j * D, D);
+            nn_axpy_f32(dUb + (size_t)j * D, g, Ua + (size_t)i * D, D);
+        }
+    backprop_rows(e, ta, idx, B, Ua, na, dUa, G);
+    backprop_rows(e, tb, idx, B, Ub, nb, dUb, G);
+    return loss;
+}
+
 int enc_train(struct encoder *e, const char *const *a, const char *const *b, size_t n,
               const struct enc_train_opts *o, float *final_loss)
 {
@@ -458,49 +522,9 @@ int enc_train(struct encoder *e, const char *const *a, const char *const *b, siz
         epoch_loss = 0;
         for (size_t bi = 0; bi < per_epoch; bi++, step++) {
             const size_t *idx = perm + bi * (size_t)B;
-            embed_rows(e, &ta, idx, B, Ua, na);
-            embed_rows(e, &tb, idx, B, Ub, nb);
-            for (int i = 0; i < B; i++)
-                for (int j = 0; j < B; j++)
-                    S[i * B + j] = nn_dot_f32(Ua + (size_t)i * D, Ub + (size_t)j * D, D) / tau;
-            /* row softmax (a->b) into Pr, column softmax (b->a) added: dS */
-            double loss = 0;
-            for (int i = 0; i < B; i++) {
-                float mx = S[i * B];
-                for (int j = 1; j < B; j++)
-                    mx = S[i * B + j] > mx ? S[i * B + j] : mx;
-                double z = 0;
-                for (int j = 0; j < B; j++)
-                    z += exp((double)(S[i * B + j] - mx));
-                loss += (double)mx + log(z) - S[i * B + i];
-                for (int j = 0; j < B; j++)
-                    Pr[i * B + j] = (float)(exp((double)(S[i * B + j] - mx)) / z) - (i == j);
-            }
-            for (int j = 0; j < B; j++) {
-                float mx = S[j];
-                for (int i = 1; i < B; i++)
-                    mx = S[i * B + j] > mx ? S[i * B + j] : mx;
-                double z = 0;
-                for (int i = 0; i < B; i++)
-                    z += exp((double)(S[i * B + j] - mx));
-                loss += (double)mx + log(z) - S[j * B + j];
-                for (int i = 0; i < B; i++)
-                    Pr[i * B + j] += (float)(exp((double)(S[i * B + j] - mx)) / z) - (i == j);
-            }
-            loss /= 2.0 * B;
+            struct batch_ws ws = {Ua, Ub, dUa, dUb, S, Pr, na, nb};
+            double loss = batch_loss_grad(e, &ta, &tb, idx, B, tau, &ws, G);
             epoch_loss += loss;
-            /* dS = Pr / (2B); dUa = dS Ub / tau; dUb = dS^T Ua / tau */
-            float sc = 1.0f / (2.0f * (float)B * tau);
-            memset(dUa, 0, (size_t)B * D * sizeof(float));
-            memset(dUb, 0, (size_t)B * D * sizeof(float));
-            for (int i = 0; i < B; i++)
-                for (int j = 0; j < B; j++) {
-                    float g = Pr[i * B + j] * sc;
-                    nn_axpy_f32(dUa + (size_t)i * D, g, Ub + (size_t)j * D, D);
-                    nn_axpy_f32(dUb + (size_t)j * D, g, Ua + (size_t)i * D, D);
-                }
-            backprop_rows(e, &ta, idx, B, Ua, na, dUa, G);
-            backprop_rows(e, &tb, idx, B, Ub, nb, dUb, G);
             /* AdamW: warmup, then cosine decay to a tenth */
             float lrt = step < warm ? lr * (float)(step + 1) / (float)warm
                                     : lr * (0.1f + 0.9f * 0.5f * (1.0f + cosf(3.14159265f * (float)(step - warm) /

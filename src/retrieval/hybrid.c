@@ -353,7 +353,8 @@ int hybrid_search(struct hybrid *h, const struct lex_query *q, struct lex_hit **
     }
     for (size_t i = 0; i < n; i++)
         c[i].fused = (c[i].rb >= 0 ? 1.0 / (RRF_K + c[i].rb) : 0) + (c[i].rd >= 0 ? 1.0 / (RRF_K + c[i].rd) : 0);
-    qsort(c, n, sizeof(*c), cmp_fused);
+    if (n)
+        qsort(c, n, sizeof(*c), cmp_fused);
 
     size_t nr = h->o.flags & HYBRID_NO_RERANK ? 0 : (n < h->o.rerank_top ? n : h->o.rerank_top);
     if (nr) {

@@ -11,11 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fitted by `aisle eval retrieval --fit` (docs/RETRIEVAL.md): placeholder
- * until the first fit is pasted here is an equal-weight fusion. */
+/* Fitted by `aisle eval retrieval --fit` (encoder-v1, 400 gradient steps,
+ * L2 1e-4, classes balanced) on 15,973 candidates of hetPQA evidence_ranking
+ * dev and semiPQA attribute_ranking dev; docs/RETRIEVAL.md. Refit and paste
+ * here whenever the encoder or the features change. */
 const struct rr_model rr_shipped = {
-    .nfeat = RR_NFEAT,
-    .w = {1.0f, 1.0f, 1.0f, 1.0f, 0.5f, 0.0f, 0, 0, 0, 0, 0, 0, 0.0f},
+    .nfeat = RR_CORE_FEATS,
+    .w = {2.024790f, 0.601487f, 1.506017f, 2.178990f, 1.169203f, -0.259842f, 0.000000f, 0.000000f, 0.000000f,
+          0.000000f, 0.000000f, 0.000000f, -1.934561f},
 };
 
 void rr_features(const struct rr_input *in, float *x)

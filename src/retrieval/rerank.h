@@ -8,9 +8,13 @@
  * holds, the passage length, and a one-hot of its source — so rescoring 50
  * candidates costs microseconds. Learned fusion is the same model restricted
  * to the four score/rank features (RR_FUSION_FEATS). The shipped weights
- * (rr_shipped) were fitted by `aisle eval retrieval --fit` on hetPQA
+ * (rr_shipped) use the six core features, not the source one-hot: in the
+ * labelled sets a source's prior mostly reflects how big its pools are (all
+ * semiPQA candidates are attributes, 1 in 14 relevant), which would not carry
+ * over to a store. They were fitted by `aisle eval retrieval --fit` on hetPQA
  * evidence-ranking dev and semiPQA attribute-ranking dev (docs/RETRIEVAL.md);
- * the evaluation itself reports cross-validated numbers (folds by question).
+ * the evaluation itself reports cross-validated numbers (folds by question),
+ * and testseen is held out from the shipped fit.
  *
  * Ownership: plain values; nothing allocated except by rr_fit's caller.
  * THREAD SAFETY: all functions are pure; rr_shipped is read-only.
@@ -22,8 +26,9 @@
 
 enum rr_source { RR_PRODUCT, RR_BULLET, RR_ATTRIBUTE, RR_DESCRIPTION, RR_REVIEW, RR_QA, RR_NSOURCES };
 
-#define RR_FUSION_FEATS 4
-#define RR_NFEAT (6 + RR_NSOURCES)
+#define RR_FUSION_FEATS 4 /* learned fusion: BM25 and dense scores and ranks */
+#define RR_CORE_FEATS 6   /* the shipped reranker: fusion + coverage + length */
+#define RR_NFEAT (RR_CORE_FEATS + RR_NSOURCES) /* + a one-hot source prior */
 
 struct rr_input {
     double bm25;     /* the candidate's BM25 score (0 when BM25 did not find it) */
