@@ -163,7 +163,7 @@ static int build(int argc, char **argv)
     sft_out_set_progress(so, on_progress, &prog);
 
     double t0 = cli_now();
-    int built = 0;
+    int built = 0, found[SFT_N_DATASETS] = {0};
     for (int d = 0; d < SFT_N_DATASETS; d++) {
         if (!want[d])
             continue;
@@ -183,6 +183,7 @@ static int build(int argc, char **argv)
             cli_die("%s: %s", sft_dataset_name((enum sft_dataset)d), err);
         }
         built++;
+        found[d] = 1;
     }
     cli_progress_end(&prog.bar);
     if (!built) {
@@ -195,7 +196,7 @@ static int build(int argc, char **argv)
     printf("%-11s %8s %8s %7s %7s %8s %7s %11s %11s %8s\n", "dataset", "records", "train", "dev", "neg", "rejected",
            "long", "tokens", "targets", "test-out");
     for (int d = 0; d < SFT_N_DATASETS; d++) {
-        if (!want[d])
+        if (!found[d])
             continue;
         const struct sft_stats *tr = sft_out_stats(so, (enum sft_dataset)d, SFT_TRAIN);
         const struct sft_stats *dv = sft_out_stats(so, (enum sft_dataset)d, SFT_DEV);
