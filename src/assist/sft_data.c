@@ -796,7 +796,7 @@ static int emit_qa(struct builder *b, size_t i, int product_tag, int same_group)
         ex.ev[ex.n_ev++] = (struct prompt_passage){.source = x->f[4], .product_id = x->f[3], .text = x->f[1]};
     }
     if (w->f[5] && ex.n_ev < SFT_MAX_EVIDENCE) /* the product's title, when known */
-        ex.ev[ex.n_ev++] = (struct prompt_passage){.source = "title", .product_id = w->f[3], .text = w->f[5]};
+        ex.ev[ex.n_ev++] = (struct prompt_passage){.source = "product", .product_id = w->f[3], .text = w->f[5]};
     int rc;
     if (negative) {
         ex.negative = 1;
