@@ -1,0 +1,172 @@
+/*
+ * bench/train.c — training throughput and model FLOPs utilisation (MFU) of
+ * src/train for a 124M-parameter Llama (dim 768, 12 layers, 12 heads, FFN
+ * 3072, vocab 32000, tied output, ctx 256) and for the default model's
+ * shape (docs/TRAIN.md), with the sgemm peak measured in the same run with
+ * the same thread count as the baseline.
+ *
+ * Model FLOPs per token (the PaLM accounting, with the causal mask halving
+ * attention): 6 x (non-embedding parameters + V x C for the output
+ * projection, a real matmul also when tied) + 6 x L x T x C for attention
+ * (QK^T and PV, forward 2 x T/2 x C each, backward twice the forward).
+ * MFU = model FLOPs per second / sgemm peak.
+ *
+ * The baseline: row-major sgemm of (N x C) by (C x F) shapes the model runs
+ * (N = B x T), best of 5, measured before and after the training steps (the
+ * machine is shared: both are printed, the larger is used). One step = zero
+ * grad, forward, backward, clip, AdamW; after one warm-up step, the best of
+ * --steps steps, and the time split into forward, backward and optimizer.
+ *
+ * Output: `name value unit` lines on stdout; `#` lines are context.
+ * Usage: train [--threads N] [--steps N] [--only small|124m]
+ */
+#include "core/error.h"
+#include "tensor/tensor.h"
+#include "train/llama_train.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* sgemm GFLOP/s for out (M, N) = A (M, K) B^T, best of reps. */
+static double sgemm_peak(int M, int N, int K, int reps)
+{
+    float *a = malloc(sizeof(float) * (size_t)M * K), *b = malloc(sizeof(float) * (size_t)N * K),
+          *c = malloc(sizeof(float) * (size_t)M * N);
+    if (!a || !b || !c) {
+        fprintf(stderr, "bench/train: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < (size_t)M * K; i++)
+        a[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        b[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
+    double best = 1e30;
+    tensor_sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N); /* warm */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        tensor_sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        double dt = now() - t0;
+        best = dt < best ? dt : best;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * M * N * K / best / 1e9;
+}
+
+struct cfgrun {
+    const char *name;
+    struct ltr_config cfg;
+    int B, T;
+};
+
+static void run(const struct cfgrun *cr, int threads, int steps)
+{
+    const struct ltr_config *c = &cr->cfg;
+    int N = cr->B * cr->T;
+    double peak0 = sgemm_peak(N, c->F, c->C, 5);
+    struct ltr_model *m;
+    int rc = ltr_model_new(&m, c, cr->B, cr->T, threads);
+    if (rc) {
+        fprintf(stderr, "bench/train: %s: %s\n", cr->name, aisle_strerror(rc));
+        exit(1);
+    }
+    ltr_init(m, 1, 0.02f);
+    int32_t *tok = malloc(sizeof *tok * (size_t)N), *tgt = malloc(sizeof *tgt * (size_t)N);
+    uint64_t s = 12345;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tok[i] = (int32_t)((s >> 33) % (uint64_t)c->V);
+    }
+    for (int i = 0; i < N; i++)
+        tgt[i] = tok[(i + 1) % N];
+    struct ltr_adamw opt = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    double best = 1e30, bf = 0, bb = 0, bo = 0;
+    for (int k = 0; k < steps + 1; k++) {
+        double t0 = now();
+        float loss;
+        ltr_zero_grad(m);
+        if (ltr_forward(m, tok, tgt, NULL, cr->B, cr->T, &loss)) {
+            fprintf(stderr, "bench/train: forward failed\n");
+            exit(1);
+        }
+        double t1 = now();
+        ltr_backward(m, 1.0f);
+        double t2 = now();
+        ltr_clip_grad_norm(m, 1.0f);
+        ltr_adamw_step(m, &opt);
+        double t3 = now();
+        if (k > 0 && t3 - t0 < best) {
+            best = t3 - t0;
+            bf = t1 - t0;
+            bb = t2 - t1;
+            bo = t3 - t2;
+        }
+    }
+    double peak1 = sgemm_peak(N, c->F, c->C, 5), peak = peak0 > peak1 ? peak0 : peak1;
+    size_t nonemb = m->n_params - (size_t)c->V * c->C * (c->tied ? 1 : 2);
+    double fpt = 6.0 * ((double)nonemb + (double)c->V * c->C) + 6.0 * c->L * (double)cr->T * c->C;
+    double tps = N / best, achieved = fpt * tps / 1e9;
+    printf("# %s: C %d, L %d, NH %d, NKV %d, F %d, V %d, %s; B %d x T %d; %zu parameters (%zu non-embedding); "
+           "%.3g model FLOPs/token; %d threads\n",
+           cr->name, c->C, c->L, c->NH, c->NKV, c->F, c->V, c->tied ? "tied" : "untied", cr->B, cr->T, m->n_params,
+           nonemb, fpt, threads);
+    printf("train_%s_sgemm_peak_before %.1f GFLOP/s\n", cr->name, peak0);
+    printf("train_%s_sgemm_peak_after %.1f GFLOP/s\n", cr->name, peak1);
+    printf("train_%s_step %.3f s\n", cr->name, best);
+    printf("train_%s_forward %.3f s\n", cr->name, bf);
+    printf("train_%s_backward %.3f s\n", cr->name, bb);
+    printf("train_%s_optimizer %.3f s\n", cr->name, bo);
+    printf("train_%s_tokens_per_s %.0f tokens/s\n", cr->name, tps);
+    printf("train_%s_model_gflops %.1f GFLOP/s\n", cr->name, achieved);
+    printf("train_%s_mfu %.1f %%\n", cr->name, 100.0 * achieved / peak);
+    fflush(stdout);
+    free(tok);
+    free(tgt);
+    ltr_model_free(m);
+}
+
+int main(int argc, char **argv)
+{
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = nc > 0 ? (int)nc : 1, steps = 2;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else {
+            fprintf(stderr, "usage: train [--threads N] [--steps N] [--only small|124m]\n");
+            return 2;
+        }
+    }
+    if (threads < 1 || steps < 1) {
+        fprintf(stderr, "bench/train: --threads and --steps must be >= 1\n");
+        return 2;
+    }
+    tensor_blas_set_threads(threads);
+    /* The default model's shape (scripts/train-default.sh) and the 124M Llama. */
+    const struct cfgrun runs[] = {
+        {"small", {.V = 8192, .C = 384, .L = 6, .NH = 6, .NKV = 6, .F = 1024, .max_ctx = 256, .tied = 1}, 8, 256},
+        {"124m", {.V = 32000, .C = 768, .L = 12, .NH = 12, .NKV = 12, .F = 3072, .max_ctx = 256, .tied = 1}, 4, 256},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++)
+        if (!only || !strcmp(only, runs[i].name))
+            run(&runs[i], threads, steps);
+    return 0;
+}

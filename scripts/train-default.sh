@@ -1,0 +1,73 @@
+#!/bin/sh
+# train-default.sh — reproduce Aisle's default shopping model from scratch,
+# resumably: run it again after an interruption (or with a session limit)
+# and it continues from the last checkpoint, bit for bit.
+#
+#   scripts/train-default.sh [WORK_DIR]        (default var/default-model)
+#
+# Environment: DATA (shared data sets, default ../shared/data), SESSION_SECONDS
+# (stop and checkpoint after this long; default: run to the end), AISLE (the
+# program, default build/aisle, built by make), MPI_NP (run under
+# `mpirun -np MPI_NP`, default: one process).
+#
+# Steps (each skipped when its output exists):
+#   1. the demo store in WORK/store.db (aisle ingest of data/demo-store)
+#   2. JSON Lines text of the shared data sets (scripts/corpus-text.py)
+#   3. an 8192-token byte-level BPE on the store and the text
+#   4. the corpus: per-source shards, 1% held out per source (seed 1)
+#   5. aisle train --config scripts/default-model.conf (resumed when
+#      WORK/run/ckpt.bin exists)
+#   6. when training has finished: models/aisle-shopping-small.gguf (Q8_0)
+#      and models/aisle-shopping-small-f32.gguf, the run's log and plot.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${1:-$ROOT/var/default-model}
+DATA=${DATA:-$ROOT/../shared/data}
+AISLE=${AISLE:-$ROOT/build/aisle}
+NP=${MPI_NP:-1}
+mkdir -p "$WORK"
+[ -x "$AISLE" ] || make -C "$ROOT" "$AISLE"
+
+if [ ! -f "$WORK/store.db" ]; then
+    D=$ROOT/data/demo-store
+    "$AISLE" ingest --db "$WORK/store.db.tmp" --products "$D/products.jsonl.gz" --reviews "$D/reviews.jsonl.gz" \
+        --qa "$D/qa.jsonl.gz"
+    mv "$WORK/store.db.tmp" "$WORK/store.db"
+fi
+if [ ! -f "$WORK/text/text.jsonl.gz" ]; then
+    python3 "$ROOT/scripts/corpus-text.py" --data "$DATA" "$WORK/text"
+fi
+if [ ! -f "$WORK/tokenizer.gguf" ]; then
+    "$AISLE" tokenizer train --vocab 8192 --db "$WORK/store.db" --field text --out "$WORK/tokenizer.gguf" \
+        "$WORK/text/catalog.jsonl.gz" "$WORK/text/reviews.jsonl.gz" "$WORK/text/qa.jsonl.gz" \
+        "$WORK/text/text.jsonl.gz"
+fi
+if [ ! -f "$WORK/corpus/manifest.json" ]; then
+    "$AISLE" corpus build --db "$WORK/store.db" --tokenizer "$WORK/tokenizer.gguf" --out "$WORK/corpus" \
+        --val-frac 0.01 --seed 1 \
+        --text catalog="$WORK/text/catalog.jsonl.gz" --text reviews="$WORK/text/reviews.jsonl.gz" \
+        --text qa="$WORK/text/qa.jsonl.gz" --text text="$WORK/text/text.jsonl.gz"
+fi
+
+RUNNER=""
+[ "$NP" -gt 1 ] && RUNNER="mpirun --allow-run-as-root --oversubscribe -np $NP"
+LIMIT=""
+[ -n "${SESSION_SECONDS:-}" ] && LIMIT="--time-limit $SESSION_SECONDS"
+if [ -f "$WORK/run/ckpt.bin" ]; then
+    # shellcheck disable=SC2086
+    $RUNNER "$AISLE" train --resume "$WORK/run/ckpt.bin" --corpus "$WORK/corpus" $LIMIT
+else
+    # shellcheck disable=SC2086
+    $RUNNER "$AISLE" train --config "$ROOT/scripts/default-model.conf" --corpus "$WORK/corpus" --out "$WORK/run" $LIMIT
+fi
+
+if [ -f "$WORK/run/model-q8_0.gguf" ]; then
+    mkdir -p "$ROOT/models"
+    cp "$WORK/run/model-q8_0.gguf" "$ROOT/models/aisle-shopping-small.gguf"
+    cp "$WORK/run/model.gguf" "$ROOT/models/aisle-shopping-small-f32.gguf"
+    cp "$WORK/run/log.csv" "$ROOT/models/aisle-shopping-small.log.csv"
+    [ -f "$WORK/run/loss.png" ] && cp "$WORK/run/loss.png" "$ROOT/models/aisle-shopping-small.loss.png"
+    echo "models/aisle-shopping-small.gguf: done (see docs/MODEL.md for the model card)"
+else
+    echo "training stopped before the end: run scripts/train-default.sh again to continue"
+fi
