@@ -399,6 +399,11 @@ size_t dense_index_size(const struct dense_index *ix)
     return n;
 }
 
+size_t dense_index_group_size(const struct dense_index *ix, enum dense_group g)
+{
+    return (int)g >= 0 && g < DENSE_NGROUPS ? ix->g[g].n : 0;
+}
+
 int dense_index_dim(const struct dense_index *ix)
 {
     return ix->D;

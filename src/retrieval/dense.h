@@ -65,6 +65,8 @@ void dense_index_free(struct dense_index *ix);
  * tells whether it did. */
 int dense_index_refresh(struct dense_index *ix, struct store *s, int *reloaded, char *err, size_t errlen);
 size_t dense_index_size(const struct dense_index *ix);
+/* Vectors in one source group. */
+size_t dense_index_group_size(const struct dense_index *ix, enum dense_group g);
 int dense_index_dim(const struct dense_index *ix);
 
 /* The best k (<= n given) vectors of the groups in mask (1 << DENSE_*) for the

@@ -3,8 +3,9 @@
  * the learned reranker (see hybrid.h).
  *
  * Per source asked for: up to `candidates` BM25 hits (lex_search) and up to
- * `candidates` dense hits (the whole source, or the product's own passages
- * with a product filter) are merged by passage id; each candidate's fused
+ * `candidates` dense hits (the whole source; the product's own passages with
+ * a product filter; for a source bigger than scan_max, the passages of the
+ * products the candidates so far come from) are merged by passage id; each candidate's fused
  * score is sum 1/(61 + rank) over the rankers that found it (rank 0-based).
  * The best `rerank_top` fused candidates over all sources are rescored by
  * rr_shipped on their features; the rest keep their fused order below them.
@@ -24,6 +25,7 @@
 
 #define DEFAULT_CANDIDATES 50
 #define DEFAULT_RERANK 50
+#define DEFAULT_SCAN_MAX 600000 /* vectors: ~8 ms of int8 scan on this machine */
 #define RRF_K 61.0
 
 struct hybrid {
@@ -69,6 +71,8 @@ int hybrid_open(struct hybrid **out, struct store *s, const struct hybrid_opts *
         h->o.candidates = LEX_MAX_K;
     if (!h->o.rerank_top)
         h->o.rerank_top = DEFAULT_RERANK;
+    if (!h->o.scan_max)
+        h->o.scan_max = DEFAULT_SCAN_MAX;
     if ((rc = dense_get_encoder(s, &h->enc, err, errlen)) || (rc = dense_index_load(&h->ix, s, err, errlen)))
         goto fail;
     sqlite3 *db = store_db(s);
@@ -213,18 +217,16 @@ static int push_cand(struct cand **c, size_t *n, size_t *cap, const struct lex_h
 
 /* The dense hits of one source group: the whole group, or the product's own
  * passages. */
-static int dense_group(struct hybrid *h, const struct lex_query *q, enum dense_group g, size_t k, size_t *n)
+/* Append the passage ids of product pid in group g to h->ids[*m..]. */
+static int product_ids(struct hybrid *h, const char *pid, enum dense_group g, size_t *m)
 {
-    if (!q->product_id)
-        return dense_search(h->ix, h->qv, 1u << g, k, h->dh, n);
-    size_t m = 0;
-    sqlite3_bind_text(h->prod, 1, q->product_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(h->prod, 1, pid, -1, SQLITE_TRANSIENT);
     int rc;
     while ((rc = sqlite3_step(h->prod)) == SQLITE_ROW) {
         const char *src = (const char *)sqlite3_column_text(h->prod, 1);
         if (dense_group_of(src ? src : "") != g)
             continue;
-        if (m == h->nids_cap) {
+        if (*m == h->nids_cap) {
             size_t nc = h->nids_cap ? h->nids_cap * 2 : 256;
             int64_t *x = realloc(h->ids, nc * sizeof(int64_t));
             if (!x) {
@@ -234,11 +236,42 @@ static int dense_group(struct hybrid *h, const struct lex_query *q, enum dense_g
             h->ids = x;
             h->nids_cap = nc;
         }
-        h->ids[m++] = sqlite3_column_int64(h->prod, 0);
+        h->ids[(*m)++] = sqlite3_column_int64(h->prod, 0);
     }
     sqlite3_reset(h->prod);
-    if (rc != SQLITE_DONE)
-        return AISLE_EDB;
+    return rc == SQLITE_DONE ? 0 : AISLE_EDB;
+}
+
+/* The dense hits of one source group: the product's own passages with a
+ * product filter; else the whole group when it holds at most scan_max
+ * vectors; else only the passages of the products the candidates so far
+ * (c[0..n)) come from, at most CAND_PRODUCTS of them — so a catalog-wide
+ * question reads the reviews of the products it is about, not all reviews. */
+#define CAND_PRODUCTS 20
+static int dense_group(struct hybrid *h, const struct lex_query *q, enum dense_group g, size_t k,
+                       const struct cand *c, size_t nc, size_t *n)
+{
+    size_t m = 0;
+    int rc;
+    if (q->product_id) {
+        if ((rc = product_ids(h, q->product_id, g, &m)))
+            return rc;
+        return dense_search_ids(h->ix, h->qv, h->ids, m, k, h->dh, n);
+    }
+    if (dense_index_group_size(h->ix, g) <= h->o.scan_max)
+        return dense_search(h->ix, h->qv, 1u << g, k, h->dh, n);
+    const char *seen[CAND_PRODUCTS];
+    size_t ns = 0;
+    for (size_t i = 0; i < nc && ns < CAND_PRODUCTS; i++) {
+        size_t j = 0;
+        while (j < ns && strcmp(seen[j], c[i].h.product_id))
+            j++;
+        if (j < ns)
+            continue;
+        seen[ns++] = c[i].h.product_id;
+        if ((rc = product_ids(h, c[i].h.product_id, g, &m)))
+            return rc;
+    }
     return dense_search_ids(h->ix, h->qv, h->ids, m, k, h->dh, n);
 }
 
@@ -324,7 +357,7 @@ int hybrid_search(struct hybrid *h, const struct lex_query *q, struct lex_hit **
         }
         if (use_dense) {
             size_t nd;
-            if ((rc = dense_group(h, q, (enum dense_group)si, k, &nd)))
+            if ((rc = dense_group(h, q, (enum dense_group)si, k, c, n, &nd)))
                 goto nomem_or_db;
             for (size_t i = 0; i < nd; i++) {
                 struct lex_hit hit;
