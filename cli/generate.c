@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "model/sample.h"
+#include "tok/jinja.h"
 #include "tok/tok.h"
 
 #include <getopt.h>
@@ -155,7 +156,26 @@ int cmd_generate(int argc, char **argv)
         msgs[nm++] = (struct tok_chat_msg){"user", text.data};
         struct buf ct;
         buf_init(&ct, 0);
-        if (tok_chat_format(msgs, nm, 1, &ct))
+        /* The model's own template (a GGUF's tokenizer.chat_template, Jinja)
+         * when it carries one other than Aisle's; Aisle's renders exactly what
+         * tok_chat_format writes. */
+        const char *tmpl = tok_chat_template_of(tk);
+        if (tmpl && strcmp(tmpl, tok_chat_template)) {
+            char bos[64] = "", eos[64] = "", err[256];
+            size_t bl = 0, el = 0;
+            const char *bp = tok_bos(tk) >= 0 ? tok_text(tk, tok_bos(tk), &bl) : NULL;
+            const char *ep = tok_eos(tk) >= 0 ? tok_text(tk, tok_eos(tk), &el) : NULL;
+            if (bp && bl < sizeof(bos))
+                memcpy(bos, bp, bl), bos[bl] = '\0';
+            if (ep && el < sizeof(eos))
+                memcpy(eos, ep, el), eos[el] = '\0';
+            struct tok_jinja_opts jo = {.bos_token = bos, .eos_token = eos, .add_generation_prompt = 1};
+            if (tok_jinja_render(tmpl, strlen(tmpl), msgs, nm, &jo, &ct, err, sizeof(err)))
+                cli_die("the model's chat template: %s", err);
+            /* a template that writes BOS itself must not get a second one */
+            if (bos[0] && ct.len >= strlen(bos) && !memcmp(ct.data, bos, strlen(bos)))
+                flags &= ~(unsigned)TOK_ADD_SPECIAL;
+        } else if (tok_chat_format(msgs, nm, 1, &ct))
             cli_die("chat template failed");
         buf_release(&text);
         text = ct;

@@ -94,6 +94,9 @@ static void free_weights(struct weights *w)
     free(w->out);
 }
 
+/* The chat template make_tok stores (NULL: Aisle's). */
+static const char *chat_template_kv;
+
 /* The byte-level vocabulary above: byte b is its GPT-2 visible character;
  * <|endoftext|> is BOS and EOS, <|end|> ends a turn. */
 static struct tok *make_tok(void)
@@ -123,7 +126,8 @@ static struct tok *make_tok(void)
     }
     struct tok_bpe_spec spec = {
         .tokens = tokens, .lens = lens, .types = types, .n = V, .bos = TOK_EOT, .eos = TOK_EOT,
-        .eot = TOK_EOT + 4, .pad = TOK_EOT, .add_bos = 1, .chat_template = tok_chat_template,
+        .eot = TOK_EOT + 4, .pad = TOK_EOT, .add_bos = 1,
+        .chat_template = chat_template_kv ? chat_template_kv : tok_chat_template,
     };
     struct tok *t;
     char err[256];
@@ -1082,6 +1086,41 @@ Test(model, cli_generate_greedy_and_stop)
     free(lg), free(outp);
     lm_kv_free(kv);
     fx_close(&fx);
+}
+
+/* `aisle generate --chat` renders a model's own Jinja template: the
+ * vocabulary is bytes without merges, so the prompt's token count is the
+ * rendered text's bytes (+1 for BOS unless the template writes BOS itself);
+ * a template that raises stops the command with its message. */
+Test(model, cli_generate_chat_uses_the_model_template)
+{
+    static const struct {
+        const char *tmpl;
+        const char *want; /* on stderr */
+        int ok;
+    } cases[] = {
+        /* "<|system|>:be brief\n" (<|system|> one special token + 10 bytes) + "<|user|>:hi\n" (1 + 4)
+         * + "x" + BOS: 18 */
+        {"{% for m in messages %}{{ '<|' + m.role + '|>:' + m.content + '\n' }}{% if loop.last %}x{% endif %}{% endfor %}",
+         "prompt 18 tokens", 1},
+        /* the template's own BOS (<|endoftext|>, one token) and no second one */
+        {"{{ bos_token }}{{ messages[-1].content | upper }}", "prompt 3 tokens", 1},
+        {"{{ raise_exception('no chat for you') }}", "no chat for you", 0},
+        {"{% if %}", "chat template line 1", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        chat_template_kv = cases[i].tmpl;
+        struct fx fx;
+        fx_open(&fx, 7, 0, GGML_TYPE_F32, 1);
+        chat_template_kv = NULL;
+        char *out = NULL;
+        int rc = tu_run(&out, "%s generate --model %s --chat --system 'be brief' -n 1 hi 2>&1 >/dev/null", tu_aisle(),
+                        fx.path);
+        cr_assert_eq(rc == 0, cases[i].ok, "case %zu: exit %d: %s", i, rc, out);
+        cr_assert(strstr(out, cases[i].want), "case %zu: '%s' lacks '%s'", i, out, cases[i].want);
+        free(out);
+        fx_close(&fx);
+    }
 }
 
 /* `aisle perplexity` equals the windowed NLL computed here (no BOS, windows
