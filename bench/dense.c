@@ -10,13 +10,20 @@
  * next to its baseline in the same run: the same search on the portable
  * scalar kernel (tensor_set_path(TENSOR_PATH_SCALAR)).
  *
+ * With --store DB (a store with vectors, e.g. bench/retrieve's 100k-product /
+ * 1M-review store), it times instead hybrid_search against lex_search (the
+ * baseline) on the same questions in the same run: catalog-wide over all
+ * sources, and restricted to one product.
+ *
  * Output: `name value unit` lines on stdout; `#` lines are context.
- * Usage: dense [--reviews N] [--catalog N] [--queries N]
+ * Usage: dense [--reviews N] [--catalog N] [--queries N] [--store DB]
  */
 #include "core/buf.h"
 #include "core/error.h"
 #include "retrieval/dense.h"
 #include "retrieval/encoder.h"
+#include "retrieval/hybrid.h"
+#include "retrieval/lexical.h"
 #include "store/store.h"
 #include "tensor/tensor.h"
 
@@ -98,6 +105,64 @@ static void run(const char *name, struct dense_index *ix, float *const *qv, size
     free(hits);
 }
 
+static void report(const char *name, double *t, size_t n)
+{
+    qsort(t, n, sizeof(double), cmp_d);
+    printf("%s_p50 %.2f ms\n%s_p99 %.2f ms\n", name, t[n / 2], name, t[(size_t)((double)n * 0.99)]);
+}
+
+static int store_mode(const char *db, size_t nq)
+{
+    char err[1024];
+    struct store *s;
+    if (store_open(&s, db, STORE_READONLY, err, sizeof(err)))
+        die("store", err);
+    double t0 = now();
+    struct hybrid *h;
+    if (hybrid_open(&h, s, NULL, err, sizeof(err)))
+        die("hybrid_open", err);
+    printf("# store %s: %zu vectors; machine: %ld CPUs online, shared; kernel path %s\n", db, hybrid_nvectors(h),
+           sysconf(_SC_NPROCESSORS_ONLN), tensor_path_name(tensor_path()));
+    printf("hybrid_open %.2f s\n", now() - t0);
+    /* products to filter by: spread over the table */
+    char *pids[64];
+    size_t np = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(store_db(s), "SELECT id FROM products WHERE rowid % 1500 = 7 LIMIT 64", -1, &st, NULL))
+        die("products", sqlite3_errmsg(store_db(s)));
+    while (np < 64 && sqlite3_step(st) == SQLITE_ROW)
+        pids[np++] = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    double *th = malloc(nq * sizeof(double)), *tl = malloc(nq * sizeof(double));
+    for (int filtered = 0; filtered < 2; filtered++) {
+        for (size_t i = 0; i < nq; i++) {
+            struct lex_query q = {.text = questions[i % 10], .k = 10,
+                                  .product_id = filtered && np ? pids[i % np] : NULL};
+            struct lex_hit *hits;
+            size_t n;
+            double a = now();
+            if (lex_search(s, &q, &hits, &n, err, sizeof(err)))
+                die("lex_search", err);
+            tl[i] = (now() - a) * 1e3;
+            lex_hits_free(hits, n);
+            a = now();
+            if (hybrid_search(h, &q, &hits, &n, err, sizeof(err)))
+                die("hybrid_search", err);
+            th[i] = (now() - a) * 1e3;
+            lex_hits_free(hits, n);
+        }
+        report(filtered ? "bm25_product" : "bm25_all", tl, nq);
+        report(filtered ? "hybrid_product" : "hybrid_all", th, nq);
+    }
+    for (size_t i = 0; i < np; i++)
+        free(pids[i]);
+    free(th);
+    free(tl);
+    hybrid_free(h);
+    store_close(s);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     size_t nrev = 1000000, ncat = 500000, nq = 200;
@@ -109,6 +174,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--queries"))
             nq = (size_t)atol(argv[i + 1]);
     }
+    for (int i = 1; i + 1 < argc; i += 2)
+        if (!strcmp(argv[i], "--store"))
+            return store_mode(argv[i + 1], nq ? nq : 1);
     char err[1024], path[] = "/tmp/aisle-bench-dense-XXXXXX";
     int fd = mkstemp(path);
     if (fd < 0)
