@@ -37,7 +37,8 @@ static const char usage_text[] =
     "  --tokenizer FILE       a GGUF tokenizer or model with the chat tokens\n"
     "                         (aisle tokenizer train); without it only JSONL\n"
     "  --data-dir DIR         the data (default ../shared/data when present, else\n"
-    "                         data/); layout below\n"
+    "                         data/; by default a dataset missing there is looked\n"
+    "                         for in data/ too); layout below\n"
     "  --datasets A,B,...     build only these (default all found)\n"
     "  --seed N               random seed (default 1)\n"
     "  --distractors N        extra passages per question, 0..8 (default 3)\n"
@@ -127,6 +128,7 @@ static int build(int argc, char **argv)
         cli_usage_error("sft", "--out is required");
     if (o.max_tokens < 16)
         cli_usage_error("sft", "--max-tokens must be at least 16");
+    int default_dir = !data_dir;
     if (!data_dir) {
         data_dir = dir_exists("../shared/data") ? "../shared/data" : "data";
         if (!dir_exists(data_dir))
@@ -168,6 +170,10 @@ static int build(int argc, char **argv)
         if (!want[d])
             continue;
         int rc = sft_build(so, (enum sft_dataset)d, data_dir, err, sizeof err);
+        /* by default, what the shared folder lacks may be in the repository's data/
+         * (the demo store's generated offers) */
+        if (rc == AISLE_ENOTFOUND && default_dir && strcmp(data_dir, "data") && dir_exists("data"))
+            rc = sft_build(so, (enum sft_dataset)d, "data", err, sizeof err);
         if (rc == AISLE_ENOTFOUND) {
             cli_progress_end(&prog.bar);
             fprintf(stderr, "aisle sft: %s: skipped, not found under %s (%s)\n", sft_dataset_name((enum sft_dataset)d),

@@ -29,7 +29,7 @@
 #define SFT_MAX_ANSWER 800    /* bytes of a copied answer: its passage is cut at 1,200 */
 
 static const char *const dataset_names[SFT_N_DATASETS] = {
-    "hetpqa", "semipqa", "mcauley-qa", "demo-qa", "coqasum", "fewsum", "subjqa",
+    "hetpqa", "semipqa", "mcauley-qa", "demo-qa", "coqasum", "fewsum", "subjqa", "live",
 };
 
 static const char *const dataset_files[SFT_N_DATASETS] = {
@@ -40,6 +40,7 @@ static const char *const dataset_files[SFT_N_DATASETS] = {
     "coqasum/coqasum_products.jsonl.gz",
     "fewsum-amazon/{train,val}.csv.gz",
     "subjqa/{electronics,grocery}/train.csv.gz, subjqa/{electronics,grocery,books,movies}/dev.csv.gz",
+    "demo-store/{offers.generated,products}.jsonl.gz",
 };
 
 const char *sft_dataset_name(enum sft_dataset d)
@@ -1494,10 +1495,221 @@ static int build_subjqa(struct builder *b)
     return rc;
 }
 
+/* ---- live store facts (generated offers, real titles) ---- */
+
+struct offer {
+    char pid[MARKUP_MAX_ID_LEN + 1];
+    char seller[64];
+    char currency[8];
+    double price;
+    long long stock;
+    int days;
+};
+
+struct live {
+    struct demo titles; /* reuses the demo store's title map */
+    struct offer *v;
+    size_t n, cap;
+};
+
+static int offer_row(struct builder *b, json_t *obj, void *ud)
+{
+    struct live *lv = ud;
+    const char *pid = jget(obj, "product_id"), *seller = jget(obj, "seller"), *cur = jget(obj, "currency");
+    json_t *price = json_object_get(obj, "price"), *stock = json_object_get(obj, "stock");
+    if (!valid_id(pid) || !seller || !cur || strlen(cur) != 3 || !json_is_number(price) || !json_is_integer(stock) ||
+        json_number_value(price) < 0 || json_integer_value(stock) < 0) {
+        b->o->stats[b->d][SFT_TRAIN].rejected++;
+        return 0;
+    }
+    if (lv->n && !strcmp(lv->v[lv->n - 1].pid, pid))
+        return 0; /* the first offer of a product (its own store's) speaks for it */
+    if (lv->n == lv->cap) {
+        size_t cap = lv->cap ? lv->cap * 2 : 256;
+        struct offer *v = realloc(lv->v, cap * sizeof(*v));
+        if (!v)
+            return AISLE_ENOMEM;
+        lv->v = v;
+        lv->cap = cap;
+    }
+    struct offer *o = &lv->v[lv->n++];
+    memset(o, 0, sizeof(*o));
+    snprintf(o->pid, sizeof(o->pid), "%s", pid);
+    snprintf(o->seller, sizeof(o->seller), "%s", seller);
+    snprintf(o->currency, sizeof(o->currency), "%s", cur);
+    o->price = json_number_value(price);
+    o->stock = (long long)json_integer_value(stock);
+    json_t *dd = json_object_get(obj, "delivery_days");
+    o->days = json_is_integer(dd) && json_integer_value(dd) >= 0 && json_integer_value(dd) < 365
+                  ? (int)json_integer_value(dd)
+                  : -1;
+    enum sft_split split = product_split(b->d, pid, b->o->o.dev_percent);
+    b->o->stats[b->d][split].records++;
+    return 0;
+}
+
+/* The offer passage as src/retrieval/evidence.c writes it. */
+static int offer_text(struct buf *out, const struct offer *o)
+{
+    buf_reset(out);
+    int rc = buf_printf(out, "Offers: %s %.2f from %s, %lld in stock", o->currency, o->price, o->seller, o->stock);
+    if (!rc && o->days >= 0)
+        rc = buf_printf(out, ", delivers in %d days", o->days);
+    return rc ? rc : buf_putc(out, '.');
+}
+
+/* The first words of a title, for naming a product in an answer. */
+static void short_title(char *out, size_t n, const char *title)
+{
+    size_t words = 0, i = 0;
+    for (; title[i] && i + 1 < n; i++) {
+        if (title[i] == ' ' && ++words == 6)
+            break;
+        out[i] = title[i];
+    }
+    out[i] = '\0';
+    while (i && (out[i - 1] == ',' || out[i - 1] == ' ' || out[i - 1] == '-'))
+        out[--i] = '\0';
+}
+
+static const char *const price_q[] = {"How much is it?", "What does this cost?", "What's the price?"};
+static const char *const stock_q[] = {"Is it in stock?", "Can I buy it now?", "Do you have any left?"};
+static const char *const delivery_q[] = {"How fast can I get it?", "When would it arrive?", "How long is delivery?"};
+
+static int emit_live(struct builder *b, struct live *lv, size_t i)
+{
+    const struct offer *o = &lv->v[i];
+    struct rng rng = rng_for(b->o->o.seed, b->d, i);
+    enum sft_split split = product_split(b->d, o->pid, b->o->o.dev_percent);
+    struct sft_example ex = {.dataset = b->d, .split = split};
+    char as_of[40], t1[128], t2[128], other_text[512];
+    struct buf offer_buf;
+    uint64_t ti;
+    int rc = 0, kind = (int)rng_below(&rng, 4), stale = rng_below(&rng, 100) < 15, down = rng_below(&rng, 100) < 6;
+    const char *title = hset_get(&lv->titles.title_of, o->pid, &ti) ? lv->titles.titles[ti] : NULL;
+    if (!title)
+        return 0;
+    buf_init(&offer_buf, 0);
+    snprintf(as_of, sizeof(as_of), "2026-%02u-%02u %02u:%02u UTC", (unsigned)(1 + rng_below(&rng, 12)),
+             (unsigned)(1 + rng_below(&rng, 28)), (unsigned)rng_below(&rng, 24), (unsigned)rng_below(&rng, 60));
+    if ((rc = offer_text(&offer_buf, o)))
+        goto done;
+    buf_reset(&b->ans);
+    buf_reset(&b->id);
+    buf_printf(&b->id, "%s#%zu", o->pid, i);
+    ex.id = b->id.data;
+    short_title(t1, sizeof(t1), title);
+    /* evidence: the product's title and its offer (or the failure), in a random order */
+    struct prompt_passage off = {.source = "offer", .product_id = o->pid, .as_of = as_of, .stale = stale,
+                                 .text = offer_buf.data};
+    if (down && kind != 3) {
+        off.as_of = NULL;
+        off.stale = 1;
+        off.text = "Price and stock are unavailable right now: the store's system did not answer.";
+    }
+    ex.ev[ex.n_ev++] = (struct prompt_passage){.source = "product", .product_id = o->pid, .text = title};
+    ex.ev[ex.n_ev++] = off;
+    size_t at = shuffle_ev(ex.ev, ex.n_ev, 1, &rng) + 1; /* the offer's citation */
+    char price[48];
+    snprintf(price, sizeof(price), "%s %.2f", o->currency, o->price);
+    if (kind == 3) { /* compare with another product */
+        const struct offer *p2 = &lv->v[(i + 1 + rng_below(&rng, lv->n - 1)) % lv->n];
+        const char *title2 = hset_get(&lv->titles.title_of, p2->pid, &ti) ? lv->titles.titles[ti] : NULL;
+        if (!title2 || p2 == o || !strcmp(p2->pid, o->pid))
+            goto done;
+        short_title(t2, sizeof(t2), title2);
+        struct buf ob2;
+        buf_init(&ob2, 0);
+        if ((rc = offer_text(&ob2, p2))) {
+            buf_release(&ob2);
+            goto done;
+        }
+        snprintf(other_text, sizeof(other_text), "%s", ob2.data);
+        buf_release(&ob2);
+        ex.ev[ex.n_ev++] = (struct prompt_passage){.source = "product", .product_id = p2->pid, .text = title2};
+        ex.ev[ex.n_ev++] = (struct prompt_passage){.source = "offer", .product_id = p2->pid, .as_of = as_of,
+                                                   .text = other_text};
+        /* shuffle all four, then find the offers' numbers */
+        shuffle_ev(ex.ev, ex.n_ev, 0, &rng);
+        size_t a1 = 0, a2 = 0;
+        for (size_t k = 0; k < ex.n_ev; k++)
+            if (!strcmp(ex.ev[k].source, "offer"))
+                *(!strcmp(ex.ev[k].product_id, o->pid) ? &a1 : &a2) = k + 1;
+        ex.question = "Which of these two is cheaper?";
+        const struct offer *lo = o->price <= p2->price ? o : p2, *hi = lo == o ? p2 : o;
+        char lo_price[48], hi_price[48];
+        snprintf(lo_price, sizeof(lo_price), "%s %.2f", lo->currency, lo->price);
+        snprintf(hi_price, sizeof(hi_price), "%s %.2f", hi->currency, hi->price);
+        rc = buf_printf(&b->ans, "The %s is cheaper at %s [%zu]; the %s is %s [%zu]. <compare ids=\"%s,%s\"/>",
+                        lo == o ? t1 : t2, lo_price, lo == o ? a1 : a2, hi == o ? t1 : t2, hi_price,
+                        hi == o ? a1 : a2, o->pid, p2->pid);
+    } else if (down) {
+        ex.question = kind == 0 ? price_q[rng_below(&rng, 3)]
+                                : kind == 1 ? stock_q[rng_below(&rng, 3)] : delivery_q[rng_below(&rng, 3)];
+        rc = buf_printf(&b->ans,
+                        "I can't see the current %s of the %s right now: the store's system didn't answer [%zu]. "
+                        "Please try again in a moment.",
+                        kind == 0 ? "price" : kind == 1 ? "stock" : "delivery time", t1, at);
+    } else if (kind == 0) {
+        ex.question = price_q[rng_below(&rng, 3)];
+        rc = stale ? buf_printf(&b->ans,
+                                "The %s was %s from %s [%zu], but that price is from %s and may have changed. "
+                                "<price id=\"%s\"/>",
+                                t1, price, o->seller, at, as_of, o->pid)
+                   : buf_printf(&b->ans, "The %s is %s from %s [%zu]. <price id=\"%s\"/>", t1, price, o->seller, at,
+                                o->pid);
+    } else if (kind == 1) {
+        ex.question = stock_q[rng_below(&rng, 3)];
+        if (o->stock > 0)
+            rc = buf_printf(&b->ans, "Yes, %s has %lld in stock [%zu]%s. <stock id=\"%s\"/>", o->seller, o->stock, at,
+                            stale ? ", though that count may be out of date" : "", o->pid);
+        else
+            rc = buf_printf(&b->ans, "No, the %s is out of stock right now [%zu]. <stock id=\"%s\"/>", t1, at,
+                            o->pid);
+    } else {
+        ex.question = delivery_q[rng_below(&rng, 3)];
+        if (o->days < 0 || o->stock == 0)
+            rc = buf_printf(&b->ans, "The evidence doesn't give a delivery time for the %s [%zu]. <delivery id=\"%s\"/>",
+                            t1, at, o->pid);
+        else
+            rc = buf_printf(&b->ans, "It delivers in about %d day%s [%zu]%s. <delivery id=\"%s\"/>", o->days,
+                            o->days == 1 ? "" : "s", at, stale ? ", as of the last update" : "", o->pid);
+    }
+    if (!rc) {
+        ex.answer = b->ans.data;
+        rc = add(b, &ex);
+    }
+done:
+    buf_release(&offer_buf);
+    progress(b);
+    return rc;
+}
+
+static int build_live(struct builder *b)
+{
+    struct live lv;
+    memset(&lv, 0, sizeof(lv));
+    hset_init(&lv.titles.dd.seen);
+    hset_init(&lv.titles.title_of);
+    int rc = read_jsonl(b, "demo-store/offers.generated.jsonl.gz", offer_row, &lv);
+    if (!rc)
+        rc = read_jsonl(b, "demo-store/products.jsonl.gz", title_row, &lv.titles);
+    b->total = lv.n;
+    for (size_t i = 0; !rc && i < lv.n; i++)
+        rc = emit_live(b, &lv, i);
+    for (size_t i = 0; i < lv.titles.n_titles; i++)
+        free(lv.titles.titles[i]);
+    free(lv.titles.titles);
+    hset_release(&lv.titles.title_of);
+    hset_release(&lv.titles.dd.seen);
+    free(lv.v);
+    return rc;
+}
+
 int sft_build(struct sft_out *o, enum sft_dataset d, const char *data_dir, char *err, size_t errlen)
 {
     static int (*const fns[SFT_N_DATASETS])(struct builder *) = {
-        build_hetpqa, build_semipqa, build_mcauley, build_demo, build_coqasum, build_fewsum, build_subjqa,
+        build_hetpqa, build_semipqa, build_mcauley, build_demo, build_coqasum, build_fewsum, build_subjqa, build_live,
     };
     if ((unsigned)d >= SFT_N_DATASETS)
         return AISLE_EINVAL;

@@ -49,6 +49,8 @@ enum sft_dataset {
     SFT_COQASUM,     /* CoQASUM: Q&A of a product -> summary ("what do customers say") */
     SFT_FEWSUM,      /* FewSum: 8 reviews -> summary */
     SFT_SUBJQA,      /* SubjQA: a review -> answer span, or "the reviews don't say" */
+    SFT_LIVE,        /* live store facts: the demo store's real titles with its GENERATED offers
+                      * -> price/stock/delivery/compare answers with their tags, stale marked */
     SFT_N_DATASETS
 };
 
@@ -111,7 +113,7 @@ int sft_out_finish(struct sft_out *o, char *err, size_t errlen);
 /* Abandon (shards are not committed). NULL is a no-op. */
 void sft_out_free(struct sft_out *o);
 
-/* "hetpqa", "semipqa", "mcauley-qa", "demo-qa", "coqasum", "fewsum", "subjqa". */
+/* "hetpqa", "semipqa", "mcauley-qa", "demo-qa", "coqasum", "fewsum", "subjqa", "live". */
 const char *sft_dataset_name(enum sft_dataset d);
 /* The dataset with that name, or -1. */
 int sft_dataset_find(const char *name);

@@ -166,6 +166,8 @@ Test(sft_data, every_builder_on_real_slices)
     cr_assert_eq(st[SFT_FEWSUM][SFT_DEV].examples, 3);
     cr_assert_gt(st[SFT_SUBJQA][SFT_TRAIN].examples, 5);
     cr_assert_gt(st[SFT_SUBJQA][SFT_TRAIN].negatives, 0, "unanswerable SubjQA rows");
+    cr_assert_eq(st[SFT_LIVE][SFT_TRAIN].records + st[SFT_LIVE][SFT_DEV].records, 16, "one offer per product");
+    cr_assert_geq(st[SFT_LIVE][SFT_TRAIN].examples + st[SFT_LIVE][SFT_DEV].examples, 12);
     for (int d = 0; d < SFT_N_DATASETS; d++) {
         const char *name = sft_dataset_name((enum sft_dataset)d);
         cr_assert_eq(count_ds(train, name), st[d][SFT_TRAIN].examples, "%s", name);
@@ -282,6 +284,84 @@ Test(sft_data, citation_points_at_the_answering_passage)
     size_t at_one = gold_positions[1];
     cr_assert_lt(at_one, checked * 6 / 10, "[1] cited %zu of %zu times", at_one, checked);
     json_decref(train);
+    tu_rmdir(dir);
+}
+
+struct pieces {
+    size_t n_tags, n_cites;
+    char tag[16];
+    char ids[2][80];
+    size_t n_ids;
+    unsigned cites[8];
+};
+
+static int pieces_cb(void *ud, const struct markup_piece *pc)
+{
+    struct pieces *p = ud;
+    if (pc->kind == MARKUP_TAG) {
+        p->n_tags++;
+        snprintf(p->tag, sizeof(p->tag), "%s", markup_tag_name(pc->tag));
+        p->n_ids = pc->n_ids < 2 ? pc->n_ids : 2;
+        for (size_t i = 0; i < p->n_ids; i++)
+            snprintf(p->ids[i], sizeof(p->ids[i]), "%.*s", (int)pc->id_lens[i], pc->ids[i]);
+    } else if (pc->kind == MARKUP_CITE && p->n_cites < 8) {
+        p->cites[p->n_cites++] = pc->cite;
+    }
+    return 0;
+}
+
+/* Live facts: one price/stock/delivery/compare tag whose ids are the
+ * products of the cited offer passages; stale facts are said to be. */
+Test(sft_data, live_facts_tag_what_they_cite)
+{
+    char *dir = tu_tmpdir();
+    build(dir, NULL, 1u << SFT_LIVE, 11, NULL);
+    json_t *all = read_jsonl(dir, "train.jsonl"), *dev = read_jsonl(dir, "dev.jsonl");
+    json_array_extend(all, dev);
+    size_t i, kinds[4] = {0}, stale_said = 0, stale_total = 0;
+    json_t *rec;
+    json_array_foreach(all, i, rec)
+    {
+        const char *a = msg(rec, 2);
+        struct pieces p;
+        memset(&p, 0, sizeof(p));
+        struct markup m;
+        markup_init(&m, (unsigned)json_array_size(json_object_get(rec, "evidence")));
+        markup_feed(&m, a, strlen(a), pieces_cb, &p);
+        markup_finish(&m, pieces_cb, &p);
+        cr_assert_geq(p.n_cites, 1, "%s", a);
+        if (strstr(a, "didn't answer")) { /* the shop was down: no card */
+            cr_assert_eq(p.n_tags, 0, "%s", a);
+            continue;
+        }
+        cr_assert_eq(p.n_tags, 1, "%s", a);
+        static const char *const names[] = {"price", "stock", "delivery", "compare"};
+        int k = -1;
+        for (int j = 0; j < 4; j++)
+            if (!strcmp(p.tag, names[j]))
+                k = j;
+        cr_assert_geq(k, 0, "tag %s", p.tag);
+        kinds[k]++;
+        cr_assert_eq(p.n_ids, k == 3 ? 2 : 1);
+        for (size_t c = 0; c < p.n_cites; c++) {
+            json_t *e = json_array_get(json_object_get(rec, "evidence"), p.cites[c] - 1);
+            cr_assert_str_eq(json_string_value(json_object_get(e, "source")), "offer", "%s", a);
+            const char *pid = json_string_value(json_object_get(e, "product_id"));
+            cr_assert(!strcmp(pid, p.ids[0]) || (p.n_ids == 2 && !strcmp(pid, p.ids[1])), "%s cites %s", a, pid);
+        }
+        /* a stale offer line in the prompt: the answer says the fact may be old */
+        const char *sys = msg(rec, 0);
+        if (k != 3 && strstr(sys, ", stale)") && strstr(a, "out of stock") == NULL &&
+            strstr(a, "doesn't give") == NULL) {
+            stale_total++;
+            stale_said += strstr(a, "may have changed") || strstr(a, "out of date") || strstr(a, "last update");
+        }
+    }
+    cr_assert_gt(stale_total, 0, "the fixture's seed gives stale offers");
+    cr_assert_eq(stale_said, stale_total, "%zu of %zu stale answers say so", stale_said, stale_total);
+    cr_assert_gt(kinds[0] + kinds[1] + kinds[2] + kinds[3], 8);
+    json_decref(all);
+    json_decref(dev);
     tu_rmdir(dir);
 }
 
