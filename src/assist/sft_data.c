@@ -339,18 +339,27 @@ static void rows_release(struct rows *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* Make room for one more element in *v (n used of *cap, elem bytes each),
+ * doubling from first. 0 or AISLE_ENOMEM (*v unchanged). */
+static int grow(void *v, size_t n, size_t *cap, size_t elem, size_t first)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : first;
+    void *p = realloc(*(void **)v, ncap * elem);
+    if (!p)
+        return AISLE_ENOMEM;
+    *(void **)v = p;
+    *cap = ncap;
+    return 0;
+}
+
 /* Add a row of up to ROW_FIELDS strings (copied; NULL allowed), grouped by
  * key (copied into the set). */
 static int rows_add(struct rows *r, const char *key, enum sft_split split, const char *const *f, size_t nf)
 {
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 1024;
-        struct row *v = realloc(r->v, cap * sizeof(*v));
-        if (!v)
-            return AISLE_ENOMEM;
-        r->v = v;
-        r->cap = cap;
-    }
+    if (grow(&r->v, r->n, &r->cap, sizeof(*r->v), 1024))
+        return AISLE_ENOMEM;
     struct row *w = &r->v[r->n];
     memset(w, 0, sizeof(*w));
     w->split = split;
@@ -1089,14 +1098,8 @@ static int title_row(struct builder *b, json_t *obj, void *ud)
     (void)b;
     if (!id || !title || !*title)
         return 0;
-    if (dm->n_titles == dm->cap_titles) {
-        size_t cap = dm->cap_titles ? dm->cap_titles * 2 : 256;
-        char **v = realloc(dm->titles, cap * sizeof(*v));
-        if (!v)
-            return AISLE_ENOMEM;
-        dm->titles = v;
-        dm->cap_titles = cap;
-    }
+    if (grow(&dm->titles, dm->n_titles, &dm->cap_titles, sizeof(*dm->titles), 256))
+        return AISLE_ENOMEM;
     int rc = hset_put(&dm->title_of, id, dm->n_titles);
     if (rc <= 0)
         return rc; /* a repeated id keeps its first title */
@@ -1524,14 +1527,8 @@ static int offer_row(struct builder *b, json_t *obj, void *ud)
     }
     if (lv->n && !strcmp(lv->v[lv->n - 1].pid, pid))
         return 0; /* the first offer of a product (its own store's) speaks for it */
-    if (lv->n == lv->cap) {
-        size_t cap = lv->cap ? lv->cap * 2 : 256;
-        struct offer *v = realloc(lv->v, cap * sizeof(*v));
-        if (!v)
-            return AISLE_ENOMEM;
-        lv->v = v;
-        lv->cap = cap;
-    }
+    if (grow(&lv->v, lv->n, &lv->cap, sizeof(*lv->v), 256))
+        return AISLE_ENOMEM;
     struct offer *o = &lv->v[lv->n++];
     memset(o, 0, sizeof(*o));
     snprintf(o->pid, sizeof(o->pid), "%s", pid);
