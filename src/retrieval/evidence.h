@@ -65,6 +65,8 @@ struct hybrid;
 struct evidence_opts {
     const struct route_model *router; /* NULL: the keyword baseline */
     struct hybrid *hybrid; /* BM25 + dense + rerank over the same store (hybrid.h); NULL: BM25 alone */
+    int broad_hybrid;      /* 1: a broad question's catalog-wide search is hybrid too (a full
+                              vector scan); 0: BM25 there, hybrid for product searches */
     int sources;        /* 0: as routed; else a mask of 1 << ROUTE_* forcing the sources (ablations) */
     struct shop *shop;  /* NULL: no live facts */
     const char *postcode;  /* for a delivery estimate; NULL: none */

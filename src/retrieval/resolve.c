@@ -363,9 +363,13 @@ int resolve_product(struct store *s, const char *question, const char *page_prod
         return rc;
     }
     struct title_result tr;
-    if ((rc = by_title(s, question, &w, &tr, err, errlen)))
-        goto out;
     const char *prev = resolve_conv_current(conv);
+    /* A question that points back at a current product keeps it whatever
+     * title it names (below), so it needs no catalog search. */
+    if ((page_product || prev) && w.pointer)
+        memset(&tr, 0, sizeof(tr));
+    else if ((rc = by_title(s, question, &w, &tr, err, errlen)))
+        goto out;
     int named = tr.confidence >= RESOLVE_TITLE_THRESHOLD;
     if (named && (!w.pointer || (!page_product && !prev))) {
         r.why = RESOLVE_TITLE;
