@@ -10,6 +10,7 @@
 #include "tensor/tensor.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -87,17 +88,24 @@ struct att_args {
     float *out, *att, *dq, *dk, *dv;
     const float *q, *k, *v, *dout, *cout, *catt;
     int B, T, NH, NKV, HD;
+    atomic_int next; /* the next unit to take: whichever thread comes first */
 };
 
 /* Units are (b, kvh): the G = NH/NKV query heads sharing one K/V head. In the
- * backward they all add into that head's dk/dv, so they belong to one unit. */
+ * backward they all add into that head's dk/dv, so they belong to one unit.
+ * Units are taken dynamically (tpool_run_dynamic): on a loaded machine a
+ * descheduled thread's units go to the others instead of stalling the step.
+ * A unit's outputs are computed by one thread in a fixed order, so the bits
+ * do not depend on which thread takes it. */
 static void att_fwd_job(void *ctx, int ith, int nth)
 {
-    const struct att_args *a = ctx;
+    struct att_args *a = ctx;
     const int T = a->T, NH = a->NH, NKV = a->NKV, HD = a->HD, G = NH / NKV;
     const int QD = NH * HD, KVD = NKV * HD;
     const float scale = 1.0f / sqrtf((float)HD);
-    for (int u = ith; u < a->B * NKV; u += nth) {
+    (void)ith;
+    (void)nth;
+    for (int u; (u = atomic_fetch_add(&a->next, 1)) < a->B * NKV;) {
         int b = u / NKV, kvh = u % NKV;
         for (int g = 0; g < G; g++) {
             int h = kvh * G + g;
@@ -133,16 +141,19 @@ void nn_attention_forward(struct tpool *pool, float *out, float *att, const floa
                           int B, int T, int NH, int NKV, int HD)
 {
     struct att_args a = {.out = out, .att = att, .q = q, .k = k, .v = v, .B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD};
-    tpool_run(pool, att_fwd_job, &a);
+    atomic_init(&a.next, 0);
+    tpool_run_dynamic(pool, att_fwd_job, &a);
 }
 
 static void att_bwd_job(void *ctx, int ith, int nth)
 {
-    const struct att_args *a = ctx;
+    struct att_args *a = ctx;
     const int T = a->T, NH = a->NH, NKV = a->NKV, HD = a->HD, G = NH / NKV;
     const int QD = NH * HD, KVD = NKV * HD;
     const float scale = 1.0f / sqrtf((float)HD);
-    for (int u = ith; u < a->B * NKV; u += nth) {
+    (void)ith;
+    (void)nth;
+    for (int u; (u = atomic_fetch_add(&a->next, 1)) < a->B * NKV;) {
         int b = u / NKV, kvh = u % NKV;
         for (int g = 0; g < G; g++) {
             int h = kvh * G + g;
@@ -172,7 +183,8 @@ void nn_attention_backward(struct tpool *pool, float *dq, float *dk, float *dv, 
 {
     struct att_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .catt = att,
                          .cout = out, .B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD};
-    tpool_run(pool, att_bwd_job, &a);
+    atomic_init(&a.next, 0);
+    tpool_run_dynamic(pool, att_bwd_job, &a);
 }
 
 /* ---- elementwise ------------------------------------------------------------- */
