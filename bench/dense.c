@@ -133,31 +133,51 @@ static int store_mode(const char *db, size_t nq)
     while (np < 64 && sqlite3_step(st) == SQLITE_ROW)
         pids[np++] = strdup((const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
-    double *th = malloc(nq * sizeof(double)), *tl = malloc(nq * sizeof(double));
+    /* variants: the full searcher, then without dense, without rerank */
+    struct hybrid *hv[4] = {h, NULL, NULL, NULL};
+    struct hybrid_opts vo[3] = {{.flags = HYBRID_NO_DENSE}, {.flags = HYBRID_NO_RERANK}, {.scan_max = 1}};
+    for (int v = 0; v < 3; v++)
+        if (hybrid_open(&hv[v + 1], s, &vo[v], err, sizeof(err)))
+            die("hybrid_open", err);
+    static const char *const vname[4] = {"hybrid", "hybrid_nodense", "hybrid_norerank", "hybrid_candprod"};
+    double *tw[5], *tc[5];
+    for (int v = 0; v < 5; v++) {
+        tw[v] = malloc(nq * sizeof(double));
+        tc[v] = malloc(nq * sizeof(double));
+    }
     for (int filtered = 0; filtered < 2; filtered++) {
         for (size_t i = 0; i < nq; i++) {
             struct lex_query q = {.text = questions[i % 10], .k = 10,
                                   .product_id = filtered && np ? pids[i % np] : NULL};
             struct lex_hit *hits;
             size_t n;
-            double a = now();
-            if (lex_search(s, &q, &hits, &n, err, sizeof(err)))
-                die("lex_search", err);
-            tl[i] = (now() - a) * 1e3;
-            lex_hits_free(hits, n);
-            a = now();
-            if (hybrid_search(h, &q, &hits, &n, err, sizeof(err)))
-                die("hybrid_search", err);
-            th[i] = (now() - a) * 1e3;
-            lex_hits_free(hits, n);
+            for (int v = 0; v < 5; v++) {
+                double a = now(), c = cpu_now();
+                int rc = v == 0 ? lex_search(s, &q, &hits, &n, err, sizeof(err))
+                                : hybrid_search(hv[v - 1], &q, &hits, &n, err, sizeof(err));
+                if (rc)
+                    die("search", err);
+                tw[v][i] = (now() - a) * 1e3;
+                tc[v][i] = (cpu_now() - c) * 1e3;
+                lex_hits_free(hits, n);
+            }
         }
-        report(filtered ? "bm25_product" : "bm25_all", tl, nq);
-        report(filtered ? "hybrid_product" : "hybrid_all", th, nq);
+        for (int v = 0; v < 5; v++) {
+            char name[96];
+            snprintf(name, sizeof(name), "%s_%s", v ? vname[v - 1] : "bm25", filtered ? "product" : "all");
+            report(name, tw[v], nq);
+            snprintf(name, sizeof(name), "%s_%s_cpu", v ? vname[v - 1] : "bm25", filtered ? "product" : "all");
+            report(name, tc[v], nq);
+        }
     }
+    for (int v = 0; v < 5; v++) {
+        free(tw[v]);
+        free(tc[v]);
+    }
+    for (int v = 1; v < 4; v++)
+        hybrid_free(hv[v]);
     for (size_t i = 0; i < np; i++)
         free(pids[i]);
-    free(th);
-    free(tl);
     hybrid_free(h);
     store_close(s);
     return 0;
