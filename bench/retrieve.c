@@ -16,7 +16,8 @@
  * alone, and lex_search over all sources (k 10, the baseline). A warm-up pass of 100 questions runs first (untimed).
  *
  * Output: `name value unit` lines on stdout; `#` lines are context.
- * Usage: retrieve [--dir DIR] [--db PATH] [--queries N] [--seed N] [--router MODEL]
+ * Usage: retrieve [--dir DIR] [--db PATH] [--queries N] [--seed N] [--router MODEL] [--bm25]
+ * (--bm25: the full retrieval with BM25 search only, an ablation of the dense half)
  */
 #include "core/buf.h"
 #include "core/error.h"
@@ -233,6 +234,7 @@ int main(int argc, char **argv)
 {
     const char *dir = "/tmp/aisle-bench-retrieve", *dbarg = NULL, *router_path = NULL;
     size_t nq = 1000;
+    int bm25 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--dir") && v)
@@ -243,10 +245,12 @@ int main(int argc, char **argv)
             nq = (size_t)atol(argv[++i]);
         else if (!strcmp(a, "--seed") && v)
             rng = strtoull(argv[++i], NULL, 10) * 0x9e3779b97f4a7c15ULL | 1;
+        else if (!strcmp(a, "--bm25"))
+            bm25 = 1;
         else if (!strcmp(a, "--router") && v)
             router_path = argv[++i];
         else
-            die("usage: retrieve [--dir DIR] [--db PATH] [--queries N] [--seed N] [--router MODEL]");
+            die("usage: retrieve [--dir DIR] [--db PATH] [--queries N] [--seed N] [--router MODEL] [--bm25]");
     }
     if (nq < 10 || nq > 100000)
         die("--queries must be in [10, 100000]");
@@ -293,10 +297,10 @@ int main(int argc, char **argv)
     /* Hybrid search when the store has vectors (bench/ingest's load through
      * aisle ingest embeds each file), else BM25: said on the context line. */
     struct hybrid *hy = NULL;
-    int hrc = hybrid_open(&hy, s, NULL, err, sizeof(err));
+    int hrc = bm25 ? AISLE_ENOTFOUND : hybrid_open(&hy, s, NULL, err, sizeof(err));
     if (hrc && hrc != AISLE_ENOTFOUND)
         die("%s", err);
-    printf("# search inside the full retrieval: %s\n", hy ? "hybrid (BM25 + dense + rerank)" : "BM25 (no vectors)");
+    printf("# search inside the full retrieval: %s\n", hy ? "hybrid (BM25 + dense + rerank)" : bm25 ? "BM25 (--bm25)" : "BM25 (no vectors)");
     sqlite3 *sq = store_db(s);
     int64_t maxrow = 0;
     {
