@@ -47,6 +47,7 @@ static const char usage_text[] =
     "  --max-tokens N         drop longer examples (default 2048)\n"
     "  --max-per-dataset N    cap per dataset and split (default: no cap)\n"
     "  --dev-percent PCT      dev share of products where a dataset has no split (10)\n"
+    "  --multi-turn PCT       community Q&A examples with an earlier turn (15)\n"
     "  -h, --help             this help\n"
     "\n"
     "Datasets and the files they read under --data-dir (see docs/PROMPT.md for\n"
@@ -98,7 +99,7 @@ static int build(int argc, char **argv)
         {"data-dir", required_argument, 0, 'd'},   {"datasets", required_argument, 0, 'D'},
         {"seed", required_argument, 0, 's'},       {"distractors", required_argument, 0, 'x'},
         {"negatives", required_argument, 0, 'n'},  {"max-tokens", required_argument, 0, 'm'},
-        {"max-per-dataset", required_argument, 0, 'c'}, {"dev-percent", required_argument, 0, 'p'},
+        {"max-per-dataset", required_argument, 0, 'c'}, {"dev-percent", required_argument, 0, 'p'}, {"multi-turn", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
     };
     const char *out = NULL, *tok_path = NULL, *data_dir = NULL, *only = NULL;
@@ -118,6 +119,7 @@ static int build(int argc, char **argv)
         case 'm': o.max_tokens = (size_t)num("--max-tokens", optarg, SHARD_MAX_EXAMPLE); break;
         case 'c': o.max_per_dataset = (size_t)num("--max-per-dataset", optarg, 1ull << 40); break;
         case 'p': o.dev_percent = (unsigned)num("--dev-percent", optarg, 100); break;
+        case 'M': o.multi_turn_percent = (unsigned)num("--multi-turn", optarg, 100); break;
         case 'h': usage(stdout); return 0;
         default: cli_usage_error("sft", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -199,16 +201,17 @@ static int build(int argc, char **argv)
     /* the table before finish frees the stats */
     struct sft_stats tot[2];
     memset(tot, 0, sizeof tot);
-    printf("%-11s %8s %8s %7s %7s %8s %7s %11s %11s %8s\n", "dataset", "records", "train", "dev", "neg", "rejected",
-           "long", "tokens", "targets", "test-out");
+    printf("%-11s %8s %8s %7s %7s %7s %8s %7s %11s %11s %8s\n", "dataset", "records", "train", "dev", "neg", "2-turn",
+           "rejected", "long", "tokens", "targets", "test-out");
     for (int d = 0; d < SFT_N_DATASETS; d++) {
         if (!found[d])
             continue;
         const struct sft_stats *tr = sft_out_stats(so, (enum sft_dataset)d, SFT_TRAIN);
         const struct sft_stats *dv = sft_out_stats(so, (enum sft_dataset)d, SFT_DEV);
-        printf("%-11s %8llu %8llu %7llu %7llu %8llu %7llu %11llu %11llu %8llu\n", sft_dataset_name((enum sft_dataset)d),
-               (unsigned long long)(tr->records + dv->records), (unsigned long long)tr->examples,
-               (unsigned long long)dv->examples, (unsigned long long)(tr->negatives + dv->negatives),
+        printf("%-11s %8llu %8llu %7llu %7llu %7llu %8llu %7llu %11llu %11llu %8llu\n",
+               sft_dataset_name((enum sft_dataset)d), (unsigned long long)(tr->records + dv->records),
+               (unsigned long long)tr->examples, (unsigned long long)dv->examples,
+               (unsigned long long)(tr->negatives + dv->negatives), (unsigned long long)(tr->multi_turn + dv->multi_turn),
                (unsigned long long)(tr->rejected + dv->rejected), (unsigned long long)(tr->too_long + dv->too_long),
                (unsigned long long)(tr->tokens + dv->tokens), (unsigned long long)(tr->target_tokens + dv->target_tokens),
                (unsigned long long)(tr->held_out + dv->held_out));

@@ -70,6 +70,7 @@ void sft_opts_default(struct sft_opts *o)
     o->dev_percent = 10;
     o->negative_percent = 10;
     o->max_passage_bytes = PROMPT_PASSAGE_BYTES_DEFAULT;
+    o->multi_turn_percent = 15;
 }
 
 /* ---- tables (TSV/CSV with quoting) ---- */
@@ -634,6 +635,14 @@ static int write_json(struct sft_out *o, const struct sft_example *ex, const str
     m = json_pack("{s:s,s:o}", "role", "system", "content", jstr(p->text.data + sys0, sys1 - sys0));
     if (!m || json_array_append_new(msgs, m))
         goto fail;
+    if (ex->prev_question && ex->prev_answer) {
+        m = json_pack("{s:s,s:s}", "role", "user", "content", ex->prev_question);
+        if (!m || json_array_append_new(msgs, m))
+            goto fail;
+        m = json_pack("{s:s,s:s}", "role", "assistant", "content", ex->prev_answer);
+        if (!m || json_array_append_new(msgs, m))
+            goto fail;
+    }
     m = json_pack("{s:s,s:s}", "role", "user", "content", ex->question);
     if (!m || json_array_append_new(msgs, m))
         goto fail;
@@ -689,10 +698,18 @@ int sft_out_add(struct sft_out *o, const struct sft_example *ex)
         st->rejected++;
         return 0;
     }
-    size_t cites = 0;
+    size_t cites = 0, prev_cites = 0;
+    int two = ex->prev_question && ex->prev_answer;
+    if (two && (!*ex->prev_question || !*ex->prev_answer || !utf8_valid(ex->prev_question, strlen(ex->prev_question)) ||
+                !utf8_valid(ex->prev_answer, strlen(ex->prev_answer)))) {
+        st->rejected++;
+        return 0;
+    }
     if (markup_check(ex->answer, strlen(ex->answer), ex->n_ev ? (unsigned)ex->n_ev : 1, NULL, &cites, err,
                      sizeof(err)) ||
-        (!ex->n_ev && cites)) {
+        (two && markup_check(ex->prev_answer, strlen(ex->prev_answer), ex->n_ev ? (unsigned)ex->n_ev : 1, NULL,
+                             &prev_cites, err, sizeof(err))) ||
+        (!ex->n_ev && cites + prev_cites)) {
         st->rejected++;
         return 0;
     }
@@ -700,8 +717,14 @@ int sft_out_add(struct sft_out *o, const struct sft_example *ex)
         st->capped++;
         return 0;
     }
-    struct prompt_turn turns[2] = {{PROMPT_USER, ex->question}, {PROMPT_ASSISTANT, ex->answer}};
-    struct prompt_input in = {NULL, ex->ev, ex->n_ev, turns, 2};
+    struct prompt_turn turns[4] = {{PROMPT_USER, ex->question}, {PROMPT_ASSISTANT, ex->answer}};
+    if (two) {
+        turns[0] = (struct prompt_turn){PROMPT_USER, ex->prev_question};
+        turns[1] = (struct prompt_turn){PROMPT_ASSISTANT, ex->prev_answer};
+        turns[2] = (struct prompt_turn){PROMPT_USER, ex->question};
+        turns[3] = (struct prompt_turn){PROMPT_ASSISTANT, ex->answer};
+    }
+    struct prompt_input in = {NULL, ex->ev, ex->n_ev, turns, two ? 4 : 2};
     struct prompt_opts po = {.max_passage_bytes = o->o.max_passage_bytes};
     int rc = prompt_build(&o->p, &in, &po, o->t, o->cache);
     if (rc) {
@@ -721,6 +744,7 @@ int sft_out_add(struct sft_out *o, const struct sft_example *ex)
         return rc;
     st->examples++;
     st->negatives += ex->negative != 0;
+    st->multi_turn += two;
     st->tokens += o->p.ids.len;
     for (size_t i = 0; i < o->p.ids.len; i++)
         st->target_tokens += o->p.mask[i];
@@ -808,12 +832,25 @@ static int emit_qa(struct builder *b, size_t i, int product_tag, int same_group)
     if (w->f[5] && ex.n_ev < SFT_MAX_EVIDENCE) /* the product's title, when known */
         ex.ev[ex.n_ev++] = (struct prompt_passage){.source = "product", .product_id = w->f[3], .text = w->f[5]};
     int rc;
+    /* a conversation: the first same-product distractor was asked and answered before */
+    const struct row *prev = !negative && nd && w->f[3] && r->v[dis[0]].group == w->group &&
+                                     strlen(r->v[dis[0]].f[2]) <= SFT_MAX_ANSWER &&
+                                     rng_below(&rng, 100) < b->o->o.multi_turn_percent
+                                 ? &r->v[dis[0]]
+                                 : NULL;
     if (negative) {
         ex.negative = 1;
         rc = buf_puts(&b->ans, not_answered[rng_below(&rng, 3)]);
     } else {
         size_t gold = shuffle_ev(ex.ev, ex.n_ev, 0, &rng);
         rc = sft_cite(&b->ans, w->f[2], strlen(w->f[2]), (unsigned)gold + 1, product_tag ? w->f[3] : NULL);
+        for (size_t k = 0; !rc && prev && k < ex.n_ev; k++)
+            if (ex.ev[k].text == prev->f[1]) {
+                buf_reset(&b->q);
+                rc = sft_cite(&b->q, prev->f[2], strlen(prev->f[2]), (unsigned)k + 1, product_tag ? w->f[3] : NULL);
+                ex.prev_question = prev->f[0];
+                ex.prev_answer = b->q.data;
+            }
     }
     if (rc)
         return rc;

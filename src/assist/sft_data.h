@@ -65,6 +65,9 @@ struct sft_opts {
     unsigned negative_percent; /* question datasets: % of examples whose evidence lacks the
                                 * answer, answered "doesn't say" (default 10) */
     size_t max_passage_bytes; /* default PROMPT_PASSAGE_BYTES_DEFAULT */
+    unsigned multi_turn_percent; /* community Q&A: % of answered examples that carry an earlier
+                                  * question and answer about the same product as a first turn
+                                  * (default 15) */
 };
 /* Fill in the defaults above. */
 void sft_opts_default(struct sft_opts *o);
@@ -73,6 +76,7 @@ struct sft_stats {
     uint64_t records;       /* source records read (train and dev together) */
     uint64_t examples;      /* written */
     uint64_t negatives;     /* of which "doesn't say" */
+    uint64_t multi_turn;    /* of which two user turns */
     uint64_t tokens;        /* in the shard */
     uint64_t target_tokens; /* mask = 1 */
     uint64_t rejected;      /* bad records, or answers that fail markup_check */
@@ -90,6 +94,8 @@ struct sft_example {
     size_t n_ev;
     const char *question;
     const char *answer;
+    const char *prev_question; /* NULL, or an earlier turn of the same conversation */
+    const char *prev_answer;
     int negative;
 };
 

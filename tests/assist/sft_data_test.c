@@ -82,6 +82,18 @@ static const char *msg(json_t *rec, size_t i)
     return json_string_value(json_object_get(json_array_get(json_object_get(rec, "messages"), i), "content"));
 }
 
+/* The last question and the last answer (messages are system, then user /
+ * assistant pairs). */
+static const char *question(json_t *rec)
+{
+    return msg(rec, json_array_size(json_object_get(rec, "messages")) - 2);
+}
+
+static const char *answer(json_t *rec)
+{
+    return msg(rec, json_array_size(json_object_get(rec, "messages")) - 1);
+}
+
 /* The first citation [n] of an answer, 0 when none. */
 static unsigned first_cite(const char *a)
 {
@@ -109,8 +121,20 @@ static void check_records(json_t *all, const char *split)
     json_array_foreach(all, i, rec)
     {
         cr_assert_str_eq(json_string_value(json_object_get(rec, "split")), split);
-        const char *sys = msg(rec, 0), *q = msg(rec, 1), *a = msg(rec, 2);
+        const char *sys = msg(rec, 0), *q = question(rec), *a = answer(rec);
         cr_assert(sys && q && a && *q && *a);
+        size_t nm = json_array_size(json_object_get(rec, "messages"));
+        cr_assert(nm == 3 || nm == 5, "%zu messages", nm);
+        if (nm == 5) { /* an earlier turn: its answer is valid markup too, and the roles alternate */
+            const char *pa = msg(rec, 2);
+            char perr[256];
+            cr_assert_eq(markup_check(pa, strlen(pa), (unsigned)json_array_size(json_object_get(rec, "evidence")),
+                                      NULL, NULL, perr, sizeof(perr)),
+                         0, "%s", perr);
+            cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(rec, "messages"), 3),
+                                                               "role")),
+                             "user");
+        }
         cr_assert_eq(strncmp(sys, prompt_default_system, strlen(prompt_default_system)), 0);
         size_t n_ev = json_array_size(json_object_get(rec, "evidence")), cites = 0;
         char err[256];
@@ -168,6 +192,7 @@ Test(sft_data, every_builder_on_real_slices)
     cr_assert_gt(st[SFT_SUBJQA][SFT_TRAIN].negatives, 0, "unanswerable SubjQA rows");
     cr_assert_eq(st[SFT_LIVE][SFT_TRAIN].records + st[SFT_LIVE][SFT_DEV].records, 16, "one offer per product");
     cr_assert_geq(st[SFT_LIVE][SFT_TRAIN].examples + st[SFT_LIVE][SFT_DEV].examples, 12);
+    cr_assert_gt(st[SFT_MCAULEY_QA][SFT_TRAIN].multi_turn, 0, "some two-turn conversations");
     for (int d = 0; d < SFT_N_DATASETS; d++) {
         const char *name = sft_dataset_name((enum sft_dataset)d);
         cr_assert_eq(count_ds(train, name), st[d][SFT_TRAIN].examples, "%s", name);
@@ -195,8 +220,10 @@ Test(sft_data, every_builder_on_real_slices)
             if (mask[k])
                 cr_assert_eq(tok_decode(t, &ids[k], 1, TOK_DECODE_SPECIAL, &ans), 0);
         json_t *rec = json_array_get(train, i);
-        char want[8192];
-        snprintf(want, sizeof(want), "%s<|end|>", msg(rec, 2));
+        char want[16384];
+        size_t wo = 0;
+        for (size_t k = 2; k < json_array_size(json_object_get(rec, "messages")); k += 2)
+            wo += (size_t)snprintf(want + wo, sizeof(want) - wo, "%s<|end|>", msg(rec, k));
         cr_assert_str_eq(ans.data, want, "example %llu", (unsigned long long)i);
         cr_assert_eq(json_integer_value(json_object_get(rec, "tokens")), n);
         free(ids);
@@ -240,7 +267,7 @@ Test(sft_data, citation_points_at_the_answering_passage)
     {
         if (json_is_true(json_object_get(rec, "negative")))
             continue;
-        const char *ds = json_string_value(json_object_get(rec, "dataset")), *q = msg(rec, 1), *a = msg(rec, 2);
+        const char *ds = json_string_value(json_object_get(rec, "dataset")), *q = question(rec), *a = answer(rec);
         unsigned n = first_cite(a);
         cr_assert(n >= 1, "%s", a);
         const char *ev = ev_text(rec, n);
@@ -322,7 +349,7 @@ Test(sft_data, live_facts_tag_what_they_cite)
     json_t *rec;
     json_array_foreach(all, i, rec)
     {
-        const char *a = msg(rec, 2);
+        const char *a = answer(rec);
         struct pieces p;
         memset(&p, 0, sizeof(p));
         struct markup m;
