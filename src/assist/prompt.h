@@ -58,7 +58,9 @@ enum prompt_role { PROMPT_USER = 1, PROMPT_ASSISTANT = 2 };
  * too: their as_of says when the fact was read, stale marks one that is older
  * than its freshness limit (the shop's last good answer). */
 struct prompt_passage {
-    const char *source;     /* "review", "qa", "bullet", "attribute", "offer"...; NULL or "" = "text" */
+    const char *source;     /* evidence.c's names: "product" (a title), "bullet", "attribute",
+                             * "description", "review", "qa", "offer", "delivery", "order";
+                             * NULL or "" = "text" */
     const char *product_id; /* NULL or "" when not about one product */
     const char *as_of;      /* NULL, or when a live fact was true ("2026-11-26 00:30 UTC") */
     int stale;              /* 1: rendered ", stale" after as_of */
