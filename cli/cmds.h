@@ -28,7 +28,7 @@ int cmd_sft(int argc, char **argv);
 
 #define AISLE_COMMANDS \
     X("ingest", cmd_ingest, "load products, reviews, Q&A, offers and orders into a store") \
-    X("search", cmd_search, "lexical (BM25) search over a store's evidence passages") \
+    X("search", cmd_search, "search a store's evidence passages: hybrid (BM25 + dense + rerank) or BM25") \
     X("demo", cmd_demo, "generate the demo store's offers and orders (seeded)") \
     X("shop", cmd_shop, "ask live store data: offers, delivery to a postcode, order status") \
     X("tokenize", cmd_tokenize, "split text into the tokens of a GGUF model's tokenizer") \
