@@ -41,12 +41,15 @@ static atomic_int deq_min_t = 128;
 
 /* Integer tile shapes (weight rows x activation rows; [0] Q8_0, [1] Q4_0)
  * and the smallest T that takes them. From bench/kernels --tiles (one core,
- * K=768 N=2048, T=4..256): Q8_0 4x4 80 GFLOP/s against 72 for the row dots
- * and 77 for dequantize+sgemm; Q4_0 2x4 85 against 58-75 and 72. The tiles
- * win at every T >= 2, so they also replace dequantize+sgemm for these two
- * types. tensor_set_tile lets the benchmark compare shapes. */
-static const int tile_r_def[2] = {4, 2}, tile_c_def[2] = {4, 4};
-static atomic_int tile_r[2] = {4, 2}, tile_c[2] = {4, 4}, tile_min_t = 2;
+ * in cache, K=768 N=2048, T=4..256): Q8_0 2x4 72-75 GFLOP/s, 4x4 75-80,
+ * against 40-73 for the row dots and 20-77 for dequantize+sgemm; Q4_0 2x4
+ * 85 against 58-75 and 19-72. In the 110M model (weights from DRAM, loaded
+ * machine, alternating runs) Q8_0 2x4 beat 4x4 (prefill 206 vs 187 tok/s,
+ * 16-sequence decode 153 vs 135 and 119 vs 108), 4x4 spilling registers, so
+ * both types take 2x4 at every T >= 2, which also replaces dequantize+sgemm
+ * for them. tensor_set_tile lets the benchmarks compare shapes. */
+static const int tile_r_def[2] = {2, 2}, tile_c_def[2] = {4, 4};
+static atomic_int tile_r[2] = {2, 2}, tile_c[2] = {4, 4}, tile_min_t = 2;
 
 void tensor_set_tile(int r, int c, int min_t)
 {
