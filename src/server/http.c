@@ -700,6 +700,11 @@ int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const str
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    int rc = AISLE_ENOMEM;
+    if (!v->model_name) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (inet_pton(AF_INET, v->o.host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)v->o.port);
@@ -709,38 +714,31 @@ int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const str
         flags |= MHD_USE_IPv6;
     } else {
         snprintf(err, errlen, "--host: '%s' is not an IPv4 or IPv6 address", v->o.host);
-        free(v->model_name);
-        pthread_mutex_destroy(&v->mu);
-        free(v);
-        return AISLE_EINVAL;
+        rc = AISLE_EINVAL;
+        goto fail;
     }
-    if (!v->model_name)
-        goto nomem;
     v->d = MHD_start_daemon(flags, (uint16_t)v->o.port, NULL, NULL, handler, v, MHD_OPTION_SOCK_ADDR,
                             (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)v->o.threads,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)v->o.max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
                             (unsigned)v->o.conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, v, MHD_OPTION_NOTIFY_CONNECTION,
-                            on_connection, v, MHD_OPTION_EXTERNAL_LOGGER, quiet_logger, v, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-                            1u, MHD_OPTION_END);
+                            on_connection, v, MHD_OPTION_EXTERNAL_LOGGER, quiet_logger, v,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!v->d) {
         snprintf(err, errlen, "cannot listen on %s port %d (in use, or not an address of this machine?)", v->o.host,
                  v->o.port);
-        free(v->model_name);
-        pthread_mutex_destroy(&v->mu);
-        free(v);
-        return AISLE_EIO;
+        rc = AISLE_EIO;
+        goto fail;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(v->d, MHD_DAEMON_INFO_BIND_PORT);
     v->port = di ? di->port : v->o.port;
     *out = v;
     return 0;
-nomem:
-    snprintf(err, errlen, "out of memory");
+fail:
     free(v->model_name);
     pthread_mutex_destroy(&v->mu);
     free(v);
-    return AISLE_ENOMEM;
+    return rc;
 }
 
 int srv_port(const struct srv *v)

@@ -592,7 +592,7 @@ static void step(struct sched *s)
         return;
     }
     double t = now_s();
-    uint64_t prefill = 0, gen = 0;
+    uint64_t prefill = 0;
     for (int i = 0; i < s->n_run;) {
         struct sched_req *r = s->run[i];
         if (s->chunk[i] > 1 || r->n_done < r->n_prompt)
@@ -618,7 +618,6 @@ static void step(struct sched *s)
         }
         lm_sampler_accept(r->smp, tok);
         r->toks[r->n_toks++] = tok;
-        gen++;
         pthread_mutex_lock(&r->mu);
         int first = r->n_gen == 0;
         r->out[r->n_out++] = tok;
@@ -630,6 +629,7 @@ static void step(struct sched *s)
         double ttft = r->ttft;
         pthread_mutex_unlock(&r->mu);
         pthread_mutex_lock(&s->mu);
+        s->st.generated_tokens_total++; /* before the request can end: /metrics never lags an answer */
         if (first)
             hist_add(&s->st.ttft, ttft);
         else
@@ -645,7 +645,6 @@ static void step(struct sched *s)
     }
     pthread_mutex_lock(&s->mu);
     s->st.prefill_tokens_total += prefill;
-    s->st.generated_tokens_total += gen;
     s->st.steps_total++;
     s->st.forward_s_total += tf;
     if (t - s->tps_t0 >= 2.0) {

@@ -640,7 +640,7 @@ Test(http, health_models_metrics_and_unknown_paths, .init = setup, .fini = teard
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "id")), "tiny");
     json_decref(j);
     free(r);
-    free(post(sv.port, "/v1/completions", "{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":3}"));
+    free(post(sv.port, "/v1/completions", "{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":3,\"temperature\":0}"));
     r = http(sv.port, "GET", "/metrics", NULL, 0);
     cr_assert_eq(status_of(r), 200);
     static const char *const names[] = {"aisle_queue_depth ", "aisle_running_sequences ", "aisle_kv_blocks_used ",
