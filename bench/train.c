@@ -16,13 +16,16 @@
  * machine is shared: both are printed, the larger is used). One step = zero
  * grad, forward, backward, clip, AdamW; after one warm-up step, the best of
  * --steps steps, and the time split into forward, backward and optimizer.
+ * Then one layer's attention forward + backward in the model's sgemm form
+ * against the per-pair loops it replaced (nn_attention_*_ref), alternating.
  *
  * Output: `name value unit` lines on stdout; `#` lines are context.
- * Usage: train [--threads N] [--steps N] [--only small|124m]
+ * Usage: train [--threads N] [--steps N] [--only default|124m]
  */
 #include "core/error.h"
 #include "tensor/tensor.h"
 #include "train/llama_train.h"
+#include "train/train_nn.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -64,6 +67,46 @@ static double sgemm_peak(int M, int N, int K, int reps)
     free(b);
     free(c);
     return 2.0 * M * N * K / best / 1e9;
+}
+
+/* Attention forward + backward of one layer at (B, T, NH, NKV, HD): the
+ * sgemm path the model uses against the per-pair loops, best of reps each,
+ * alternating. */
+static void attention_ab(const char *name, int B, int T, int NH, int NKV, int HD, int threads)
+{
+    size_t QD = (size_t)NH * HD, KVD = (size_t)NKV * HD, N = (size_t)B * T;
+    float *q = calloc(N * QD, sizeof(float)), *k = calloc(N * KVD, sizeof(float)), *v = calloc(N * KVD, sizeof(float)),
+          *o = calloc(N * QD, sizeof(float)), *att = calloc((size_t)B * NH * T * T, sizeof(float)),
+          *dq = calloc(N * QD, sizeof(float)), *dk = calloc(N * KVD, sizeof(float)),
+          *dv = calloc(N * KVD, sizeof(float)), *dout = calloc(N * QD, sizeof(float));
+    if (!q || !k || !v || !o || !att || !dq || !dk || !dv || !dout) {
+        fprintf(stderr, "bench/train: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < N * QD; i++)
+        q[i] = dout[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < N * KVD; i++)
+        k[i] = v[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
+    struct tpool *pool = tpool_new(threads);
+    double best[2] = {1e30, 1e30};
+    for (int r = 0; r < 4; r++)
+        for (int w = 0; w < 2; w++) {
+            double t0 = now();
+            if (w == 0) {
+                nn_attention_forward(pool, o, att, q, k, v, B, T, NH, NKV, HD);
+                nn_attention_backward(pool, dq, dk, dv, dout, q, k, v, att, o, B, T, NH, NKV, HD);
+            } else {
+                nn_attention_forward_ref(pool, o, att, q, k, v, B, T, NH, NKV, HD);
+                nn_attention_backward_ref(pool, dq, dk, dv, dout, q, k, v, att, o, B, T, NH, NKV, HD);
+            }
+            double dt = now() - t0;
+            best[w] = dt < best[w] ? dt : best[w];
+        }
+    printf("train_%s_attention_layer_sgemm %.2f ms\n", name, best[0] * 1e3);
+    printf("train_%s_attention_layer_loops %.2f ms\n", name, best[1] * 1e3);
+    printf("train_%s_attention_speedup %.2f x\n", name, best[1] / best[0]);
+    tpool_free(pool);
+    free(q), free(k), free(v), free(o), free(att), free(dq), free(dk), free(dv), free(dout);
 }
 
 struct cfgrun {
@@ -133,6 +176,8 @@ static void run(const struct cfgrun *cr, int threads, int steps)
     printf("train_%s_model_gflops %.1f GFLOP/s\n", cr->name, achieved);
     printf("train_%s_mfu %.1f %%\n", cr->name, 100.0 * achieved / peak);
     fflush(stdout);
+    attention_ab(cr->name, cr->B, cr->T, c->NH, c->NKV, c->HD ? c->HD : c->C / c->NH, threads);
+    fflush(stdout);
     free(tok);
     free(tgt);
     ltr_model_free(m);
@@ -151,7 +196,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
         else {
-            fprintf(stderr, "usage: train [--threads N] [--steps N] [--only small|124m]\n");
+            fprintf(stderr, "usage: train [--threads N] [--steps N] [--only default|124m]\n");
             return 2;
         }
     }
@@ -160,9 +205,10 @@ int main(int argc, char **argv)
         return 2;
     }
     tensor_blas_set_threads(threads);
-    /* The default model's shape (scripts/train-default.sh) and the 124M Llama. */
+    /* The default model's shape (scripts/default-model.conf: one micro-batch of
+     * 8 x 256) and the 124M Llama. */
     const struct cfgrun runs[] = {
-        {"small", {.V = 8192, .C = 384, .L = 6, .NH = 6, .NKV = 6, .F = 1024, .max_ctx = 256, .tied = 1}, 8, 256},
+        {"default", {.V = 8192, .C = 256, .L = 6, .NH = 4, .NKV = 4, .F = 704, .max_ctx = 256, .tied = 1}, 8, 256},
         {"124m", {.V = 32000, .C = 768, .L = 12, .NH = 12, .NKV = 12, .F = 3072, .max_ctx = 256, .tied = 1}, 4, 256},
     };
     for (size_t i = 0; i < sizeof runs / sizeof *runs; i++)

@@ -13,7 +13,8 @@
  * nn_swiglu_forward), so training computes the engine's math; this file adds
  * the kernels the engine does not have (embedding lookup, a saving causal
  * attention over whole sequences, cross-entropy) and every backward. The big
- * products are OpenBLAS sgemm (tensor_sgemm, row-major); attention runs on a thread
+ * products are OpenBLAS sgemm (tensor_sgemm, row-major), attention's too (per
+ * batch row and head); the reference attention loops run on a thread
  * pool, one (batch row, KV head group) per job, so every output element is
  * written by exactly one thread in a fixed order: results do not depend on
  * the thread count.
@@ -62,15 +63,28 @@ void nn_rope_backward(float *dx, const int *pos, int N, int nheads, int head_dim
 /* Causal grouped-query attention over B sequences of T positions each.
  * q (B, T, QD), k and v (B, T, KVD), already rotated; out (B, T, QD);
  * att (B, NH, T, T) receives the softmax probabilities (row t holds
- * positions 0..t, zero after). Scores scaled by 1/sqrt(HD). pool may be NULL. */
+ * positions 0..t, zero after). Scores scaled by 1/sqrt(HD). Per (batch row,
+ * head): sgemm for the scores and the output, the softmax between; pool is
+ * unused (the signature matches the _ref loops below) and may be NULL. */
 void nn_attention_forward(struct tpool *pool, float *out, float *att, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int NKV, int HD);
 /* dq (B, T, QD), dk, dv (B, T, KVD) += gradients from dout (B, T, QD), given
  * the forward's q, k, v, att and out (the softmax backward needs
- * sum_j p_j (dout . v_j) = dout . out). pool may be NULL. */
+ * sum_j p_j (dout . v_j) = dout . out). Four sgemm per (batch row, head)
+ * with a T x T scratch allocated per call. pool may be NULL. */
 void nn_attention_backward(struct tpool *pool, float *dq, float *dk, float *dv, const float *dout, const float *q,
                            const float *k, const float *v, const float *att, const float *out, int B, int T, int NH,
                            int NKV, int HD);
+
+/* The same two as plain per-pair loops (SIMD dot/axpy) on the pool, one
+ * (batch row, KV head) unit per job: the reference the sgemm versions above
+ * are tested against, and the backward's fallback when its T x T scratch
+ * cannot be allocated. */
+void nn_attention_forward_ref(struct tpool *pool, float *out, float *att, const float *q, const float *k,
+                              const float *v, int B, int T, int NH, int NKV, int HD);
+void nn_attention_backward_ref(struct tpool *pool, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                               const float *k, const float *v, const float *att, const float *out, int B, int T, int NH,
+                               int NKV, int HD);
 
 /* Backward of the engine's nn_swiglu_forward (out = silu(gate) * up):
  * dgate (n) += ..., dup (n) += .... */

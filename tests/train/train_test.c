@@ -217,6 +217,19 @@ Test(train_nn, attention_grad_gqa)
         cr_assert(fabs(s - 1) < 1e-5);
     }
     nn_attention_backward(pool, dq, dkv, dkv + N * KVD, R, q, kv, kv + N * KVD, att, out, B, T, NH, NKV, HD);
+    /* The sgemm path against the reference loops: the same sums in another
+     * order, so within float rounding (values here are O(1)). */
+    float out2[N * QD], att2[B * NH * T * T], dq2[N * QD] = {0}, dkv2[2 * N * KVD] = {0};
+    nn_attention_forward_ref(pool, out2, att2, q, kv, kv + N * KVD, B, T, NH, NKV, HD);
+    nn_attention_backward_ref(pool, dq2, dkv2, dkv2 + N * KVD, R, q, kv, kv + N * KVD, att2, out2, B, T, NH, NKV, HD);
+    for (int i = 0; i < N * QD; i++) {
+        cr_assert(fabsf(out[i] - out2[i]) <= 1e-5f + 1e-5f * fabsf(out2[i]), "out[%d] %g vs ref %g", i, out[i], out2[i]);
+        cr_assert(fabsf(dq[i] - dq2[i]) <= 1e-5f + 1e-5f * fabsf(dq2[i]), "dq[%d] %g vs ref %g", i, dq[i], dq2[i]);
+    }
+    for (int i = 0; i < 2 * N * KVD; i++)
+        cr_assert(fabsf(dkv[i] - dkv2[i]) <= 1e-5f + 1e-5f * fabsf(dkv2[i]), "dkv[%d] %g vs ref %g", i, dkv[i], dkv2[i]);
+    for (int i = 0; i < B * NH * T * T; i++)
+        cr_assert(fabsf(att[i] - att2[i]) <= 1e-6f, "att[%d] %g vs ref %g", i, att[i], att2[i]);
     tpool_free(pool);
     struct k_ctx k = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HD = HD, .out = out, .att = att, .a = q, .b = kv};
     struct fd f = {run_attention, &k, out, R, N * QD};
