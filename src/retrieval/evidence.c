@@ -31,6 +31,8 @@
 #define ROUTE_FLOOR 0.3      /* share of a passage's relevance kept when its source is not routed */
 #define MAX_LIVE_PRODUCTS 3  /* products whose live offers are fetched */
 #define MAX_CANDIDATES 512
+#define PRODUCT_INDEX_MAX 400 /* a product with more passages is not searched through the index: its
+                                 catalog passages and latest 400 reviews/answers are scored directly */
 
 /* Where a passage sits in the citation order, and which route score it uses. */
 enum group { G_LIVE, G_TITLE, G_CATALOG, G_QA, G_REVIEWS, G_N };
@@ -265,6 +267,201 @@ static int add_search(struct store *s, struct hybrid *hy, const char *question, 
     lex_hits_free(h, n);
     if (rc)
         retr_seterr(err, errlen, "out of memory");
+    return rc;
+}
+
+/* The static name of a passages.source value. */
+static const char *source_static(const char *src)
+{
+    static const char *const names[] = {"product", "bullet", "attribute", "description", "review", "qa"};
+    for (size_t i = 0; src && i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(src, names[i]))
+            return names[i];
+    return "description";
+}
+
+/* The number of passages of one product, counted up to max + 1. */
+static int product_count(struct store *s, const char *pid, long max, long *out, char *err, size_t errlen)
+{
+    sqlite3 *db = store_db(s);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM (SELECT 1 FROM passages WHERE product_id = ?1 LIMIT ?2)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        retr_seterr(err, errlen, "passage count: %s", sqlite3_errmsg(db));
+        return AISLE_EDB;
+    }
+    sqlite3_bind_text(st, 1, pid, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, max + 1);
+    int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : AISLE_EDB;
+    if (rc)
+        retr_seterr(err, errlen, "passage count: %s", sqlite3_errmsg(db));
+    else
+        *out = (long)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* A product with thousands of reviews (a best seller) is searched differently:
+ * lex_search's product filter costs a lookup per passage of the product
+ * (seconds at 45,000 reviews, whatever source is searched), so its catalog
+ * passages and its latest PRODUCT_INDEX_MAX reviews or answers are
+ * scored here with BM25's formula (k1 1.2, b 0.75; idf from the index's
+ * vocabulary, average length within the sample; a passage's length counted up
+ * to 4 x LEX_MAX_TERMS terms). Bounded: one index range read. */
+static int scan_product(struct store *s, const char *question, const char *pid, enum group g, size_t k,
+                        struct cands *c, char *err, size_t errlen)
+{
+    static const char *const vocab_sql[] = {"SELECT doc FROM catalog_vocab WHERE term = ?1",
+                                            "SELECT doc FROM review_vocab WHERE term = ?1",
+                                            "SELECT doc FROM qa_vocab WHERE term = ?1"};
+    static const char *const rows_sql[] = {
+        "SELECT ref_id, ord, text, aux, source FROM passages WHERE product_id = ?1 AND source IN "
+        "('product', 'bullet', 'attribute', 'description') ORDER BY id DESC LIMIT ?2",
+        "SELECT ref_id, ord, text, aux, source FROM passages WHERE product_id = ?1 AND source = 'review'"
+        " ORDER BY id DESC LIMIT ?2",
+        "SELECT ref_id, ord, text, aux, source FROM passages WHERE product_id = ?1 AND source = 'qa'"
+        " ORDER BY id DESC LIMIT ?2"};
+    static const char *const totals[] = {"passages", "reviews", "answers"};
+    int gi = g == G_REVIEWS ? 1 : g == G_QA ? 2 : 0;
+    sqlite3 *db = store_db(s);
+    sqlite3_stmt *st = NULL, *voc = NULL;
+    char **qt = NULL;
+    int nq = lex_terms(question, strnlen(question, LEX_MAX_QUERY), 1, &qt, LEX_MAX_TERMS);
+    if (nq <= 0) {
+        free(qt);
+        return nq < 0 ? AISLE_ENOMEM : 0;
+    }
+    int rc = AISLE_EDB;
+    struct scan {
+        char *id, *text;
+        const char *source;       /* static */
+        double score;
+        size_t len;               /* terms, capped at 4 x LEX_MAX_TERMS */
+        double tf[LEX_MAX_TERMS]; /* (nq) occurrences of each question term */
+    } *v = NULL;
+    size_t n = 0;
+    double idf[LEX_MAX_TERMS];
+    int64_t total = 0;
+    if (sqlite3_prepare_v2(db, vocab_sql[gi], -1, &voc, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, rows_sql[gi], -1, &st, NULL) != SQLITE_OK) {
+        retr_seterr(err, errlen, "product scan: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    if (store_count(s, totals[gi], &total) || total < 1)
+        total = 1;
+    for (int t = 0; t < nq; t++) {
+        sqlite3_reset(voc);
+        sqlite3_bind_text(voc, 1, qt[t], -1, SQLITE_STATIC);
+        int64_t df = sqlite3_step(voc) == SQLITE_ROW ? sqlite3_column_int64(voc, 0) : 0;
+        idf[t] = log(1.0 + ((double)total - (double)df + 0.5) / ((double)df + 0.5));
+    }
+    if (!(v = calloc(PRODUCT_INDEX_MAX, sizeof(*v)))) {
+        rc = AISLE_ENOMEM;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, pid, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, PRODUCT_INDEX_MAX);
+    double avglen = 0;
+    while (n < PRODUCT_INDEX_MAX && sqlite3_step(st) == SQLITE_ROW) {
+        const char *ref = (const char *)sqlite3_column_text(st, 0), *text = (const char *)sqlite3_column_text(st, 2),
+                   *aux = (const char *)sqlite3_column_text(st, 3), *src = (const char *)sqlite3_column_text(st, 4);
+        int ord = sqlite3_column_int(st, 1);
+        v[n].source = source_static(src);
+        struct buf b;
+        buf_init(&b, 0);
+        /* ids and texts exactly as lex_search makes them */
+        int ok;
+        if (gi == 1)
+            ok = buf_printf(&b, "review:%s", ref ? ref : "") == 0;
+        else if (gi == 2)
+            ok = buf_printf(&b, "qa:%s:%d", ref ? ref : "", ord) == 0;
+        else
+            ok = buf_printf(&b, "%s:%s:%d", pid, v[n].source, ord) == 0;
+        v[n].id = ok ? buf_detach(&b) : NULL;
+        if (gi == 2)
+            ok = buf_printf(&b, "Q: %s A: %s", aux ? aux : "", text ? text : "") == 0;
+        else if (gi == 1 && aux && *aux)
+            ok = buf_printf(&b, "%s. %s", aux, text ? text : "") == 0;
+        else
+            ok = buf_puts(&b, text ? text : "") == 0;
+        v[n].text = ok ? buf_detach(&b) : NULL;
+        buf_release(&b);
+        if (!v[n].id || !v[n].text) {
+            free(v[n].id);
+            free(v[n].text);
+            rc = AISLE_ENOMEM;
+            goto out;
+        }
+        n++;
+    }
+    /* term frequencies: the passage's own terms against the question's */
+    for (size_t i = 0; i < n; i++) {
+        char **pt = NULL;
+        int np = lex_terms(v[i].text, strlen(v[i].text), 0, &pt, 4 * LEX_MAX_TERMS);
+        if (np < 0) {
+            rc = AISLE_ENOMEM;
+            goto out;
+        }
+        v[i].len = (size_t)np;
+        avglen += np;
+        for (int a = 0; a < np; a++)
+            for (int t = 0; t < nq; t++)
+                if (!strcmp(pt[a], qt[t]))
+                    v[i].tf[t] += 1;
+        free(pt);
+    }
+    avglen = n ? avglen / (double)n : 1.0;
+    for (size_t i = 0; i < n; i++) {
+        double norm = 1.2 * (0.25 + 0.75 * (double)v[i].len / (avglen > 0 ? avglen : 1.0));
+        for (int t = 0; t < nq; t++)
+            if (v[i].tf[t] > 0)
+                v[i].score += idf[t] * v[i].tf[t] * 2.2 / (v[i].tf[t] + norm);
+    }
+    double best = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].score > best)
+            best = v[i].score;
+    /* the k best with a positive score */
+    rc = 0;
+    for (size_t taken = 0; taken < k && !rc; taken++) {
+        size_t bi = n;
+        for (size_t i = 0; i < n; i++)
+            if (v[i].score > 0 && (bi == n || v[i].score > v[bi].score))
+                bi = i;
+        if (bi == n)
+            break;
+        rc = cand_add(c, v[bi].id, v[bi].source, pid, v[bi].text, v[bi].score / best);
+        v[bi].score = 0;
+    }
+out:
+    if (rc == AISLE_ENOMEM)
+        retr_seterr(err, errlen, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].id);
+        free(v[i].text);
+    }
+    free(v);
+    free(qt);
+    sqlite3_finalize(st);
+    sqlite3_finalize(voc);
+    return rc;
+}
+
+/* One product's evidence: the index search (hybrid or BM25) for a product with
+ * few passages, the direct scan (scan_product) for one with many. */
+static int search_product(struct store *s, struct hybrid *hy, const char *question, int mask, const char *pid, size_t k,
+                          struct cands *c, char *err, size_t errlen)
+{
+    long cnt = 0;
+    int rc = product_count(s, pid, PRODUCT_INDEX_MAX, &cnt, err, errlen);
+    if (rc || cnt <= PRODUCT_INDEX_MAX)
+        return rc ? rc : add_search(s, hy, question, mask, pid, k, c, err, errlen);
+    rc = scan_product(s, question, pid, G_CATALOG, k, c, err, errlen);
+    if (!rc && (mask & LEX_REVIEWS))
+        rc = scan_product(s, question, pid, G_REVIEWS, k, c, err, errlen);
+    if (!rc && (mask & LEX_QA))
+        rc = scan_product(s, question, pid, G_QA, k, c, err, errlen);
     return rc;
 }
 
@@ -557,8 +754,8 @@ int evidence_build(struct store *s, const char *question, const char *page_produ
     if (one) {
         for (size_t i = 0; i < e.res.n && !rc; i++) {
             size_t before = c.n;
-            rc = add_search(s, o.hybrid, question, mask, e.res.products[i], e.res.n > 1 ? SEARCH_K / 2 : SEARCH_K, &c, err,
-                            errlen);
+            rc = search_product(s, o.hybrid, question, mask, e.res.products[i], e.res.n > 1 ? SEARCH_K / 2 : SEARCH_K,
+                                &c, err, errlen);
             if (!rc)
                 rc = add_product_context(s, e.res.products[i], c.n - before < 3, &c, err, errlen);
         }

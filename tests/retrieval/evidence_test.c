@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "retrieval/evidence.h"
 #include "retrieval/hybrid.h"
+#include "retrieval/lexical.h"
 #include "retrieval/route.h"
 #include "store/shop.h"
 
@@ -415,5 +416,60 @@ Test(evidence_cli, json_lines_and_errors)
     cr_assert(strstr(out, "usage: aisle evidence") != NULL);
     free(out);
     free(db);
+    tu_rmdir(dir);
+}
+
+/* A best seller (more passages than PRODUCT_INDEX_MAX) is scored by a direct
+ * scan: the right review is found, ids and texts are those lex_search gives,
+ * and a small product of the same store still goes through the index. */
+Test(evidence, best_seller_scanned_directly)
+{
+    char *dir = tu_tmpdir(), *db = tu_path(dir, "s.db"), *pf = tu_path(dir, "p.jsonl"), *rf = tu_path(dir, "r.jsonl");
+    tu_write_str(pf, "{\"id\":\"BIG\",\"title\":\"Espresso machine\",\"bullets\":[\"15 bar pump\",\"steam wand\"]}\n"
+                     "{\"id\":\"SMALL\",\"title\":\"Milk jug\",\"bullets\":[\"stainless steel\"]}\n");
+    FILE *f = fopen(rf, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 450; i++)
+        fprintf(f, "{\"id\":\"R%d\",\"product_id\":\"BIG\",\"title\":\"ok\",\"text\":\"coffee number %d tastes fine every morning\"}\n", i, i);
+    fprintf(f, "{\"id\":\"RX\",\"product_id\":\"BIG\",\"title\":\"Loud\",\"text\":\"the grinder is very loud, wakes the whole house\"}\n");
+    fprintf(f, "{\"id\":\"RS\",\"product_id\":\"SMALL\",\"text\":\"the jug is loud when it hits the counter\"}\n");
+    cr_assert_eq(fclose(f), 0);
+    char err[512];
+    struct store *s;
+    cr_assert_eq(store_open(&s, db, 0, err, sizeof(err)), 0, "%s", err);
+    struct ingest_opts io = {.format_csv = -1};
+    struct ingest_stats st;
+    cr_assert_eq(ingest_file(s, INGEST_PRODUCTS, pf, &io, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ingest_file(s, INGEST_REVIEWS, rf, &io, &st, err, sizeof(err)), 0, "%s", err);
+    struct evidence_opts o = {.sources = 1 << ROUTE_REVIEWS | 1 << ROUTE_CATALOG};
+    struct evidence e;
+    build(s, "is the grinder loud?", "BIG", &o, &e);
+    check_invariants(&e);
+    const struct evidence_passage *p = find_source(&e, "review");
+    cr_assert_not_null(p);
+    cr_assert_str_eq(p->id, "review:RX", "the review about noise, got %s", p->id);
+    cr_assert_str_eq(p->text, "Loud. the grinder is very loud, wakes the whole house", "as lex_search formats it");
+    cr_assert_not_null(find_source(&e, "product"));
+    evidence_release(&e);
+    build(s, "does it have a steam wand", "BIG", &o, &e);
+    cr_assert_not_null(find_source(&e, "bullet"), "catalog passages of a best seller are scored too");
+    evidence_release(&e);
+    /* the same answer through the index for a small product */
+    struct lex_query lq = {.text = "loud", .sources = LEX_REVIEWS, .product_id = "SMALL", .k = 5};
+    struct lex_hit *h;
+    size_t nh;
+    cr_assert_eq(lex_search(s, &lq, &h, &nh, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(nh, 1);
+    build(s, "is it loud?", "SMALL", &o, &e);
+    p = find_source(&e, "review");
+    cr_assert_not_null(p);
+    cr_assert_str_eq(p->id, h[0].id);
+    cr_assert_str_eq(p->text, h[0].text);
+    lex_hits_free(h, nh);
+    evidence_release(&e);
+    store_close(s);
+    free(db);
+    free(pf);
+    free(rf);
     tu_rmdir(dir);
 }
