@@ -121,6 +121,19 @@ static long count_bytes(const char *text, size_t len, void *ctx)
     return (long)len;
 }
 
+/* A fresh store at db loaded from the products file pf and the reviews file rf (JSON Lines). */
+static struct store *small_store(const char *db, const char *pf, const char *rf)
+{
+    char err[512];
+    struct store *s;
+    cr_assert_eq(store_open(&s, db, 0, err, sizeof(err)), 0, "%s", err);
+    struct ingest_opts io = {.format_csv = -1};
+    struct ingest_stats st;
+    cr_assert_eq(ingest_file(s, INGEST_PRODUCTS, pf, &io, &st, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ingest_file(s, INGEST_REVIEWS, rf, &io, &st, err, sizeof(err)), 0, "%s", err);
+    return s;
+}
+
 Test(evidence, near_duplicates_dropped_and_tokenizer_counts)
 {
     char *dir = tu_tmpdir(), *db = tu_path(dir, "s.db"), *pf = tu_path(dir, "p.jsonl"), *rf = tu_path(dir, "r.jsonl");
@@ -129,13 +142,7 @@ Test(evidence, near_duplicates_dropped_and_tokenizer_counts)
                      "{\"id\":\"R2\",\"product_id\":\"P1\",\"text\":\"Runs small, order half a size up. Great grip on wet rock.\"}\n"
                      "{\"id\":\"R3\",\"product_id\":\"P1\",\"text\":\"Runs small, order half a size up! Great grip on wet rock!!\"}\n"
                      "{\"id\":\"R4\",\"product_id\":\"P1\",\"text\":\"Comfortable from the first run, and the size is true.\"}\n");
-    char err[512];
-    struct store *s;
-    cr_assert_eq(store_open(&s, db, 0, err, sizeof(err)), 0, "%s", err);
-    struct ingest_opts io = {.format_csv = -1};
-    struct ingest_stats st;
-    cr_assert_eq(ingest_file(s, INGEST_PRODUCTS, pf, &io, &st, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(ingest_file(s, INGEST_REVIEWS, rf, &io, &st, err, sizeof(err)), 0, "%s", err);
+    struct store *s = small_store(db, pf, rf);
     int calls = 0;
     struct evidence_opts o = {.sources = 1 << ROUTE_REVIEWS | 1 << ROUTE_CATALOG, .count = count_bytes,
                               .count_ctx = &calls};
@@ -435,12 +442,7 @@ Test(evidence, best_seller_scanned_directly)
     fprintf(f, "{\"id\":\"RS\",\"product_id\":\"SMALL\",\"text\":\"the jug is loud when it hits the counter\"}\n");
     cr_assert_eq(fclose(f), 0);
     char err[512];
-    struct store *s;
-    cr_assert_eq(store_open(&s, db, 0, err, sizeof(err)), 0, "%s", err);
-    struct ingest_opts io = {.format_csv = -1};
-    struct ingest_stats st;
-    cr_assert_eq(ingest_file(s, INGEST_PRODUCTS, pf, &io, &st, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(ingest_file(s, INGEST_REVIEWS, rf, &io, &st, err, sizeof(err)), 0, "%s", err);
+    struct store *s = small_store(db, pf, rf);
     struct evidence_opts o = {.sources = 1 << ROUTE_REVIEWS | 1 << ROUTE_CATALOG};
     struct evidence e;
     build(s, "is the grinder loud?", "BIG", &o, &e);
