@@ -665,13 +665,22 @@ Test(http, health_models_metrics_and_unknown_paths, .init = setup, .fini = teard
 struct streamer {
     int port;
     int ok, events;
+    struct timespec t_end; /* when the stream ended */
 };
+
+/* Mask hook that only sleeps: 10 ms when ctx is set, else 5 ms. */
+static void slow_mask(void *ctx, float *logits, int n)
+{
+    (void)logits, (void)n;
+    struct timespec t = {0, ctx ? 10000000 : 5000000};
+    nanosleep(&t, NULL);
+}
 
 static void *stream_thread(void *arg)
 {
     struct streamer *st = arg;
     char body[1024];
-    snprintf(body, sizeof(body), chat_body, 120, ",\"stream\":true");
+    snprintf(body, sizeof(body), chat_body, 200, ",\"stream\":true");
     int fd = dial(st->port);
     char head[256];
     int hn = snprintf(head, sizeof(head),
@@ -687,6 +696,7 @@ static void *stream_thread(void *arg)
         st->events++;
     done = strstr(r, "data: [DONE]") != NULL;
     st->ok = status_of(r) == 200 && done;
+    clock_gettime(CLOCK_MONOTONIC, &st->t_end);
     free(r);
     return NULL;
 }
@@ -697,6 +707,14 @@ Test(http, bad_requests_get_clear_errors_while_others_stream, .init = setup, .fi
     struct srv_opts o = {.port = 0, .model_name = "tiny", .max_body = 4096, .read_timeout_s = 1.0,
                          .conn_timeout_s = 2};
     start_server(&sv, 4, 16, &o);
+    /* Pace the scheduler (10 ms a step) so the stream lasts through the bad requests. */
+    int32_t pp[8];
+    rand_prompt(pp, 8, 4);
+    struct sched_params pace = greedy(pp, 8, 200);
+    pace.sample.mask = slow_mask;
+    pace.sample.mask_ctx = &pace;
+    struct sched_req *pacer;
+    cr_assert_eq(sched_submit(sv.s, &pace, &pacer), 0);
     struct streamer st = {.port = sv.port};
     pthread_t th;
     pthread_create(&th, NULL, stream_thread, &st);
@@ -776,9 +794,14 @@ Test(http, bad_requests_get_clear_errors_while_others_stream, .init = setup, .fi
         cr_assert(closed, "a trickling client was not dropped within 4 s");
         close(fd);
     }
+    struct timespec t_bad;
+    clock_gettime(CLOCK_MONOTONIC, &t_bad);
     pthread_join(th, NULL);
     cr_assert(st.ok, "the streaming client failed (%d events)", st.events);
     cr_assert_gt(st.events, 30);
+    cr_assert(st.t_end.tv_sec > t_bad.tv_sec || (st.t_end.tv_sec == t_bad.tv_sec && st.t_end.tv_nsec >= t_bad.tv_nsec),
+              "the stream ended before the bad requests did: nothing was shown");
+    sched_req_release(pacer);
     stop_server(&sv);
 }
 
@@ -804,7 +827,15 @@ Test(http, thousand_idle_connections_and_a_disconnect, .init = setup, .fini = te
     stream_thread(&st);
     cr_assert(st.ok, "stream failed beside 1,000 idle connections");
 
-    /* A client that leaves mid-stream frees its sequence and blocks. */
+    /* A client that leaves mid-stream frees its sequence and blocks. A
+     * pacing request whose mask hook sleeps 5 ms makes every step last that
+     * long, so the stream cannot end on its own before the client leaves. */
+    int32_t pp[8];
+    rand_prompt(pp, 8, 4);
+    struct sched_params pace = greedy(pp, 8, 400);
+    pace.sample.mask = slow_mask;
+    struct sched_req *pacer;
+    cr_assert_eq(sched_submit(sv.s, &pace, &pacer), 0);
     char body[1024];
     snprintf(body, sizeof(body), chat_body, 450, ",\"stream\":true");
     int fd = dial(sv.port);
@@ -824,14 +855,47 @@ Test(http, thousand_idle_connections_and_a_disconnect, .init = setup, .fini = te
         struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);
         sched_stats_get(sv.s, &s1);
-        freed = s1.cancelled_total > s0.cancelled_total && s1.running == 0 && s1.kv_blocks_used == 0;
+        freed = s1.cancelled_total > s0.cancelled_total && s1.running == 1;
     }
+    cr_assert(s1.cancelled_total > s0.cancelled_total, "the departed client's request was not cancelled");
+    /* Only the pacer still runs: one sequence, its blocks alone. */
+    int pacer_blocks = (8 + 400 + 15) / 16;
     cr_assert(freed, "the sequence of a departed client was not freed (running %d, blocks %d)", s1.running,
               s1.kv_blocks_used);
-    cr_assert_lt(s1.generated_tokens_total - s0.generated_tokens_total, 440, "it kept generating");
+    cr_assert_leq(s1.kv_blocks_used, pacer_blocks);
+    sched_req_release(pacer);
+    for (int i = 0; i < 300; i++) {
+        sched_stats_get(sv.s, &s1);
+        if (s1.running == 0 && s1.kv_blocks_used == 0)
+            break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(s1.running == 0 && s1.kv_blocks_used == 0, "blocks still held: %d", s1.kv_blocks_used);
     for (int i = 0; i < 1000; i++)
         close(idle[i]);
     stop_server(&sv);
+}
+
+/* A gate in the sampler's mask hook: the scheduler thread stops inside it
+ * until released, so the test decides what is running and what waits (the
+ * tiny model would otherwise finish any request in milliseconds). */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_closed, gate_entered;
+
+static void gate_mask(void *ctx, float *logits, int n)
+{
+    (void)ctx, (void)logits, (void)n;
+    pthread_mutex_lock(&gate_mu);
+    gate_entered = 1;
+    pthread_cond_broadcast(&gate_cv);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20; /* never hang the suite */
+    while (gate_closed && pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&gate_mu);
 }
 
 Test(http, full_queue_answers_429, .init = setup, .fini = teardown, .timeout = 60)
@@ -842,25 +906,50 @@ Test(http, full_queue_answers_429, .init = setup, .fini = teardown, .timeout = 6
     char err[256];
     cr_assert_eq(srv_start(&sv.v, sv.s, tk, &d, err, sizeof(err)), 0, "%s", err);
     sv.port = srv_port(sv.v);
-    /* Hold the one slot and the one queue place with long streams. */
-    int fds[2];
+    /* The one slot: a request held at the gate. */
+    gate_closed = 1;
+    gate_entered = 0;
+    int32_t p[8];
+    rand_prompt(p, 8, 9);
+    struct sched_params gp = greedy(p, 8, 4);
+    gp.sample.mask = gate_mask;
+    struct sched_req *held;
+    cr_assert_eq(sched_submit(sv.s, &gp, &held), 0);
+    pthread_mutex_lock(&gate_mu);
+    while (!gate_entered)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+    /* The one queue place: a streaming request (its headers prove it was accepted). */
     char body[1024];
-    snprintf(body, sizeof(body), chat_body, 200, ",\"stream\":true");
-    for (int i = 0; i < 2; i++) {
-        fds[i] = dial(sv.port);
-        char head[256];
-        int hn = snprintf(head, sizeof(head),
-                          "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", strlen(body));
-        send_all(fds[i], head, (size_t)hn);
-        send_all(fds[i], body, strlen(body));
-        char b[64];
-        cr_assert_gt(recv(fds[i], b, sizeof(b), 0), 0); /* headers: it was accepted */
-    }
+    snprintf(body, sizeof(body), chat_body, 8, ",\"stream\":true");
+    int fd = dial(sv.port);
+    char head[256];
+    int hn = snprintf(head, sizeof(head), "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      strlen(body));
+    send_all(fd, head, (size_t)hn);
+    send_all(fd, body, strlen(body));
+    char b[64];
+    cr_assert_gt(recv(fd, b, sizeof(b), 0), 0);
+    cr_assert_eq(strncmp(b, "HTTP/1.1 200", 12), 0);
+    /* Full: the next one is refused. */
     char *r = post(sv.port, "/v1/chat/completions", body);
     expect_error(r, 429, "busy");
     cr_assert_not_null(strstr(r, "Retry-After: 3"), "%s", r);
     free(r);
-    close(fds[0]);
-    close(fds[1]);
+    pthread_mutex_lock(&gate_mu);
+    gate_closed = 0;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    /* Once the gate opens both complete. */
+    enum sched_finish fin;
+    int32_t out[4];
+    drain(held, out, 4, &fin);
+    cr_assert_eq(fin, SCHED_FIN_LENGTH);
+    sched_req_release(held);
+    char *rest = read_all(fd, 20000, NULL);
+    cr_assert_not_null(strstr(rest, "data: [DONE]"), "%s", rest);
+    free(rest);
+    close(fd);
     stop_server(&sv);
 }
