@@ -953,3 +953,34 @@ Test(http, full_queue_answers_429, .init = setup, .fini = teardown, .timeout = 6
     close(fd);
     stop_server(&sv);
 }
+
+Test(http, request_timeout_ends_streams_with_an_error_event, .init = setup, .fini = teardown, .timeout = 60)
+{
+    struct server sv;
+    struct srv_opts o = {.port = 0, .model_name = "tiny", .request_timeout_s = 0.3};
+    start_server(&sv, 4, 16, &o);
+    int32_t pp[8];
+    rand_prompt(pp, 8, 4);
+    struct sched_params pace = greedy(pp, 8, 200);
+    pace.sample.mask = slow_mask;
+    pace.sample.mask_ctx = &pace; /* 10 ms a step: 200 tokens would take 2 s */
+    struct sched_req *pacer;
+    cr_assert_eq(sched_submit(sv.s, &pace, &pacer), 0);
+    char body[1024];
+    snprintf(body, sizeof(body), chat_body, 150, ",\"stream\":true");
+    char *r = post(sv.port, "/v1/chat/completions", body);
+    cr_assert_eq(status_of(r), 200, "%s", r);
+    cr_assert_not_null(strstr(r, "\"error\":{"), "no error event: %s", r);
+    cr_assert_not_null(strstr(r, "time limit"), "%s", r);
+    cr_assert_not_null(strstr(r, "data: [DONE]"), "%s", r);
+    free(r);
+    snprintf(body, sizeof(body), chat_body, 150, "");
+    r = post(sv.port, "/v1/chat/completions", body);
+    expect_error(r, 500, "time limit");
+    free(r);
+    struct sched_stats st;
+    sched_stats_get(sv.s, &st);
+    cr_assert_geq(st.timeout_total, 2);
+    sched_req_release(pacer);
+    stop_server(&sv);
+}
