@@ -20,7 +20,7 @@
  * against the per-pair loops it replaced (nn_attention_*_ref), alternating.
  *
  * Output: `name value unit` lines on stdout; `#` lines are context.
- * Usage: train [--threads N] [--steps N] [--only default|124m]
+ * Usage: train [--threads N] [--steps N] [--only default|124m] [--attention-only]
  */
 #include "core/error.h"
 #include "tensor/tensor.h"
@@ -115,9 +115,15 @@ struct cfgrun {
     int B, T;
 };
 
+static int attention_only;
+
 static void run(const struct cfgrun *cr, int threads, int steps)
 {
     const struct ltr_config *c = &cr->cfg;
+    if (attention_only) {
+        attention_ab(cr->name, cr->B, cr->T, c->NH, c->NKV, c->C / c->NH, threads);
+        return;
+    }
     int N = cr->B * cr->T;
     double peak0 = sgemm_peak(N, c->F, c->C, 5);
     struct ltr_model *m;
@@ -195,8 +201,10 @@ int main(int argc, char **argv)
             steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
+        else if (!strcmp(argv[i], "--attention-only"))
+            attention_only = 1;
         else {
-            fprintf(stderr, "usage: train [--threads N] [--steps N] [--only default|124m]\n");
+            fprintf(stderr, "usage: train [--threads N] [--steps N] [--only default|124m] [--attention-only]\n");
             return 2;
         }
     }
