@@ -291,13 +291,7 @@ static void finish(struct sched *s, struct sched_req *r, enum sched_finish fin, 
     if (r->seq >= 0)
         lm_kv_seq_free(s->kv, r->seq);
     r->seq = -1;
-    pthread_mutex_lock(&r->mu);
-    r->fin = fin;
-    r->s = NULL;
-    if (err)
-        snprintf(r->err, sizeof(r->err), "%s", err);
-    req_wake_locked(r);
-    pthread_mutex_unlock(&r->mu);
+    /* Counters first: whoever sees the end sees it counted. */
     pthread_mutex_lock(&s->mu);
     s->st.finished_total++;
     if (fin == SCHED_FIN_CANCELLED)
@@ -305,6 +299,13 @@ static void finish(struct sched *s, struct sched_req *r, enum sched_finish fin, 
     if (fin == SCHED_FIN_TIMEOUT)
         s->st.timeout_total++;
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&r->mu);
+    r->fin = fin;
+    r->s = NULL;
+    if (err)
+        snprintf(r->err, sizeof(r->err), "%s", err);
+    req_wake_locked(r);
+    pthread_mutex_unlock(&r->mu);
     req_unref(r);
 }
 

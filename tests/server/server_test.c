@@ -54,8 +54,27 @@ static void setup(void)
     cr_assert_eq(tok_load_gguf(&tk, lm_model_gguf(model), err, sizeof(err)), 0, "%s", err);
 }
 
+/* Schedulers and servers a test still holds when an assertion ends it early:
+ * stopped here, before the model they borrow is freed. */
+static struct sched *held_scheds[8];
+static struct srv *held_srv;
+
+static void drop_sched(struct sched *s)
+{
+    for (int i = 0; i < 8; i++)
+        if (held_scheds[i] == s)
+            held_scheds[i] = NULL;
+    sched_free(s);
+}
+
 static void teardown(void)
 {
+    if (held_srv)
+        srv_stop(held_srv);
+    held_srv = NULL;
+    for (int i = 0; i < 8; i++)
+        if (held_scheds[i])
+            sched_free(held_scheds[i]);
     tok_free(tk);
     lm_model_free(model);
     free(model_path);
@@ -71,6 +90,11 @@ static struct sched *mk_sched(enum sched_policy pol, int par, int kv_blocks, int
     struct sched *s;
     char err[256];
     cr_assert_eq(sched_new(&s, model, &o, err, sizeof(err)), 0, "%s", err);
+    for (int i = 0; i < 8; i++)
+        if (!held_scheds[i]) {
+            held_scheds[i] = s;
+            break;
+        }
     return s;
 }
 
@@ -253,7 +277,7 @@ Test(sched, policies_give_the_same_greedy_tokens, .init = setup, .fini = teardow
     int nref[NREQ], ngot[NREQ];
     struct sched *s = mk_sched(SCHED_SERIAL, 4, 0, 0, 16);
     run_set(s, ref, nref, 0);
-    sched_free(s);
+    drop_sched(s);
     for (int pol = SCHED_CONTINUOUS; pol <= SCHED_STATIC; pol++) {
         s = mk_sched((enum sched_policy)pol, 4, 0, 1, 16);
         run_set(s, got, ngot, 0);
@@ -263,7 +287,7 @@ Test(sched, policies_give_the_same_greedy_tokens, .init = setup, .fini = teardow
         cr_assert_geq(st.steps_total, (uint64_t)MAXT);
         cr_assert_lt(st.steps_total, (uint64_t)(NREQ * MAXT), "policy %d did not batch: %llu steps", pol,
                      (unsigned long long)st.steps_total);
-        sched_free(s);
+        drop_sched(s);
         for (int i = 0; i < NREQ; i++)
             cr_assert_arr_eq(got[i], ref[i], (size_t)nref[i] * sizeof(int32_t), "policy %d request %d", pol, i);
     }
@@ -275,7 +299,7 @@ Test(sched, prefix_cache_reuses_blocks_and_changes_nothing, .init = setup, .fini
     int nref[NREQ], ngot[NREQ];
     struct sched *s = mk_sched(SCHED_SERIAL, 1, 0, 0, 16);
     run_set(s, ref, nref, 1);
-    sched_free(s);
+    drop_sched(s);
     s = mk_sched(SCHED_SERIAL, 1, 0, 1, 16);
     run_set(s, got, ngot, 1);
     struct sched_stats st;
@@ -285,7 +309,7 @@ Test(sched, prefix_cache_reuses_blocks_and_changes_nothing, .init = setup, .fini
      * the ones that reach 16 shared tokens. */
     cr_assert_geq(st.cached_tokens_total, 16 * 3, "cached %llu", (unsigned long long)st.cached_tokens_total);
     cr_assert_lt(st.prefill_tokens_total, st.prompt_tokens_total);
-    sched_free(s);
+    drop_sched(s);
     for (int i = 0; i < NREQ; i++)
         cr_assert_arr_eq(got[i], ref[i], (size_t)nref[i] * sizeof(int32_t), "request %d", i);
 
@@ -296,7 +320,7 @@ Test(sched, prefix_cache_reuses_blocks_and_changes_nothing, .init = setup, .fini
     sched_stats_get(s, &st);
     cr_assert_geq(st.cached_tokens_total, 16 * 4, "concurrent: cached %llu",
                   (unsigned long long)st.cached_tokens_total);
-    sched_free(s);
+    drop_sched(s);
     for (int i = 0; i < NREQ; i++)
         cr_assert_arr_eq(got[i], ref[i], (size_t)nref[i] * sizeof(int32_t), "concurrent request %d", i);
 }
@@ -307,7 +331,7 @@ Test(sched, preemption_recomputes_to_the_same_tokens, .init = setup, .fini = tea
     int nref[NREQ], ngot[NREQ];
     struct sched *s = mk_sched(SCHED_SERIAL, 1, 0, 0, 16);
     run_set(s, ref, nref, 0);
-    sched_free(s);
+    drop_sched(s);
     /* 6 blocks of 16 for 4 sequences whose prompts take 1 to 5 blocks: they
      * cannot all hold their blocks at once. */
     s = mk_sched(SCHED_CONTINUOUS, 4, 7, 0, 16);
@@ -315,7 +339,7 @@ Test(sched, preemption_recomputes_to_the_same_tokens, .init = setup, .fini = tea
     struct sched_stats st;
     sched_stats_get(s, &st);
     cr_assert_gt(st.preempted_total, 0, "no preemption happened");
-    sched_free(s);
+    drop_sched(s);
     for (int i = 0; i < NREQ; i++)
         cr_assert_arr_eq(got[i], ref[i], (size_t)nref[i] * sizeof(int32_t), "request %d", i);
 }
@@ -360,7 +384,7 @@ Test(sched, bounded_queue_and_limits, .init = setup, .fini = teardown)
     cr_assert_eq(st.cancelled_total, (uint64_t)ok);
     cr_assert_eq(st.kv_blocks_used, 0);
     cr_assert_eq(st.rejected_total, (uint64_t)busy);
-    sched_free(s);
+    drop_sched(s);
 }
 
 Test(sched, timeout_ends_a_request, .init = setup, .fini = teardown)
@@ -378,7 +402,7 @@ Test(sched, timeout_ends_a_request, .init = setup, .fini = teardown)
     cr_assert_eq(fin, SCHED_FIN_TIMEOUT, "fin %d after %d tokens", fin, n);
     cr_assert_lt(n, 240);
     sched_req_release(r);
-    sched_free(s);
+    drop_sched(s);
 }
 
 /* ---- HTTP ---------------------------------------------------------------------------- */
@@ -397,14 +421,16 @@ static void start_server(struct server *sv, int par, int queue, const struct srv
         d = *o;
     char err[256];
     cr_assert_eq(srv_start(&sv->v, sv->s, tk, &d, err, sizeof(err)), 0, "%s", err);
+    held_srv = sv->v;
     sv->port = srv_port(sv->v);
     cr_assert_gt(sv->port, 0);
 }
 
 static void stop_server(struct server *sv)
 {
+    held_srv = NULL;
     srv_stop(sv->v);
-    sched_free(sv->s);
+    drop_sched(sv->s);
 }
 
 static int dial(int port)
@@ -905,6 +931,7 @@ Test(http, full_queue_answers_429, .init = setup, .fini = teardown, .timeout = 6
     struct srv_opts d = {.port = 0, .model_name = "tiny", .retry_after_s = 3};
     char err[256];
     cr_assert_eq(srv_start(&sv.v, sv.s, tk, &d, err, sizeof(err)), 0, "%s", err);
+    held_srv = sv.v;
     sv.port = srv_port(sv.v);
     /* The one slot: a request held at the gate. */
     gate_closed = 1;
