@@ -145,9 +145,9 @@ int enc_read(struct encoder **out, const void *data, size_t len, char *err, size
         uint32_t u = rd32(q);
         float f;
         memcpy(&f, &u, 4);
-        if (!isfinite(f) || f < 0.0f) {
-            snprintf(err, errlen, "encoder: idf of bucket %u (byte %zu) is %g, expected finite and >= 0", b,
-                     (size_t)(q - p), (double)f);
+        if (!(f >= 0.0f && f <= ENC_MAX_IDF)) { /* NaN fails too */
+            snprintf(err, errlen, "encoder: idf of bucket %u (byte %zu) is %g, expected 0 to %g", b, (size_t)(q - p),
+                     (double)f, (double)ENC_MAX_IDF);
             goto fail;
         }
         e->idf[b] = f;
@@ -298,9 +298,19 @@ int enc_embed(const struct encoder *e, const char *text, size_t len, float *out)
     struct enc_feats f = {bk, w, 0};
     if ((rc = enc_features(e, text, len, &f)))
         goto out;
-    float norm = bag(e, &f, out);
+    bag(e, &f, out);
+    /* Normalize after scaling by the largest magnitude, so a bag of tiny
+     * weights (squares below FLT_MIN) still gets a unit vector. */
+    float mx = 0.0f;
     for (int j = 0; j < e->D; j++)
-        out[j] = norm > 0.0f ? out[j] / norm : 0.0f;
+        mx = fabsf(out[j]) > mx ? fabsf(out[j]) : mx;
+    double n2 = 0;
+    for (int j = 0; j < e->D; j++) {
+        out[j] = mx > 0.0f ? out[j] / mx : 0.0f;
+        n2 += (double)out[j] * out[j];
+    }
+    for (int j = 0; j < e->D; j++)
+        out[j] = n2 > 0 ? (float)(out[j] / sqrt(n2)) : 0.0f;
 out:
     free(bk);
     free(w);

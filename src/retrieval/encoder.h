@@ -20,7 +20,7 @@
  *   12  u32      D, the dimension (ENC_MIN_DIM..ENC_MAX_DIM, a multiple of 8)
  *   16  u32      nbuckets (a power of two, ENC_MIN_BUCKETS..ENC_MAX_BUCKETS)
  *   20  u32      reserved, 0
- *   24  f32      idf (nbuckets), finite, >= 0
+ *   24  f32      idf (nbuckets), 0 ..ENC_MAX_IDF (a real idf is under 30)
  *   ..  f16      E (nbuckets, D), finite
  * and nothing after: the size must be exactly 24 + 4 nbuckets + 2 nbuckets D.
  *
@@ -46,6 +46,7 @@
 #define ENC_MAX_TERMS 256   /* terms of a text that are embedded (the rest is cut) */
 #define ENC_MAX_FEATURES 4096 /* features of one text, a cap that ENC_MAX_TERMS keeps under */
 #define ENC_HEADER 24
+#define ENC_MAX_IDF 1000.0f /* bounds a file's idf so sums of f16 weights stay finite */
 
 struct encoder {
     int D;             /* embedding dimension */

@@ -144,6 +144,7 @@ Test(encoder, file_round_trip_and_checked_reader)
         {0, 0, -1, AISLE_EFORMAT, "expected exactly"},
         {0, 0, +1, AISLE_EFORMAT, "expected exactly"},
         {ENC_HEADER + 3, 0xff, 0, AISLE_EFORMAT, "idf of bucket 0"},             /* NaN idf */
+        {ENC_HEADER + 3, 0x4f, 0, AISLE_EFORMAT, "expected 0 to 1000"},          /* idf 4.3e9 */
         {ENC_HEADER + 256 * 4 + 1, 0x7c, 0, AISLE_EFORMAT, "weight 0"},          /* f16 inf */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
