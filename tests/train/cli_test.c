@@ -562,3 +562,28 @@ Test(train_cli, bad_checkpoints_and_manifests, .timeout = 30)
     free(out);
     tu_rmdir(dir);
 }
+
+/* A --config file gives the options (command line wins), and its errors name file and line. */
+Test(train_cli, config_file, .timeout = 60)
+{
+    struct world w;
+    world_make(&w, 1);
+    char *conf = tu_path(w.dir, "run.conf"), *bad = tu_path(w.dir, "bad.conf"), *run = tu_path(w.dir, "run");
+    tu_write_str(conf, "# tiny\ndim = 32\nlayers = 1\nheads = 2\nctx = 16\nbatch = 2\nsteps = 50   # overridden\n"
+                       "threads = 1\neval-tokens = 256\nplot = 0\nexport = 0\n");
+    tu_write_str(bad, "dim = 32\n\nlayres = 2\n");
+    char *out = NULL;
+    int rc = tu_run(&out, "%s train --config %s --corpus %s --out %s --steps 3", tu_aisle(), conf, w.corpus, run);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "C 32, L 1, NH 2"), "%s", out);
+    cr_assert_not_null(strstr(out, "step 3/3"), "the command line's --steps 3 wins: %s", out);
+    free(out);
+    rc = tu_run(&out, "%s train --config %s --corpus %s --out %s --steps 3", tu_aisle(), bad, w.corpus, run);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "bad.conf:3: unknown option 'layres'"), "%s", out);
+    free(out);
+    free(conf);
+    free(bad);
+    free(run);
+    world_free(&w);
+}
