@@ -243,6 +243,8 @@ static int ev_search(struct store *s, struct hybrid *hy, const struct lex_query 
     return hy ? hybrid_search(hy, q, hits, n, err, errlen) : lex_search(s, q, hits, n, err, errlen);
 }
 
+static int add_hits(const struct lex_hit *h, size_t n, struct cands *c, char *err, size_t errlen);
+
 /* Search and add hits, their scores normalised by the best score of their group in this call. */
 static int add_search(struct store *s, struct hybrid *hy, const char *question, int sources, const char *product_id,
                       size_t k, struct cands *c, char *err, size_t errlen)
@@ -253,6 +255,15 @@ static int add_search(struct store *s, struct hybrid *hy, const char *question, 
     int rc = ev_search(s, hy, &q, &h, &n, err, errlen);
     if (rc)
         return rc;
+    rc = add_hits(h, n, c, err, errlen);
+    lex_hits_free(h, n);
+    return rc;
+}
+
+/* Add search hits (borrowed), their scores normalised by the best of their group. */
+static int add_hits(const struct lex_hit *h, size_t n, struct cands *c, char *err, size_t errlen)
+{
+    int rc = 0;
     double best[G_N] = {0};
     for (size_t i = 0; i < n; i++) {
         enum group g = group_of(h[i].source);
@@ -264,7 +275,6 @@ static int add_search(struct store *s, struct hybrid *hy, const char *question, 
         double rel = best[g] > 0 ? h[i].score / best[g] : 0.5;
         rc = cand_add(c, h[i].id, h[i].source, h[i].product_id, h[i].text, rel);
     }
-    lex_hits_free(h, n);
     if (rc)
         retr_seterr(err, errlen, "out of memory");
     return rc;
@@ -730,7 +740,9 @@ int evidence_build(struct store *s, const char *question, const char *page_produ
     struct cands c = {0};
     hset_init(&c.ids);
     struct cand **order = NULL, **chosen = NULL;
-    int rc = resolve_product(s, question, page_product, conv, &e.res, err, errlen);
+    struct lex_hit *rh = NULL; /* (nrh) the resolution's catalog search, reused for a broad question */
+    size_t nrh = 0;
+    int rc = resolve_product_hits(s, question, page_product, conv, &e.res, &rh, &nrh, err, errlen);
     if (rc)
         goto fail;
     if (o.sources) {
@@ -764,7 +776,14 @@ int evidence_build(struct store *s, const char *question, const char *page_produ
          * the dense half of a catalog-wide hybrid search scans every vector
          * (1.8M at 100k products: +13 ms CPU at the median, bench/retrieve),
          * while product-restricted hybrid searches above are cheap. */
-        rc = add_search(s, o.broad_hybrid ? o.hybrid : NULL, question, mask, NULL, CATALOG_K, &c, err, errlen);
+        if (o.broad_hybrid && o.hybrid) {
+            rc = add_search(s, o.hybrid, question, mask, NULL, CATALOG_K, &c, err, errlen);
+        } else {
+            /* the catalog was just searched to resolve the products: reuse it */
+            rc = add_hits(rh, nrh, &c, err, errlen);
+            if (!rc && (mask & ~LEX_PRODUCTS))
+                rc = add_search(s, NULL, question, mask & ~LEX_PRODUCTS, NULL, CATALOG_K, &c, err, errlen);
+        }
         for (size_t i = 0; i < e.res.n && !rc; i++)
             rc = add_product_context(s, e.res.products[i], 0, &c, err, errlen);
     }
@@ -876,12 +895,14 @@ int evidence_build(struct store *s, const char *question, const char *page_produ
     free(order);
     free(chosen);
     cands_release(&c);
+    lex_hits_free(rh, nrh);
     *out = e;
     return 0;
 fail:
     free(order);
     free(chosen);
     cands_release(&c);
+    lex_hits_free(rh, nrh);
     evidence_release(&e);
     return rc;
 }

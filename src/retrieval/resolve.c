@@ -275,6 +275,8 @@ struct title_result {
     char words[120];
     size_t nlist; /* distinct products of the catalog search, best first */
     char list[RESOLVE_MAX_PRODUCTS][RESOLVE_ID_MAX];
+    struct lex_hit *hits; /* (nhits) the catalog search itself, owned */
+    size_t nhits;
 };
 
 static int by_title(struct store *s, const char *q, const struct qwords *w, struct title_result *tr, char *err,
@@ -314,12 +316,14 @@ static int by_title(struct store *s, const char *q, const struct qwords *w, stru
             second = m;
         }
     }
+    tr->hits = h, tr->nhits = nh;
+    h = NULL, nh = 0;
     if (best >= 2 && w->ncontent > 0) {
         double conf = 0.6 * best / w->ncontent + (best_brand ? 0.4 : 0.0);
         if (second >= best)
             conf *= 0.7;
         tr->confidence = conf > 1 ? 1 : conf;
-        snprintf(tr->product, RESOLVE_ID_MAX, "%s", h[best_i].product_id);
+        snprintf(tr->product, RESOLVE_ID_MAX, "%s", tr->hits[best_i].product_id);
         snprintf(tr->words, sizeof(tr->words), "%d of %d question words in the title%s", best, w->ncontent,
                  best_brand ? ", brand included" : "");
     }
@@ -332,6 +336,13 @@ out:
 
 int resolve_product(struct store *s, const char *question, const char *page_product, const struct resolve_conv *conv,
                     struct resolution *out, char *err, size_t errlen)
+{
+    return resolve_product_hits(s, question, page_product, conv, out, NULL, NULL, err, errlen);
+}
+
+int resolve_product_hits(struct store *s, const char *question, const char *page_product,
+                         const struct resolve_conv *conv, struct resolution *out, struct lex_hit **hits, size_t *nhits,
+                         char *err, size_t errlen)
 {
     struct resolution r;
     memset(&r, 0, sizeof(r));
@@ -356,6 +367,8 @@ int resolve_product(struct store *s, const char *question, const char *page_prod
         return rc;
     if (r.n) {
         *out = r;
+        if (hits)
+            *hits = NULL, *nhits = 0;
         return 0;
     }
     if ((rc = qwords_init(&w, question))) {
@@ -363,6 +376,7 @@ int resolve_product(struct store *s, const char *question, const char *page_prod
         return rc;
     }
     struct title_result tr;
+    memset(&tr, 0, sizeof(tr));
     const char *prev = resolve_conv_current(conv);
     /* A question that points back at a current product keeps it whatever
      * title it names (below), so it needs no catalog search. */
@@ -400,7 +414,12 @@ int resolve_product(struct store *s, const char *question, const char *page_prod
         snprintf(r.detail, sizeof(r.detail), "no product found");
     }
     *out = r;
+    if (hits) {
+        *hits = tr.hits, *nhits = tr.nhits;
+        tr.hits = NULL, tr.nhits = 0;
+    }
 out:
+    lex_hits_free(tr.hits, tr.nhits);
     qwords_release(&w);
     return rc;
 }

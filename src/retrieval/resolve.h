@@ -66,6 +66,16 @@ struct resolve_conv {
 int resolve_product(struct store *s, const char *question, const char *page_product, const struct resolve_conv *conv,
                     struct resolution *out, char *err, size_t errlen);
 
+struct lex_hit;
+/* The same, also handing over the catalog search (BM25 over catalog passages,
+ * best first) it ran to match titles, for a caller that would search the
+ * catalog again (evidence.c, for a broad question): *hits (free with
+ * lex_hits_free) and *nhits, NULL and 0 when it ran none. Written only on
+ * success. */
+int resolve_product_hits(struct store *s, const char *question, const char *page_product,
+                         const struct resolve_conv *conv, struct resolution *out, struct lex_hit **hits, size_t *nhits,
+                         char *err, size_t errlen);
+
 /* Record a resolved turn in the conversation (the oldest turn drops off when full). */
 void resolve_conv_push(struct resolve_conv *c, const struct resolution *r);
 /* The product follow-ups refer to: the latest turn that resolved to one
