@@ -291,7 +291,7 @@ static void lex(struct ctx *c)
 
 enum nk {
     /* expressions */
-    N_STR, N_INT, N_BOOL, N_NONE, N_LIST, N_NAME, N_ATTR, N_INDEX, N_SLICE, N_BIN, N_NOT, N_NEG, N_AND, N_OR, N_COND,
+    N_STR, N_INT, N_BOOL, N_NONE, N_LIST, N_DICT, N_NAME, N_ATTR, N_INDEX, N_SLICE, N_BIN, N_NOT, N_NEG, N_AND, N_OR, N_COND,
     N_TEST, N_FILTER, N_CALL,
     /* statements */
     N_TEXT, N_OUT, N_IF, N_FOR, N_SET, N_SEQ,
@@ -432,6 +432,18 @@ static struct node *p_primary(struct ctx *c)
     } else if (tok_is(t, TK_OP, "(")) {
         n = p_expr(c);
         expect(c, TK_OP, ")", "')'");
+    } else if (tok_is(t, TK_OP, "{")) { /* {k: v, ...}: kids alternate key, value */
+        n = mk(c, N_DICT, t->p);
+        size_t cap = 0;
+        if (!accept(c, TK_OP, "}"))
+            for (;;) {
+                add_kid(c, n, p_expr(c), NULL, &cap);
+                expect(c, TK_OP, ":", "':' in the map");
+                add_kid(c, n, p_expr(c), NULL, &cap);
+                if (accept(c, TK_OP, "}"))
+                    break;
+                expect(c, TK_OP, ",", "',' or '}' in the map");
+            }
     } else if (tok_is(t, TK_OP, "[")) {
         n = mk(c, N_LIST, t->p);
         size_t cap = 0;
@@ -709,9 +721,19 @@ static struct node *p_stmt(struct ctx *c)
         static const char *const stops[] = {"endfor", "else", NULL};
         n = mk(c, N_FOR, kw->p);
         struct token *var = expect(c, TK_NAME, NULL, "a loop variable");
-        if (tok_is(peek(c), TK_OP, ","))
-            fail_at(c, AISLE_EFORMAT, var->p, "unpacking loop variables is not supported");
         n->s = var->p, n->sn = var->n;
+        if (tok_is(peek(c), TK_OP, ",")) { /* for a, b in pairs: the names as N_NAME kids */
+            size_t cap = 0;
+            struct node *first = mk(c, N_NAME, var->p);
+            first->s = var->p, first->sn = var->n;
+            add_kid(c, n, first, NULL, &cap);
+            while (accept(c, TK_OP, ",")) {
+                struct token *v2 = expect(c, TK_NAME, NULL, "a loop variable after ','");
+                struct node *nm = mk(c, N_NAME, v2->p);
+                nm->s = v2->p, nm->sn = v2->n;
+                add_kid(c, n, nm, NULL, &cap);
+            }
+        }
         expect(c, TK_NAME, "in", "'in'");
         n->a = p_or(c); /* no conditional expression here: 'if' would be a loop filter */
         if (tok_is(peek(c), TK_NAME, "if") || tok_is(peek(c), TK_NAME, "recursive"))
@@ -849,6 +871,31 @@ static void map_set(struct ctx *c, struct map *m, const char *k, size_t kn, stru
     }
     m->k[m->n] = vstr(k, kn);
     m->v[m->n++] = v;
+}
+
+/* A map's items (pairs), keys or values as a list (which: M_ITEMS, M_KEYS, M_VALUES). */
+static struct val map_list(struct ctx *c, const struct map *m, int which)
+{
+    struct val *items = alloc(c, (m->n ? m->n : 1) * sizeof(*items));
+    for (size_t i = 0; i < m->n; i++) {
+        if (which == M_ITEMS) {
+            struct val *pair = alloc(c, 2 * sizeof(*pair));
+            pair[0] = m->k[i], pair[1] = m->v[i];
+            items[i] = (struct val){.t = V_LIST, .a = pair, .n = 2};
+        } else
+            items[i] = which == M_KEYS ? m->k[i] : m->v[i];
+    }
+    return (struct val){.t = V_LIST, .a = items, .n = m->n};
+}
+
+/* A string's bytes as a list of one-byte strings (Python iterates characters;
+ * bytes are what chat templates meet in practice: ASCII tags). */
+static struct val str_chars(struct ctx *c, struct val s)
+{
+    struct val *items = alloc(c, (s.n ? s.n : 1) * sizeof(*items));
+    for (size_t i = 0; i < s.n; i++)
+        items[i] = vstr(s.s + i, 1);
+    return (struct val){.t = V_LIST, .a = items, .n = s.n};
 }
 
 static int truthy(struct val v)
@@ -1018,6 +1065,7 @@ struct var {
 };
 
 static struct val eval(struct ctx *c, const struct node *n);
+static int run_test(struct ctx *c, const struct node *at, struct val x, const char *t, size_t tn, const struct val *arg);
 
 static struct val lookup(struct ctx *c, const char *name, size_t n)
 {
@@ -1204,6 +1252,55 @@ static struct val filter(struct ctx *c, const struct node *n)
         size_t i = f[0] == 'f' ? 0 : x.n - 1;
         return x.t == V_LIST ? x.a[i] : vstr(x.s + i, 1);
     }
+    if (str_eq(f, fn, "safe"))
+        return x;
+    if (str_eq(f, fn, "items") || str_eq(f, fn, "list")) {
+        if (x.t == V_LIST)
+            return x;
+        if (x.t == V_MAP)
+            return map_list(c, x.m, f[0] == 'i' ? M_ITEMS : M_KEYS);
+        if (x.t == V_STR && f[0] == 'l')
+            return str_chars(c, x);
+        fail_at(c, AISLE_EINVAL, n->at, "'%.*s' of a %s", (int)fn, f, type_name(x));
+    }
+    if (str_eq(f, fn, "join")) {
+        if (x.t != V_LIST)
+            fail_at(c, AISLE_EINVAL, n->at, "join needs a list, not a %s", type_name(x));
+        struct val sep = na ? stringify(c, args[0]) : vstr("", 0);
+        struct sb b = {0};
+        for (size_t i = 0; i < x.n; i++) {
+            struct val e = stringify(c, x.a[i]);
+            if (i)
+                sb_add(c, &b, sep.s, sep.n);
+            sb_add(c, &b, e.s, e.n);
+        }
+        return vstr(b.p ? b.p : "", b.n);
+    }
+    if (str_eq(f, fn, "select") || str_eq(f, fn, "reject")) {
+        if (x.t != V_LIST || na < 1 || args[0].t != V_STR)
+            fail_at(c, AISLE_EINVAL, n->at, "select/reject take a list and a test name");
+        struct val *items = alloc(c, (x.n ? x.n : 1) * sizeof(*items));
+        size_t cnt = 0;
+        for (size_t i = 0; i < x.n; i++)
+            if (run_test(c, n, x.a[i], args[0].s, args[0].n, na > 1 ? &args[1] : NULL) == (f[0] == 's'))
+                items[cnt++] = x.a[i];
+        return (struct val){.t = V_LIST, .a = items, .n = cnt};
+    }
+    if (str_eq(f, fn, "replace")) {
+        struct val str = need_str(c, n, x, "replace");
+        if (na != 2 || args[0].t != V_STR || args[1].t != V_STR)
+            fail_at(c, AISLE_EINVAL, n->at, "replace takes two strings");
+        struct val from = args[0], to = args[1];
+        struct sb b = {0};
+        for (size_t i = 0; i < str.n;) {
+            if (from.n && i + from.n <= str.n && !memcmp(str.s + i, from.s, from.n)) {
+                sb_add(c, &b, to.s, to.n);
+                i += from.n;
+            } else
+                sb_add(c, &b, str.s + i++, 1);
+        }
+        return vstr(b.p ? b.p : "", b.n);
+    }
     if (str_eq(f, fn, "tojson")) {
         struct sb b = {0};
         dump(c, &b, x, D_JSON, 0);
@@ -1273,19 +1370,7 @@ static struct val call(struct ctx *c, const struct node *n)
         }
         case M_ITEMS:
         case M_KEYS:
-        case M_VALUES: {
-            struct map *m = f.m;
-            struct val *items = alloc(c, (m->n ? m->n : 1) * sizeof(*items));
-            for (size_t i = 0; i < m->n; i++) {
-                if (f.i == M_ITEMS) {
-                    struct val *pair = alloc(c, 2 * sizeof(*pair));
-                    pair[0] = m->k[i], pair[1] = m->v[i];
-                    items[i] = (struct val){.t = V_LIST, .a = pair, .n = 2};
-                } else
-                    items[i] = f.i == M_KEYS ? m->k[i] : m->v[i];
-            }
-            return (struct val){.t = V_LIST, .a = items, .n = m->n};
-        }
+        case M_VALUES: return map_list(c, f.m, (int)f.i);
         default: break;
         }
     }
@@ -1411,32 +1496,40 @@ static struct val binop(struct ctx *c, const struct node *n)
     return vint(r);
 }
 
+/* Jinja test `name` on x (arg: the argument of equalto/ne, or NULL). */
+static int run_test(struct ctx *c, const struct node *at, struct val x, const char *t, size_t tn, const struct val *arg)
+{
+    if (str_eq(t, tn, "defined"))
+        return x.t != V_UNDEF;
+    if (str_eq(t, tn, "undefined"))
+        return x.t == V_UNDEF;
+    if (str_eq(t, tn, "none"))
+        return x.t == V_NONE;
+    if (str_eq(t, tn, "string"))
+        return x.t == V_STR;
+    if (str_eq(t, tn, "number") || str_eq(t, tn, "integer"))
+        return x.t == V_INT;
+    if (str_eq(t, tn, "boolean"))
+        return x.t == V_BOOL;
+    if (str_eq(t, tn, "true") || str_eq(t, tn, "false"))
+        return x.t == V_BOOL && x.i == (t[0] == 't');
+    if (str_eq(t, tn, "mapping"))
+        return x.t == V_MAP;
+    if (str_eq(t, tn, "sequence") || str_eq(t, tn, "iterable"))
+        return x.t == V_LIST || x.t == V_STR || x.t == V_MAP;
+    if (str_eq(t, tn, "equalto") || str_eq(t, tn, "eq") || str_eq(t, tn, "==") || str_eq(t, tn, "ne") ||
+        str_eq(t, tn, "!=")) {
+        if (!arg)
+            fail_at(c, AISLE_EINVAL, at->at, "test '%.*s' needs an argument", (int)tn, t);
+        return equal(x, *arg) == (t[0] == 'e' || t[0] == '=');
+    }
+    fail_at(c, AISLE_EFORMAT, at->at, "unsupported test '%.*s'", (int)(tn < 32 ? tn : 32), t);
+}
+
 static struct val test(struct ctx *c, const struct node *n)
 {
     struct val x = eval(c, n->a);
-    const char *t = n->s;
-    size_t tn = n->sn;
-    int r;
-    if (str_eq(t, tn, "defined"))
-        r = x.t != V_UNDEF;
-    else if (str_eq(t, tn, "undefined"))
-        r = x.t == V_UNDEF;
-    else if (str_eq(t, tn, "none"))
-        r = x.t == V_NONE;
-    else if (str_eq(t, tn, "string"))
-        r = x.t == V_STR;
-    else if (str_eq(t, tn, "number") || str_eq(t, tn, "integer"))
-        r = x.t == V_INT;
-    else if (str_eq(t, tn, "boolean"))
-        r = x.t == V_BOOL;
-    else if (str_eq(t, tn, "true") || str_eq(t, tn, "false"))
-        r = x.t == V_BOOL && x.i == (t[0] == 't');
-    else if (str_eq(t, tn, "mapping"))
-        r = x.t == V_MAP;
-    else if (str_eq(t, tn, "sequence") || str_eq(t, tn, "iterable"))
-        r = x.t == V_LIST || x.t == V_STR || x.t == V_MAP;
-    else
-        fail_at(c, AISLE_EFORMAT, n->at, "unsupported test '%.*s'", (int)(tn < 32 ? tn : 32), t);
+    int r = run_test(c, n, x, n->s, n->sn, NULL);
     return vbool(n->i ? !r : r);
 }
 
@@ -1452,6 +1545,16 @@ static struct val eval(struct ctx *c, const struct node *n)
         for (size_t i = 0; i < n->nkids; i++)
             items[i] = eval(c, n->kids[i]);
         return (struct val){.t = V_LIST, .a = items, .n = n->nkids};
+    }
+    case N_DICT: {
+        struct map *m = map_new(c);
+        for (size_t i = 0; i + 1 < n->nkids; i += 2) {
+            struct val k = eval(c, n->kids[i]);
+            if (k.t != V_STR)
+                fail_at(c, AISLE_EINVAL, n->kids[i]->at, "map keys must be strings, not a %s", type_name(k));
+            map_set(c, m, k.s, k.n, eval(c, n->kids[i + 1]));
+        }
+        return (struct val){.t = V_MAP, .m = m};
     }
     case N_NAME: return lookup(c, n->s, n->sn);
     case N_ATTR: return getattr(c, n, eval(c, n->a), n->s, n->sn);
@@ -1546,23 +1649,17 @@ static void exec(struct ctx *c, const struct node *n)
     }
     case N_FOR: {
         struct val it = eval(c, n->a);
-        struct val *items = NULL;
-        size_t cnt;
-        if (it.t == V_LIST)
-            items = (struct val *)(uintptr_t)it.a, cnt = it.n;
-        else if (it.t == V_MAP) {
-            cnt = it.m->n;
-            items = alloc(c, (cnt ? cnt : 1) * sizeof(*items));
-            memcpy(items, it.m->k, cnt * sizeof(*items));
-        } else if (it.t == V_STR) {
-            cnt = it.n;
-            items = alloc(c, (cnt ? cnt : 1) * sizeof(*items));
-            for (size_t i = 0; i < cnt; i++)
-                items[i] = vstr(it.s + i, 1);
-        } else if (it.t == V_UNDEF || it.t == V_NONE)
-            cnt = 0;
-        else
+        /* a map loops over its keys, a string over its bytes */
+        if (it.t == V_MAP)
+            it = map_list(c, it.m, M_KEYS);
+        else if (it.t == V_STR)
+            it = str_chars(c, it);
+        else if (it.t == V_UNDEF || it.t == V_NONE)
+            it = (struct val){.t = V_LIST};
+        else if (it.t != V_LIST)
             fail_at(c, AISLE_EINVAL, n->at, "cannot loop over a %s", type_name(it));
+        const struct val *items = it.a;
+        size_t cnt = it.n;
         if (cnt == 0) {
             if (n->c)
                 exec(c, n->c);
@@ -1577,7 +1674,14 @@ static void exec(struct ctx *c, const struct node *n)
                 fail_at(c, AISLE_ETOOBIG, n->at, "more than %d loop iterations", TOK_JINJA_MAX_ITERS);
             ls->i = i;
             c->nvars = c->frame; /* a fresh scope per iteration, as in Jinja */
-            set_var(c, n->s, n->sn, items[i]);
+            if (n->nkids) {
+                if (items[i].t != V_LIST || items[i].n != n->nkids)
+                    fail_at(c, AISLE_EINVAL, n->at, "cannot unpack a %s into %zu loop variables",
+                            type_name(items[i]), n->nkids);
+                for (size_t k = 0; k < n->nkids; k++)
+                    set_var(c, n->kids[k]->s, n->kids[k]->sn, items[i].a[k]);
+            } else
+                set_var(c, n->s, n->sn, items[i]);
             set_var(c, "loop", 4, (struct val){.t = V_LOOP, .loop = ls});
             exec(c, n->b);
         }

@@ -1,7 +1,9 @@
 /*
  * jinja_test.c — the chat-template interpreter (src/tok/jinja.c) on the real
- * templates of Llama 3, Mistral, Phi-3, Qwen2, Gemma, Zephyr and ChatML, on a
- * template that exercises the rest of the subset, on Aisle's own template
+ * templates of Llama 3, Llama 3.1 (with its tool paths, which must parse even
+ * when not taken), Mistral, Phi-3, Qwen2, Gemma, Zephyr and ChatML (written
+ * from the published ones), on two templates that exercise the rest of the
+ * subset, on Aisle's own template
  * (which must equal tok_chat_format), and on broken and hostile templates.
  *
  * The expected strings are what Python's Jinja2 renders in HF's
@@ -406,6 +408,190 @@ static const struct golden {
     "count=3 1 -4 y [1, 2, 3] None a1True\n"
     "ASSISTANT:",
      }},
+    {"llama31",
+     "{{- bos_token }}\n"
+    "{%- if custom_tools is defined %}\n"
+    "    {%- set tools = custom_tools %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools_in_user_message is defined %}\n"
+    "    {%- set tools_in_user_message = true %}\n"
+    "{%- endif %}\n"
+    "{%- if not date_string is defined %}\n"
+    "    {%- set date_string = \"26 Jul 2024\" %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{#- This block extracts the system message, so we can slot it into the right place. #}\n"
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content']|trim %}\n"
+    "    {%- set messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set system_message = \"\" %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{#- System message + builtin tools #}\n"
+    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
+    "{%- if builtin_tools is defined or tools is not none %}\n"
+    "    {{- \"Environment: ipython\\n\" }}\n"
+    "{%- endif %}\n"
+    "{%- if builtin_tools is defined %}\n"
+    "    {{- \"Tools: \" + builtin_tools | reject('equalto', 'code_interpreter') | join(\", \") + \"\\n\\n\"}}\n"
+    "{%- endif %}\n"
+    "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n"
+    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n"
+    "{%- if tools is not none and not tools_in_user_message %}\n"
+    "    {{- \"You have access to the following functions. To call a function, please respond with JSON for a function call.\" }}\n"
+    "    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.' }}\n"
+    "    {{- \"Do not use variables.\\n\\n\" }}\n"
+    "    {%- for t in tools %}\n"
+    "        {{- t | tojson(indent=4) }}\n"
+    "        {{- \"\\n\\n\" }}\n"
+    "    {%- endfor %}\n"
+    "{%- endif %}\n"
+    "{{- system_message }}\n"
+    "{{- \"<|eot_id|>\" }}\n"
+    "\n"
+    "{#- Custom tools are passed in a user message with some extra guidance #}\n"
+    "{%- if tools_in_user_message and not tools is none %}\n"
+    "    {#- Extract the first user message so we can plug it in here #}\n"
+    "    {%- if messages | length != 0 %}\n"
+    "        {%- set first_user_message = messages[0]['content']|trim %}\n"
+    "        {%- set messages = messages[1:] %}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Cannot put tools in the first user message when there's no first user message!\") }}\n"
+    "{%- endif %}\n"
+    "    {{- '<|start_header_id|>user<|end_header_id|>\\n\\n' -}}\n"
+    "    {{- \"Given the following functions, please respond with a JSON for a function call \" }}\n"
+    "    {{- \"with its proper arguments that best answers the given prompt.\\n\\n\" }}\n"
+    "    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.' }}\n"
+    "    {{- \"Do not use variables.\\n\\n\" }}\n"
+    "    {%- for t in tools %}\n"
+    "        {{- t | tojson(indent=4) }}\n"
+    "        {{- \"\\n\\n\" }}\n"
+    "    {%- endfor %}\n"
+    "    {{- first_user_message + \"<|eot_id|>\"}}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{%- for message in messages %}\n"
+    "    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}\n"
+    "        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}\n"
+    "    {%- elif 'tool_calls' in message %}\n"
+    "        {%- if not message.tool_calls|length == 1 %}\n"
+    "            {{- raise_exception(\"This model only supports single tool-calls at once!\") }}\n"
+    "        {%- endif %}\n"
+    "        {%- set tool_call = message.tool_calls[0].function %}\n"
+    "        {%- if builtin_tools is defined and tool_call.name in builtin_tools %}\n"
+    "            {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}\n"
+    "            {{- \"<|python_tag|>\" + tool_call.name + \".call(\" }}\n"
+    "            {%- for arg_name, arg_val in tool_call.arguments | items %}\n"
+    "                {{- arg_name + '=\"' + arg_val + '\"' }}\n"
+    "                {%- if not loop.last %}\n"
+    "                    {{- \", \" }}\n"
+    "                {%- endif %}\n"
+    "                {%- endfor %}\n"
+    "            {{- \")\" }}\n"
+    "        {%- else  %}\n"
+    "            {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}\n"
+    "            {{- '{\"name\": \"' + tool_call.name + '\", ' }}\n"
+    "            {{- '\"parameters\": ' }}\n"
+    "            {{- tool_call.arguments | tojson }}\n"
+    "            {{- \"}\" }}\n"
+    "        {%- endif %}\n"
+    "        {%- if builtin_tools is defined %}\n"
+    "            {#- This means we're in ipython mode #}\n"
+    "            {{- \"<|eom_id|>\" }}\n"
+    "        {%- else %}\n"
+    "            {{- \"<|eot_id|>\" }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif message.role == \"tool\" or message.role == \"ipython\" %}\n"
+    "        {{- \"<|start_header_id|>ipython<|end_header_id|>\\n\\n\" }}\n"
+    "        {%- if message.content is mapping or message.content is iterable %}\n"
+    "            {{- message.content | tojson }}\n"
+    "        {%- else %}\n"
+    "            {{- message.content }}\n"
+    "        {%- endif %}\n"
+    "        {{- \"<|eot_id|>\" }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
+    "{%- endif %}\n"
+    "",
+     {
+      "<s><|start_header_id|>system<|end_header_id|>\n"
+    "\n"
+    "Cutting Knowledge Date: December 2023\n"
+    "Today Date: 26 Jul 2024\n"
+    "\n"
+    "<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+    "\n"
+    "Do you have running shoes?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+    "\n"
+    "Yes: the \"Trail 5\".<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+    "\n"
+    "In size 10?\n"
+    "Thanks<|eot_id|>",
+      "<s><|start_header_id|>system<|end_header_id|>\n"
+    "\n"
+    "Cutting Knowledge Date: December 2023\n"
+    "Today Date: 26 Jul 2024\n"
+    "\n"
+    "<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+    "\n"
+    "Do you have running shoes?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+    "\n"
+    "Yes: the \"Trail 5\".<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+    "\n"
+    "In size 10?\n"
+    "Thanks<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+    "\n"
+    "",
+      "<s><|start_header_id|>system<|end_header_id|>\n"
+    "\n"
+    "Cutting Knowledge Date: December 2023\n"
+    "Today Date: 26 Jul 2024\n"
+    "\n"
+    "You are a shopping assistant.<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+    "\n"
+    "Do you have running shoes?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+    "\n"
+    "Yes: the \"Trail 5\".<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+    "\n"
+    "In size 10?\n"
+    "Thanks<|eot_id|>",
+      "<s><|start_header_id|>system<|end_header_id|>\n"
+    "\n"
+    "Cutting Knowledge Date: December 2023\n"
+    "Today Date: 26 Jul 2024\n"
+    "\n"
+    "You are a shopping assistant.<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+    "\n"
+    "Do you have running shoes?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+    "\n"
+    "Yes: the \"Trail 5\".<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+    "\n"
+    "In size 10?\n"
+    "Thanks<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+    "\n"
+    "",
+     }},
+    {"features2",
+     "{%- set d = {'b': 2, 'a': [1, 'x']} %}\n"
+    "{%- for k, v in d | items %}{{ k }}={{ v | tojson }};{% endfor %}\n"
+    "{{ ['a', 'b', 'code', 'c'] | reject('equalto', 'code') | join(', ') }}|{{ [1, 2, 1] | select('eq', 1) | list | length }}\n"
+    "{{ messages[-1].content | replace('\\n', ' / ') | replace('size', 'SIZE') }}|{{ d.get('zz', 'none') }}|{{ 'a' in d }}|{{ d['a'][1] | safe }}",
+     {
+      "b=2;a=[1, \"x\"];a, b, c|2\n"
+    "In SIZE 10? / Thanks|none|True|x",
+      "b=2;a=[1, \"x\"];a, b, c|2\n"
+    "In SIZE 10? / Thanks|none|True|x",
+      "b=2;a=[1, \"x\"];a, b, c|2\n"
+    "In SIZE 10? / Thanks|none|True|x",
+      "b=2;a=[1, \"x\"];a, b, c|2\n"
+    "In SIZE 10? / Thanks|none|True|x",
+     }},
 };
 
 static int render(const char *tmpl, const struct tok_chat_msg *m, size_t n, int agp, struct buf *out, char *err,
@@ -479,7 +665,9 @@ Test(jinja, syntax_errors_name_the_problem)
         {"{{ 9223372036854775807 + 1 }}", "overflow", AISLE_EINVAL},
         {"{{ raise_exception('stop ' ~ 42) }}", "raise_exception: stop 42", AISLE_EINVAL},
         {"{% set x.y = 1 %}", "not a namespace", AISLE_EINVAL},
-        {"{% for a, b in x %}{% endfor %}", "unpacking", AISLE_EFORMAT},
+        {"{% for a, b in [1, 2] %}{% endfor %}", "cannot unpack a integer", AISLE_EINVAL},
+        {"{{ {1: 2} }}", "map keys must be strings", AISLE_EINVAL},
+        {"{{ [1] | select('frob') }}", "unsupported test 'frob'", AISLE_EFORMAT},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct buf out;
