@@ -4,15 +4,18 @@
  *
  * Supported: text; {{ expr }}; {% if %}/{% elif %}/{% else %}/{% endif %};
  * {% for x in expr %}...{% endfor %} with loop.index0/index/first/last/length;
- * {% set name = expr %} and {% set ns.attr = expr %} on a namespace();
- * {# comments #}; whitespace control {%- -%} {{- -}} and HF's environment
- * settings (trim_blocks, lstrip_blocks). Expressions: string, integer,
- * true/false/none literals and lists; names; x.attr, x['key'], x[i], x[a:b];
- * + - * / // % ~; == != < <= > >=; in, not in; and, or, not; a if c else b;
- * `is` tests (defined, undefined, none, string, number, true, false);
- * filters trim, length/count, upper, lower, capitalize, first, last, string,
- * default, tojson (strings, numbers, booleans, none, lists, maps); string
- * methods strip/lstrip/rstrip/upper/lower/startswith/endswith, a map's get;
+ * {% for k, v in expr %} (unpacking); {% set name = expr %} and
+ * {% set ns.attr = expr %} on a namespace(); {# comments #}; whitespace
+ * control {%- -%} {{- -}} and HF's environment settings (trim_blocks,
+ * lstrip_blocks). Expressions: string, integer, true/false/none literals,
+ * lists and maps; names; x.attr, x['key'], x[i], x[a:b]; + - * / // % ~;
+ * == != < <= > >=; in, not in; and, or, not; a if c else b; `is` tests
+ * (defined, undefined, none, string, number, boolean, true, false, mapping,
+ * iterable); filters trim, length/count, upper, lower, capitalize, first,
+ * last, string, default, items, list, join, select/reject (those tests and
+ * equalto/ne), replace, safe, tojson (strings, numbers, booleans, none,
+ * lists, maps); string methods strip/lstrip/rstrip/upper/lower/startswith/
+ * endswith, a map's get/items/keys/values;
  * the globals messages, bos_token, eos_token, add_generation_prompt,
  * raise_exception(msg), range(n), namespace(k=v, ...).
  *
