@@ -25,6 +25,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_route(int argc, char **argv);
 int cmd_evidence(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
+/* `aisle eval answers` (cli/eval_answers.c), routed by cmd_eval. */
+int eval_answers(int argc, char **argv);
 
 #define AISLE_COMMANDS \
     X("ingest", cmd_ingest, "load products, reviews, Q&A, offers and orders into a store") \
@@ -43,7 +45,7 @@ int cmd_sft(int argc, char **argv);
     X("train", cmd_train, "train a model on a corpus or SFT shards (also under mpirun); checkpoints, GGUF export") \
     X("serve", cmd_serve, "serve a model over HTTP with OpenAI's API, continuously batched") \
     X("embed", cmd_embed, "train the dense retrieval encoder; embed a store's passages (embed train|index)") \
-    X("eval", cmd_eval, "evaluate retrieval (BM25, dense, hybrid) on the shared dev sets (eval retrieval)") \
+    X("eval", cmd_eval, "evaluate retrieval (BM25, dense, hybrid) on the shared dev sets (eval retrieval); a model's answers (eval answers)") \
     X("route", cmd_route, "train, evaluate and ask the source router (route train|eval|top|ask)") \
     X("evidence", cmd_evidence, "the evidence (passages, sources, citation ids) the assistant would use") \
     X("sft", cmd_sft, "build instruction-tuning examples in the prompt format (sft build); train with train --sft")

@@ -17,6 +17,8 @@
 
 static const char usage_text[] =
     "usage: aisle eval retrieval [--data-dir DIR] [--encoder PATH] [--folds N] [--fit]\n"
+    "       aisle eval answers --model FILE --examples DEV.jsonl [-n N] [--seed S] ...\n"
+    "         (a model's answers to SFT dev examples: aisle eval answers --help)\n"
     "\n"
     "Rank each question's candidates in hetPQA evidence_ranking dev, semiPQA\n"
     "attribute_ranking dev and testseen, and report nDCG@1/5/10, MRR and\n"
@@ -339,5 +341,7 @@ int cmd_eval(int argc, char **argv)
         }
         return eval_retrieval(argc - 1, argv + 1);
     }
-    cli_usage_error("eval", "unknown evaluation '%s' (expected retrieval)", argv[1]);
+    if (!strcmp(argv[1], "answers"))
+        return eval_answers(argc - 1, argv + 1); /* cli/eval_answers.c */
+    cli_usage_error("eval", "unknown evaluation '%s' (expected retrieval or answers)", argv[1]);
 }
