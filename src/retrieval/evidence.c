@@ -373,7 +373,8 @@ static int scan_product(struct store *s, const char *question, const char *pid, 
     sqlite3_bind_text(st, 1, pid, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, PRODUCT_INDEX_MAX);
     double avglen = 0;
-    while (n < PRODUCT_INDEX_MAX && sqlite3_step(st) == SQLITE_ROW) {
+    int step = SQLITE_DONE;
+    while (n < PRODUCT_INDEX_MAX && (step = sqlite3_step(st)) == SQLITE_ROW) {
         const char *ref = (const char *)sqlite3_column_text(st, 0), *text = (const char *)sqlite3_column_text(st, 2),
                    *aux = (const char *)sqlite3_column_text(st, 3), *src = (const char *)sqlite3_column_text(st, 4);
         int ord = sqlite3_column_int(st, 1);
@@ -404,6 +405,11 @@ static int scan_product(struct store *s, const char *question, const char *pid, 
             goto out;
         }
         n++;
+    }
+    if (n < PRODUCT_INDEX_MAX && step != SQLITE_DONE) {
+        retr_seterr(err, errlen, "product scan: %s", sqlite3_errmsg(db));
+        rc = AISLE_EDB;
+        goto out;
     }
     /* term frequencies: the passage's own terms against the question's */
     for (size_t i = 0; i < n; i++) {
