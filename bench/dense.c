@@ -135,11 +135,11 @@ static int store_mode(const char *db, size_t nq)
     sqlite3_finalize(st);
     /* variants: the full searcher, then without dense, without rerank */
     struct hybrid *hv[4] = {h, NULL, NULL, NULL};
-    struct hybrid_opts vo[3] = {{.flags = HYBRID_NO_DENSE}, {.flags = HYBRID_NO_RERANK}, {.scan_max = 1}};
+    struct hybrid_opts vo[3] = {{.flags = HYBRID_NO_DENSE}, {.flags = HYBRID_NO_RERANK}, {.scan_max = SIZE_MAX}};
     for (int v = 0; v < 3; v++)
         if (hybrid_open(&hv[v + 1], s, &vo[v], err, sizeof(err)))
             die("hybrid_open", err);
-    static const char *const vname[4] = {"hybrid", "hybrid_nodense", "hybrid_norerank", "hybrid_candprod"};
+    static const char *const vname[4] = {"hybrid", "hybrid_nodense", "hybrid_norerank", "hybrid_scanall"};
     double *tw[5], *tc[5];
     for (int v = 0; v < 5; v++) {
         tw[v] = malloc(nq * sizeof(double));

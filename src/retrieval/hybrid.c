@@ -4,8 +4,8 @@
  *
  * Per source asked for: up to `candidates` BM25 hits (lex_search) and up to
  * `candidates` dense hits (the whole source; the product's own passages with
- * a product filter; for a source bigger than scan_max, the passages of the
- * products the candidates so far come from) are merged by passage id; each candidate's fused
+ * a product filter; for reviews or Q&A bigger than scan_max, the passages of
+ * the products the candidates so far come from) are merged by passage id; each candidate's fused
  * score is sum 1/(61 + rank) over the rankers that found it (rank 0-based).
  * The best `rerank_top` fused candidates over all sources are rescored by
  * rr_shipped on their features; the rest keep their fused order below them.
@@ -25,7 +25,7 @@
 
 #define DEFAULT_CANDIDATES 50
 #define DEFAULT_RERANK 50
-#define DEFAULT_SCAN_MAX 600000 /* vectors: ~8 ms of int8 scan on this machine */
+#define DEFAULT_SCAN_MAX 200000 /* review or Q&A vectors: ~2.5 ms of int8 scan here */
 #define RRF_K 61.0
 
 struct hybrid {
@@ -35,6 +35,7 @@ struct hybrid {
     struct hybrid_opts o;
     sqlite3_stmt *get;  /* a passage by rowid, with its product's title */
     sqlite3_stmt *prod; /* a product's passage rowids */
+    sqlite3_stmt *prod_src; /* a product's passage rowids of one source */
     float *qv;          /* (D) the query embedding */
     float *cv;          /* (D) a candidate's embedding */
     struct dense_hit *dh; /* (LEX_MAX_K) */
@@ -81,7 +82,9 @@ int hybrid_open(struct hybrid **out, struct store *s, const struct hybrid_opts *
                            " LEFT JOIN products pr ON pr.id = p.product_id WHERE p.id = ?1",
                            -1, &h->get, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, "SELECT id, source FROM passages WHERE product_id = ?1", -1, &h->prod, NULL) !=
-            SQLITE_OK) {
+            SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT id, source FROM passages WHERE product_id = ?1 AND source = ?2", -1,
+                           &h->prod_src, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "hybrid: %s", sqlite3_errmsg(db));
         rc = AISLE_EDB;
         goto fail;
@@ -107,6 +110,7 @@ void hybrid_free(struct hybrid *h)
         return;
     sqlite3_finalize(h->get);
     sqlite3_finalize(h->prod);
+    sqlite3_finalize(h->prod_src);
     enc_free(h->enc);
     dense_index_free(h->ix);
     free(h->qv);
@@ -217,36 +221,43 @@ static int push_cand(struct cand **c, size_t *n, size_t *cap, const struct lex_h
 
 /* The dense hits of one source group: the whole group, or the product's own
  * passages. */
-/* Append the passage ids of product pid in group g to h->ids[*m..]. */
+/* Append the passage ids of product pid in group g to h->ids[*m..]. Reviews
+ * and Q&A are read by (product, source) on the passages_product index, so a
+ * product with thousands of reviews costs nothing when only its answers are
+ * wanted. */
 static int product_ids(struct hybrid *h, const char *pid, enum dense_group g, size_t *m)
 {
-    sqlite3_bind_text(h->prod, 1, pid, -1, SQLITE_TRANSIENT);
+    sqlite3_stmt *st = g == DENSE_CATALOG ? h->prod : h->prod_src;
+    sqlite3_bind_text(st, 1, pid, -1, SQLITE_TRANSIENT);
+    if (g != DENSE_CATALOG)
+        sqlite3_bind_text(st, 2, g == DENSE_REVIEWS ? "review" : "qa", -1, SQLITE_STATIC);
     int rc;
-    while ((rc = sqlite3_step(h->prod)) == SQLITE_ROW) {
-        const char *src = (const char *)sqlite3_column_text(h->prod, 1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *src = (const char *)sqlite3_column_text(st, 1);
         if (dense_group_of(src ? src : "") != g)
             continue;
         if (*m == h->nids_cap) {
             size_t nc = h->nids_cap ? h->nids_cap * 2 : 256;
             int64_t *x = realloc(h->ids, nc * sizeof(int64_t));
             if (!x) {
-                sqlite3_reset(h->prod);
+                sqlite3_reset(st);
                 return AISLE_ENOMEM;
             }
             h->ids = x;
             h->nids_cap = nc;
         }
-        h->ids[(*m)++] = sqlite3_column_int64(h->prod, 0);
+        h->ids[(*m)++] = sqlite3_column_int64(st, 0);
     }
-    sqlite3_reset(h->prod);
+    sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : AISLE_EDB;
 }
 
 /* The dense hits of one source group: the product's own passages with a
- * product filter; else the whole group when it holds at most scan_max
- * vectors; else only the passages of the products the candidates so far
- * (c[0..n)) come from, at most CAND_PRODUCTS of them — so a catalog-wide
- * question reads the reviews of the products it is about, not all reviews. */
+ * product filter; else the whole group for the catalog, or for reviews and
+ * Q&A when they hold at most scan_max vectors; else only the passages of the
+ * products the candidates so far (c[0..n)) come from, at most CAND_PRODUCTS
+ * of them — so a catalog-wide question reads the reviews and answers of the
+ * products it is about, not all of them. */
 #define CAND_PRODUCTS 20
 static int dense_group(struct hybrid *h, const struct lex_query *q, enum dense_group g, size_t k,
                        const struct cand *c, size_t nc, size_t *n)
@@ -258,7 +269,7 @@ static int dense_group(struct hybrid *h, const struct lex_query *q, enum dense_g
             return rc;
         return dense_search_ids(h->ix, h->qv, h->ids, m, k, h->dh, n);
     }
-    if (dense_index_group_size(h->ix, g) <= h->o.scan_max)
+    if (g == DENSE_CATALOG || dense_index_group_size(h->ix, g) <= h->o.scan_max)
         return dense_search(h->ix, h->qv, 1u << g, k, h->dh, n);
     const char *seen[CAND_PRODUCTS];
     size_t ns = 0;

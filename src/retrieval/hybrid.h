@@ -45,11 +45,11 @@ struct hybrid_opts {
     int flags;          /* HYBRID_* */
     size_t candidates;  /* per source and per ranker; 0 = 50 (at most LEX_MAX_K) */
     size_t rerank_top;  /* fused candidates the reranker rescores; 0 = 50 */
-    /* Without a product filter, a source with more vectors than this (0 =
-     * 600,000) is not scanned whole: its dense candidates come from the
-     * passages of the products the candidates so far come from (the
-     * catalog's, then the source's own BM25 hits; 20 products at most).
-     * SIZE_MAX: always scan whole sources. */
+    /* Without a product filter, reviews or Q&A with more vectors than this
+     * (0 = 200,000) are not scanned whole: their dense candidates come from
+     * the passages of the products the candidates so far come from (the
+     * catalog's, then the source's own BM25 hits; 20 products at most). The
+     * catalog is always scanned whole. SIZE_MAX: scan every source whole. */
     size_t scan_max;
 };
 
