@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -127,7 +128,8 @@ static const char usage_head[] =
     "A --config FILE holds 'name = value' lines with the option names below\n"
     "('#' starts a comment); the command line overrides it. --resume continues\n"
     "a checkpoint exactly (same batches, same losses at the same thread count);\n"
-    "only the options marked * may change then.\n"
+    "only the options marked * may change then. Ctrl-C (SIGINT) or SIGTERM ends\n"
+    "the run after the current step with a checkpoint (a second one kills).\n"
     "\n"
     "Each step prints (every --log-every) step, loss, learning rate, tokens/s and\n"
     "ETA; log.csv gets one row per step (step, tokens, loss, lr, grad_norm,\n"
@@ -350,6 +352,17 @@ static void fail(struct run *r, const char *fmt, ...)
     exit(1);
 }
 
+/* The first SIGINT or SIGTERM ends the run after the current step with a
+ * checkpoint (rank 0's flag is broadcast, so every process stops together);
+ * the handler then restores the default, so a second signal kills. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = 1;
+    signal(sig, SIG_DFL);
+}
+
 static void hms(char *buf, size_t n, double s)
 {
     if (!(s >= 0) || s > 1e8)
@@ -400,26 +413,30 @@ static void csv_open(struct run *r, int resumed)
     char path[PATHMAX + 64];
     out_path(path, sizeof path, r, "log.csv");
     if (resumed) {
-        /* Keep the rows up to the checkpoint's step: later ones will be redone. */
-        size_t n;
+        /* Keep the rows up to the checkpoint's step (later ones will be
+         * redone), rewritten atomically: a crash here leaves the old log. */
+        size_t n, k = 0;
         char *old = read_small_file(path, 1u << 30, &n);
-        FILE *f = old ? fopen(path, "wb") : NULL;
-        if (f) {
+        if (old) {
             const char *p = old;
             int first = 1;
             while (*p) {
                 const char *e = strchr(p, '\n');
                 size_t len = e ? (size_t)(e - p + 1) : strlen(p);
-                if (first || strtoull(p, NULL, 10) <= r->st.step)
-                    fwrite(p, 1, len, f);
+                if (first || strtoull(p, NULL, 10) <= r->st.step) {
+                    memmove(old + k, p, len);
+                    k += len;
+                }
                 first = 0;
                 p += len;
             }
-            r->csv = f;
+            if (trn_atomic_write(path, old, k, r->err, sizeof r->err))
+                fail(r, "%s", r->err);
             free(old);
+            if (!(r->csv = fopen(path, "ab")))
+                fail(r, "%s: %s", path, strerror(errno));
             return;
         }
-        free(old);
     }
     if (!(r->csv = fopen(path, "wb")))
         fail(r, "%s: %s", path, strerror(errno));
@@ -498,7 +515,9 @@ static void plot(struct run *r)
         return;
     }
     snprintf(tmp, sizeof tmp, "%s.tmp.png", png);
-    FILE *g = popen("gnuplot", "w");
+    /* gnuplot warns about validation columns still empty early in a run; its
+     * failures show as a missing PNG and the status, reported below */
+    FILE *g = popen("gnuplot 2>/dev/null", "w");
     if (!g) {
         fprintf(stderr, "aisle train: warning: cannot run gnuplot; no %s\n", png);
         return;
@@ -790,6 +809,8 @@ int cmd_train(int argc, char **argv)
     const struct opts *o = &r->o;
     struct ltr_adamw opt = {0, (float)o->beta1, (float)o->beta2, 1e-8f, (float)o->weight_decay};
     r->session_start = cli_now();
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     double elapsed0 = r->st.elapsed, ema = 0;
     long last = r->total_steps;
     if (r->d.rank == 0)
@@ -834,7 +855,7 @@ int cmd_train(int argc, char **argv)
         if (!isfinite(loss))
             fail(r, "the loss is %g at step %llu (lower --lr?)", loss, (unsigned long long)r->st.step);
         int stop_now = (o->stop_at && r->st.step >= (uint64_t)o->stop_at) ||
-                       (o->time_limit > 0 && cli_now() - r->session_start >= o->time_limit);
+                       (o->time_limit > 0 && cli_now() - r->session_start >= o->time_limit) || stop_signal;
         if (dist_bcast(&r->d, &stop_now, sizeof stop_now))
             fail(r, "MPI broadcast failed");
         stop = stop_now && r->st.step < (uint64_t)last;

@@ -587,3 +587,36 @@ Test(train_cli, config_file, .timeout = 60)
     free(run);
     world_free(&w);
 }
+
+/* SIGTERM mid-run: the step finishes, a checkpoint is written, exit 0; the run resumes from it. */
+Test(train_cli, sigterm_checkpoints_and_resumes, .timeout = 90)
+{
+    struct world w;
+    world_make(&w, 1);
+    char *run = tu_path(w.dir, "run"), *out = NULL;
+    int rc = tu_run(&out,
+                    "%s train --corpus %s --out %s " TINY " --steps 100000 --eval-every 0 --plot 0 --export 0 & pid=$!; "
+                    "n=0; while [ \"$(cat %s/log.csv 2>/dev/null | wc -l)\" -lt 4 ] && [ $n -lt 600 ]; do "
+                    "sleep 0.1; n=$((n+1)); done; kill -TERM $pid; wait $pid",
+                    tu_aisle(), w.corpus, run, run);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "stopped at step"), "%s", out);
+    free(out);
+    char *ck = tu_path(run, "ckpt.bin");
+    struct ckpt *c;
+    char err[512];
+    cr_assert_eq(ckpt_open(&c, ck, err, sizeof err), 0, "%s", err);
+    uint64_t step = c->st.step;
+    cr_assert_geq(step, 3);
+    ckpt_close(c);
+    rc = tu_run(&out, "%s train --resume %s --steps %llu --plot 0 --export 0", tu_aisle(), ck,
+                (unsigned long long)step + 2);
+    cr_assert_eq(rc, 0, "%s", out);
+    char want[64];
+    snprintf(want, sizeof want, "from step %llu", (unsigned long long)step);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    free(out);
+    free(ck);
+    free(run);
+    world_free(&w);
+}
