@@ -304,6 +304,7 @@ struct node {
     size_t sn;
     int64_t i;           /* integer / bool value; N_TEST: negated */
     struct node *a, *b, *c; /* operands, bodies */
+    struct node *d;         /* N_FOR: the loop filter (for x in xs if d), or NULL */
     struct node **kids;  /* N_LIST items, call/filter args, N_SEQ statements */
     const char **kw;     /* keyword-argument names (NULL for positional), parallel to kids */
     size_t nkids;
@@ -736,8 +737,10 @@ static struct node *p_stmt(struct ctx *c)
         }
         expect(c, TK_NAME, "in", "'in'");
         n->a = p_or(c); /* no conditional expression here: 'if' would be a loop filter */
-        if (tok_is(peek(c), TK_NAME, "if") || tok_is(peek(c), TK_NAME, "recursive"))
-            fail_at(c, AISLE_EFORMAT, peek(c)->p, "loop filters and recursive loops are not supported");
+        if (accept(c, TK_NAME, "if"))
+            n->d = p_or(c);
+        if (tok_is(peek(c), TK_NAME, "recursive"))
+            fail_at(c, AISLE_EFORMAT, peek(c)->p, "recursive loops are not supported");
         end_tag(c);
         n->b = p_body(c, stops);
         if (peek(c)->k == TK_EOF)
@@ -1286,6 +1289,19 @@ static struct val filter(struct ctx *c, const struct node *n)
                 items[cnt++] = x.a[i];
         return (struct val){.t = V_LIST, .a = items, .n = cnt};
     }
+    if (str_eq(f, fn, "selectattr") || str_eq(f, fn, "rejectattr")) {
+        if (x.t != V_LIST || na < 1 || args[0].t != V_STR || (na > 1 && args[1].t != V_STR))
+            fail_at(c, AISLE_EINVAL, n->at, "selectattr/rejectattr take a list, an attribute and a test name");
+        struct val *items = alloc(c, (x.n ? x.n : 1) * sizeof(*items));
+        size_t cnt = 0;
+        for (size_t i = 0; i < x.n; i++) {
+            struct val a = getattr(c, n, x.a[i], args[0].s, args[0].n);
+            int r = na > 1 ? run_test(c, n, a, args[1].s, args[1].n, na > 2 ? &args[2] : NULL) : truthy(a);
+            if (r == (f[0] == 's'))
+                items[cnt++] = x.a[i];
+        }
+        return (struct val){.t = V_LIST, .a = items, .n = cnt};
+    }
     if (str_eq(f, fn, "replace")) {
         struct val str = need_str(c, n, x, "replace");
         if (na != 2 || args[0].t != V_STR || args[1].t != V_STR)
@@ -1612,6 +1628,40 @@ static void emit(struct ctx *c, const char *at, const char *s, size_t n)
         fail_at(c, rc, at, "output buffer: %s", aisle_strerror(rc));
 }
 
+/* The loop variable(s) of for-node n set to item (unpacked for `for a, b`). */
+static void bind_loop_vars(struct ctx *c, const struct node *n, struct val item)
+{
+    if (!n->nkids) {
+        set_var(c, n->s, n->sn, item);
+        return;
+    }
+    if (item.t != V_LIST || item.n != n->nkids)
+        fail_at(c, AISLE_EINVAL, n->at, "cannot unpack a %s into %zu loop variables", type_name(item), n->nkids);
+    for (size_t k = 0; k < n->nkids; k++)
+        set_var(c, n->kids[k]->s, n->kids[k]->sn, item.a[k]);
+}
+
+/* The items of list `it` for which the loop filter n->d holds, evaluated with
+ * the loop variables bound (and no `loop`), as Jinja does before the loop:
+ * loop.length and loop.last then count only these. */
+static struct val loop_filter(struct ctx *c, const struct node *n, struct val it)
+{
+    struct val *kept = alloc(c, (it.n ? it.n : 1) * sizeof(*kept));
+    size_t cnt = 0, saved_frame = c->frame, saved_n = c->nvars;
+    c->frame = c->nvars;
+    for (size_t i = 0; i < it.n; i++) {
+        if (++c->iters > TOK_JINJA_MAX_ITERS)
+            fail_at(c, AISLE_ETOOBIG, n->at, "more than %d loop iterations", TOK_JINJA_MAX_ITERS);
+        c->nvars = c->frame;
+        bind_loop_vars(c, n, it.a[i]);
+        if (truthy(eval(c, n->d)))
+            kept[cnt++] = it.a[i];
+    }
+    c->frame = saved_frame;
+    c->nvars = saved_n;
+    return (struct val){.t = V_LIST, .a = kept, .n = cnt};
+}
+
 static void exec(struct ctx *c, const struct node *n)
 {
     switch (n->k) {
@@ -1658,6 +1708,8 @@ static void exec(struct ctx *c, const struct node *n)
             it = (struct val){.t = V_LIST};
         else if (it.t != V_LIST)
             fail_at(c, AISLE_EINVAL, n->at, "cannot loop over a %s", type_name(it));
+        if (n->d)
+            it = loop_filter(c, n, it);
         const struct val *items = it.a;
         size_t cnt = it.n;
         if (cnt == 0) {
@@ -1674,14 +1726,7 @@ static void exec(struct ctx *c, const struct node *n)
                 fail_at(c, AISLE_ETOOBIG, n->at, "more than %d loop iterations", TOK_JINJA_MAX_ITERS);
             ls->i = i;
             c->nvars = c->frame; /* a fresh scope per iteration, as in Jinja */
-            if (n->nkids) {
-                if (items[i].t != V_LIST || items[i].n != n->nkids)
-                    fail_at(c, AISLE_EINVAL, n->at, "cannot unpack a %s into %zu loop variables",
-                            type_name(items[i]), n->nkids);
-                for (size_t k = 0; k < n->nkids; k++)
-                    set_var(c, n->kids[k]->s, n->kids[k]->sn, items[i].a[k]);
-            } else
-                set_var(c, n->s, n->sn, items[i]);
+            bind_loop_vars(c, n, items[i]);
             set_var(c, "loop", 4, (struct val){.t = V_LOOP, .loop = ls});
             exec(c, n->b);
         }

@@ -3,8 +3,8 @@
  * templates use (a GGUF's tokenizer.chat_template, HF's apply_chat_template).
  *
  * Supported: text; {{ expr }}; {% if %}/{% elif %}/{% else %}/{% endif %};
- * {% for x in expr %}...{% endfor %} with loop.index0/index/first/last/length;
- * {% for k, v in expr %} (unpacking); {% set name = expr %} and
+ * {% for x in expr [if cond] %}...{% else %}...{% endfor %} with
+ * loop.index0/index/first/last/length; {% for k, v in expr %} (unpacking); {% set name = expr %} and
  * {% set ns.attr = expr %} on a namespace(); {# comments #}; whitespace
  * control {%- -%} {{- -}} and HF's environment settings (trim_blocks,
  * lstrip_blocks). Expressions: string, integer, true/false/none literals,
@@ -12,11 +12,12 @@
  * == != < <= > >=; in, not in; and, or, not; a if c else b; `is` tests
  * (defined, undefined, none, string, number, boolean, true, false, mapping,
  * iterable); filters trim, length/count, upper, lower, capitalize, first,
- * last, string, default, items, list, join, select/reject (those tests and
- * equalto/ne), replace, safe, tojson (strings, numbers, booleans, none,
- * lists, maps); string methods strip/lstrip/rstrip/upper/lower/startswith/
- * endswith, a map's get/items/keys/values;
- * the globals messages, bos_token, eos_token, add_generation_prompt,
+ * last, string, default, items, list, join, select/reject and
+ * selectattr/rejectattr (those tests and equalto/ne), replace, safe,
+ * tojson (strings, numbers, booleans, none, lists, maps); string methods
+ * strip/lstrip/rstrip/upper/lower/startswith/endswith, a map's
+ * get/items/keys/values; the globals messages, bos_token, eos_token,
+ * add_generation_prompt,
  * raise_exception(msg), range(n), namespace(k=v, ...).
  *
  * Limits (untrusted templates): template TOK_MAX_TEMPLATE bytes, output

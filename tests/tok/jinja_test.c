@@ -1,9 +1,9 @@
 /*
  * jinja_test.c — the chat-template interpreter (src/tok/jinja.c) on the real
  * templates of Llama 3, Llama 3.1 (with its tool paths, which must parse even
- * when not taken), Mistral, Phi-3, Qwen2, Gemma, Zephyr and ChatML (written
- * from the published ones), on two templates that exercise the rest of the
- * subset, on Aisle's own template
+ * when not taken), Mistral, Mistral Nemo (tool branches shortened), Phi-3,
+ * Qwen2, Gemma, Zephyr and ChatML (written from the published ones), on three
+ * templates that exercise the rest of the subset, on Aisle's own template
  * (which must equal tok_chat_format), and on broken and hostile templates.
  *
  * The expected strings are what Python's Jinja2 renders in HF's
@@ -591,6 +591,83 @@ static const struct golden {
     "In SIZE 10? / Thanks|none|True|x",
       "b=2;a=[1, \"x\"];a, b, c|2\n"
     "In SIZE 10? / Thanks|none|True|x",
+     }},
+    {"mistral_nemo",
+     "{%- if messages[0][\"role\"] == \"system\" %}\n"
+    "    {%- set system_message = messages[0][\"content\"] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list %}\n"
+    "\n"
+    "{#- This block checks for alternating user/assistant messages, skipping tool calling messages #}\n"
+    "{%- set ns = namespace() %}\n"
+    "{%- set ns.index = 0 %}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or (message.tool_calls is defined and message.tool_calls is not none)) %}\n"
+    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"
+    "            {{- raise_exception(\"After the optional system message, conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "        {%- endif %}\n"
+    "        {%- set ns.index = ns.index + 1 %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "\n"
+    "{{- bos_token }}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if message[\"role\"] == \"user\" %}\n"
+    "        {%- if tools is not none and (message == user_messages[-1]) %}\n"
+    "            {{- \"[AVAILABLE_TOOLS][\" }}\n"
+    "            {%- for tool in tools %}\n"
+    "                {{- tool | tojson }}\n"
+    "                {%- if not loop.last %}{{- \", \" }}{%- endif %}\n"
+    "            {%- endfor %}\n"
+    "            {{- \"[/AVAILABLE_TOOLS]\" }}\n"
+    "        {%- endif %}\n"
+    "        {%- if loop.last and system_message is defined %}\n"
+    "            {{- \"[INST]\" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- else %}\n"
+    "            {{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif message[\"role\"] == \"assistant\" %}\n"
+    "        {%- if message.tool_calls is defined and message.tool_calls is not none %}\n"
+    "            {{- \"[TOOL_CALLS]\" + message.tool_calls | tojson + eos_token }}\n"
+    "        {%- else %}\n"
+    "            {{- message[\"content\"] + eos_token}}\n"
+    "        {%- endif %}\n"
+    "    {%- elif message[\"role\"] == \"tool_results\" or message[\"role\"] == \"tool\" %}\n"
+    "        {{- '[TOOL_RESULTS]{\"content\": ' + message.content|string + \"}[/TOOL_RESULTS]\" }}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Only user and assistant roles are supported, with the exception of an initial optional system message!\") }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "",
+     {
+      "<s>[INST] Do you have running shoes?  [/INST]Yes: the \"Trail 5\".</s>[INST]In size 10?\n"
+    "Thanks[/INST]",
+      "<s>[INST] Do you have running shoes?  [/INST]Yes: the \"Trail 5\".</s>[INST]In size 10?\n"
+    "Thanks[/INST]",
+      "<s>[INST] Do you have running shoes?  [/INST]Yes: the \"Trail 5\".</s>[INST]You are a shopping assistant.\n"
+    "\n"
+    "In size 10?\n"
+    "Thanks[/INST]",
+      "<s>[INST] Do you have running shoes?  [/INST]Yes: the \"Trail 5\".</s>[INST]You are a shopping assistant.\n"
+    "\n"
+    "In size 10?\n"
+    "Thanks[/INST]",
+     }},
+    {"features3",
+     "{%- for m in messages if m.role != 'system' %}{{ loop.index }}/{{ loop.length }}:{{ m.role[0] }}{{ ' ' if not loop.last }}{% endfor %}\n"
+    "{{ messages | rejectattr('role', 'equalto', 'assistant') | map_free | length if false else messages | selectattr('content') | list | length }}\n"
+    "{%- for k, v in [['a', 1], ['b', 2]] if v > 1 %} {{ k }}{% else %} none{% endfor %}",
+     {
+      "1/3:u 2/3:a 3/3:u3 b",
+      "1/3:u 2/3:a 3/3:u3 b",
+      "1/3:u 2/3:a 3/3:u4 b",
+      "1/3:u 2/3:a 3/3:u4 b",
      }},
 };
 
