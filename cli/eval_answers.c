@@ -405,9 +405,11 @@ static int cmp_line(const void *a, const void *b)
 
 static void add_json_metrics(json_t *o, const struct ea_stats *s)
 {
-    double n = s->n ? (double)s->n : 1;
+    double n = (double)s->n;
     json_object_set_new(o, "examples", json_integer((json_int_t)s->n));
     json_object_set_new(o, "skipped", json_integer((json_int_t)s->skipped));
+    if (!s->n) /* nothing answered: no rates */
+        return;
     json_object_set_new(o, "valid_cite", json_real((double)s->valid_cite / n));
     json_object_set_new(o, "with_gold", json_integer((json_int_t)s->gold));
     json_object_set_new(o, "cite_precision", s->gold ? json_real(s->cite_p / (double)s->gold) : json_null());
@@ -424,7 +426,11 @@ static void add_json_metrics(json_t *o, const struct ea_stats *s)
 
 static void print_row(const struct ea_stats *s)
 {
-    double n = s->n ? (double)s->n : 1;
+    if (!s->n) {
+        printf("%-12s %5s  (no example answered)\n", s->name, "0");
+        return;
+    }
+    double n = (double)s->n;
     char cp[16] = "-", cr[16] = "-", ki[16] = "-";
     if (s->gold) {
         snprintf(cp, sizeof cp, "%.3f", s->cite_p / (double)s->gold);

@@ -355,6 +355,15 @@ Test(lmeval_answers, command_end_to_end, .timeout = 120)
         samples++;
     cr_assert_eq(samples, 3, "one sample per dataset");
     free(a);
+
+    /* Prompts that cannot fit with the answer are skipped and counted. */
+    rc = tu_run(&a, "%s eval answers --model %s --examples %s -n 1 --max-tokens 2040 --threads 1 2>/dev/null", bin,
+                w.model, w.dev);
+    cr_assert_eq(rc, 0, "%s", a);
+    cr_assert_not_null(strstr(a, "hetpqa           0  (no example answered)"), "%s", a);
+    cr_assert_not_null(strstr(a, "# live: 1 examples skipped (prompt + --max-tokens over the model's 2048 positions)"),
+                       "%s", a);
+    free(a);
     aworld_free(&w);
 }
 
