@@ -14,7 +14,7 @@
 #   1. the demo store in WORK/store.db (aisle ingest of data/demo-store)
 #   2. JSON Lines text of the shared data sets (scripts/corpus-text.py)
 #   3. an 8192-token byte-level BPE on the store and the text
-#   4. the corpus: per-source shards, 1% held out per source (seed 1)
+#   4. the corpus: per-source shards, 3% held out per source (seed 1)
 #   5. aisle train --config scripts/default-model.conf (resumed when
 #      WORK/run/ckpt.bin exists)
 #   6. when training has finished: models/aisle-shopping-small.gguf (Q8_0)
@@ -44,7 +44,7 @@ if [ ! -f "$WORK/tokenizer.gguf" ]; then
 fi
 if [ ! -f "$WORK/corpus/manifest.json" ]; then
     "$AISLE" corpus build --db "$WORK/store.db" --tokenizer "$WORK/tokenizer.gguf" --out "$WORK/corpus" \
-        --val-frac 0.01 --seed 1 \
+        --val-frac 0.03 --seed 1 \
         --text catalog="$WORK/text/catalog.jsonl.gz" --text reviews="$WORK/text/reviews.jsonl.gz" \
         --text qa="$WORK/text/qa.jsonl.gz" --text text="$WORK/text/text.jsonl.gz"
 fi
