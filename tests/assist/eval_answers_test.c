@@ -16,6 +16,7 @@
 
 #include "../testutil.h"
 #include "../server/tinymodel.h"
+#include "train/shard.h"
 
 #define EVAL_ANSWERS_METRICS_ONLY
 #include "../../cli/eval_answers.c"
@@ -295,6 +296,69 @@ static char *ids_of(const char *out)
         strcat(ids, ";");
     }
     return ids;
+}
+
+/* Every dev record's rebuilt prompt is, token for token, the dev.sft example
+ * (what SFT trained on) up to the reference answer: its unmasked prefix. */
+Test(lmeval_answers, rebuilt_prompts_are_the_trained_tokens, .timeout = 60)
+{
+    struct aworld w;
+    aworld_make(&w);
+    char err[512], *sft = tu_path(w.dir, "sft/dev.sft");
+    struct gguf *g;
+    struct tok *t;
+    struct shard *sh;
+    cr_assert_eq(gguf_open(&g, w.model, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tok_load_gguf(&t, g, err, sizeof err), 0, "%s", err);
+    gguf_close(g);
+    cr_assert_eq(shard_open(&sh, sft, err, sizeof err), 0, "%s", err);
+    FILE *f = fopen(w.dev, "r");
+    cr_assert_not_null(f);
+    char *line = NULL;
+    size_t cap = 0;
+    uint64_t i = 0;
+    struct prompt p;
+    prompt_init(&p);
+    while (getline(&line, &cap, f) > 0) {
+        json_error_t je;
+        json_t *rec = json_loads(line, 0, &je);
+        cr_assert_not_null(rec, "%s", je.text);
+        struct ea_example e;
+        const char *why = example_from(&e, rec);
+        cr_assert_null(why, "record %llu: %s", (unsigned long long)i, why);
+        why = ea_rebuild(&p, &e, t);
+        cr_assert_null(why, "record %llu: %s", (unsigned long long)i, why);
+        cr_assert_lt(i, sh->n_examples);
+        uint32_t n = shard_example_len(sh, i);
+        int32_t *ids = malloc(n * sizeof(*ids));
+        uint8_t *mask = malloc(n);
+        shard_example_get(sh, i, ids, mask);
+        /* The prompt ends where the final answer's loss mask begins (the
+         * answer's <|end|> is followed by an unmasked "\n"). */
+        size_t first = n;
+        while (first > 0 && !mask[first - 1])
+            first--;
+        cr_assert_lt(first, n, "%s %s: a trailing newline after <|end|>", e.dataset, e.id);
+        while (first > 0 && mask[first - 1])
+            first--;
+        cr_assert_eq(p.ids.len, first, "%s %s: %zu prompt tokens, the trained example's answer starts at %zu",
+                     e.dataset, e.id, p.ids.len, first);
+        cr_assert(!memcmp(p.ids.ids, ids, first * sizeof(*ids)), "%s %s: tokens differ", e.dataset, e.id);
+        free(ids);
+        free(mask);
+        example_release(&e);
+        json_decref(rec);
+        i++;
+    }
+    cr_assert_eq(i, sh->n_examples, "one shard example per record");
+    cr_assert_gt(i, 10);
+    free(line);
+    fclose(f);
+    prompt_release(&p);
+    shard_close(sh);
+    tok_free(t);
+    free(sft);
+    aworld_free(&w);
 }
 
 Test(lmeval_answers, command_end_to_end, .timeout = 120)
