@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../server/tinymodel.h"
 #include "../testutil.h"
 #include "core/error.h"
 #include "train/corpus.h"
@@ -348,6 +349,23 @@ Test(lmeval_ppl, corpus_per_source_with_baselines, .timeout = 180)
     cr_assert_not_null(strstr(out, "tok/s  ETA"), "%s", out);
     cr_assert_not_null(strstr(out, "distinct pairs, discount"), "%s", out);
     free(out);
+
+    /* Windows longer than the model's context, and a model of another vocabulary. */
+    rc = tu_run(&out, "%s perplexity --corpus %s --model %s --ctx 64", tu_aisle(), w.corpus, w.model);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "--ctx 64: the model"), "%s", out);
+    cr_assert_not_null(strstr(out, "takes 2 to 32 positions"), "%s", out);
+    free(out);
+    char *other = tu_path(w.dir, "other.gguf");
+    struct tiny_spec ts = {.dim = 16, .layers = 1, .heads = 2, .kv_heads = 1, .ff = 32, .vocab = 300, .ctx = 64,
+                           .wtype = GGML_TYPE_F32, .seed = 3};
+    cr_assert_eq(tiny_model_write(other, &ts), 0);
+    rc = tu_run(&out, "%s perplexity --corpus %s --model %s", tu_aisle(), w.corpus, other);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "has 300 tokens in its vocabulary but the corpus"), "%s", out);
+    cr_assert_not_null(strstr(out, "has 512: not the same tokenizer"), "%s", out);
+    free(out);
+    free(other);
     corpus_manifest_free(m);
     pworld_free(&w);
 }
