@@ -242,13 +242,20 @@ static int corpus_mode(const char *dir, const char *model_path, int ctx, uint64_
     struct scorer sc;
     if (model_path) {
         m = eng_load(model_path, threads, PIECE);
-        if ((uint32_t)lm_model_n_vocab(m) != man->vocab_size)
-            cli_die("%s has %d tokens in its vocabulary but the corpus %s has %u: not the same tokenizer",
-                    model_path, lm_model_n_vocab(m), dir, man->vocab_size);
+        int mv = lm_model_n_vocab(m), mctx = (int)lm_model_hparams(m)->n_ctx;
         if (!ctx)
-            ctx = (int)lm_model_hparams(m)->n_ctx;
-        if (ctx < 2 || ctx > (int)lm_model_hparams(m)->n_ctx)
-            cli_die("--ctx %d: the model %s takes 2 to %u positions", ctx, model_path, lm_model_hparams(m)->n_ctx);
+            ctx = mctx;
+        /* The model holds threads and maps: freed before exiting on an error. */
+        if ((uint32_t)mv != man->vocab_size || ctx < 2 || ctx > mctx) {
+            lm_model_free(m);
+            if ((uint32_t)mv != man->vocab_size)
+                snprintf(err, sizeof err, "%s has %d tokens in its vocabulary but the corpus %s has %u: not the "
+                         "same tokenizer", model_path, mv, dir, man->vocab_size);
+            else
+                snprintf(err, sizeof err, "--ctx %d: the model %s takes 2 to %d positions", ctx, model_path, mctx);
+            corpus_manifest_free(man);
+            cli_die("%s", err);
+        }
         scorer_init(&sc, m, ctx, f16);
     }
     int on[N_SCORERS] = {m != NULL, baselines, baselines, baselines, baselines};
