@@ -12,6 +12,7 @@
 #include "train/train_nn.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,40 @@ static size_t point_acts(struct ltr_acts *a, float *mem, const struct ltr_config
 }
 
 /* ---- pool jobs: static splits, so results do not depend on the thread count --- */
+
+/* SwiGLU forward and backward on the pool: chunks of SWIGLU_CHUNK elements
+ * taken dynamically (a descheduled thread's chunks go to the others); each
+ * element is computed by one thread with the same arithmetic, so the bits do
+ * not depend on the thread count. */
+#define SWIGLU_CHUNK 16384
+struct swiglu_job {
+    float *out, *dgate, *dup;
+    const float *gate, *up, *dout;
+    long n;
+    atomic_long next;
+};
+
+static void swiglu_run(void *ctx, int ith, int nth)
+{
+    struct swiglu_job *j = ctx;
+    (void)ith;
+    (void)nth;
+    for (long i0; (i0 = atomic_fetch_add(&j->next, SWIGLU_CHUNK)) < j->n;) {
+        int k = (int)(j->n - i0 < SWIGLU_CHUNK ? j->n - i0 : SWIGLU_CHUNK);
+        if (j->out)
+            nn_swiglu_forward(j->out + i0, j->gate + i0, j->up + i0, k);
+        else
+            nn_swiglu_backward(j->dgate + i0, j->dup + i0, j->dout + i0, j->gate + i0, j->up + i0, k);
+    }
+}
+
+static void swiglu_pool(struct tpool *pool, float *out, float *dgate, float *dup, const float *dout, const float *gate,
+                        const float *up, long n)
+{
+    struct swiglu_job j = {out, dgate, dup, gate, up, dout, n, 0};
+    atomic_init(&j.next, 0);
+    tpool_run_dynamic(pool, swiglu_run, &j);
+}
 
 /* Softmax cross-entropy by rows: each row is independent. */
 struct ce_job {
@@ -313,7 +348,7 @@ int ltr_forward(struct ltr_model *m, const int32_t *tokens, const int32_t *targe
         nn_rmsnorm_forward(xn2, res2, LAYER(p->ffn_norm, l, C), N, C, c->rms_eps);
         nn_matmul_forward(gate, xn2, LAYER(p->wgate, l, (size_t)F * C), N, C, F);
         nn_matmul_forward(up, xn2, LAYER(p->wup, l, (size_t)F * C), N, C, F);
-        nn_swiglu_forward(hsw, gate, up, N * F);
+        swiglu_pool(m->pool, hsw, NULL, NULL, NULL, gate, up, (long)N * F);
         nn_matmul_forward(xo, hsw, LAYER(p->wdown, l, (size_t)C * F), N, F, C);
         nn_residual_forward(xo, xo, res2, N * C);
     }
@@ -376,7 +411,7 @@ int ltr_backward(struct ltr_model *m, float grad_scale)
                            N, F, C);
         memset(a->dgate, 0, (size_t)N * F * sizeof(float));
         memset(a->dup, 0, (size_t)N * F * sizeof(float));
-        nn_swiglu_backward(a->dgate, a->dup, a->dh, gate, up, N * F);
+        swiglu_pool(m->pool, NULL, a->dgate, a->dup, a->dh, gate, up, (long)N * F);
         memset(a->dxn, 0, (size_t)N * C * sizeof(float));
         nn_matmul_backward(a->dxn, LAYER(g->wgate, l, (size_t)F * C), a->dgate, xn2, LAYER(p->wgate, l, (size_t)F * C),
                            N, C, F);
