@@ -146,13 +146,19 @@ struct src_result {
 };
 
 /* Count every training shard of the sources [first, first + n) into a new
- * n-gram model. */
-static struct ngram *count_train(const char *dir, const struct corpus_manifest *man, int first, int n)
+ * n-gram model, in pieces of 1M tokens with progress (rate, ETA) on stderr. */
+static struct ngram *count_train(const char *dir, const struct corpus_manifest *man, int first, int n,
+                                 const char *label)
 {
+    enum { CHUNK = 1 << 20 };
     struct ngram *g;
     char err[512], path[4096];
+    uint64_t total = 0, done = 0;
+    double t0 = cli_now(), last = t0;
     if (ngram_new(&g, man->vocab_size))
         cli_die("out of memory for the n-gram counts");
+    for (int s = first; s < first + n; s++)
+        total += man->sources[s].train.tokens;
     for (int s = first; s < first + n; s++) {
         const struct corpus_split *sp = &man->sources[s].train;
         for (int f = 0; f < sp->n_files; f++) {
@@ -163,7 +169,20 @@ static struct ngram *count_train(const char *dir, const struct corpus_manifest *
                 cli_die("%s", err);
             if (sh->kind != SHARD_TOKENS || sh->vocab_size != man->vocab_size)
                 cli_die("%s: not a token shard of the manifest's vocabulary (%u)", path, man->vocab_size);
-            rc = ngram_add(g, sh->tokens, sh->n_tokens);
+            rc = 0;
+            for (uint64_t i = 0; i < sh->n_tokens && !rc; i += CHUNK) {
+                size_t k = sh->n_tokens - i < CHUNK ? (size_t)(sh->n_tokens - i) : CHUNK;
+                rc = i ? ngram_add_cont(g, sh->tokens + i, k) : ngram_add(g, sh->tokens, k);
+                done += k;
+                double now = cli_now();
+                if (now - last >= 0.5) {
+                    last = now;
+                    double rate = (double)done / (now - t0), eta = (double)(total > done ? total - done : 0) / rate;
+                    fprintf(stderr, "\rn-grams (%s): %llu/%llu tokens  %.2fM tok/s  ETA %d:%02d   ", label,
+                            (unsigned long long)done, (unsigned long long)total, rate / 1e6, (int)(eta / 60),
+                            (int)eta % 60);
+                }
+            }
             shard_close(sh);
             if (rc)
                 cli_die("%s: counting n-grams: %s", path, aisle_strerror(rc));
@@ -263,8 +282,8 @@ static int corpus_mode(const char *dir, const char *model_path, int ctx, uint64_
     struct ngram *pooled = NULL;
     if (baselines) {
         double t0 = cli_now();
-        pooled = count_train(dir, man, 0, man->n_sources);
-        fprintf(stderr, "n-grams: %llu training tokens, %llu distinct pairs, discount %.4f, %.1f s\n",
+        pooled = count_train(dir, man, 0, man->n_sources, "all sources");
+        fprintf(stderr, "\rn-grams: %llu training tokens, %llu distinct pairs, discount %.4f, %.1f s\n",
                 (unsigned long long)ngram_tokens(pooled), (unsigned long long)ngram_pairs(pooled),
                 ngram_discount(pooled), cli_now() - t0);
     }
@@ -293,7 +312,7 @@ static int corpus_mode(const char *dir, const char *model_path, int ctx, uint64_
         struct src_result *r = &res[s];
         struct ngram *own = NULL;
         if (baselines && r->windows)
-            own = count_train(dir, man, s, 1);
+            own = count_train(dir, man, s, 1, r->name);
         for (uint64_t w = 0; w < r->windows; w++) {
             const int32_t *t = val[s] + w * (uint64_t)ctx;
             if (m) {

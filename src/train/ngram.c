@@ -24,6 +24,7 @@ struct ngram {
     uint64_t *keys;     /* (cap) USED | a << 32 | b, or 0 */
     uint32_t *counts;   /* (cap) c(a b), saturating */
     size_t cap, n_pairs;
+    int64_t last;       /* the last token counted, -1 before any (ngram_add_cont) */
     /* after finish */
     uint64_t *ctx;      /* (V) c(a .) */
     uint32_t *follow;   /* (V) N1+(a .) */
@@ -44,6 +45,7 @@ int ngram_new(struct ngram **out, uint32_t vocab_size)
     if (!g)
         return AISLE_ENOMEM;
     g->V = vocab_size;
+    g->last = -1;
     g->cap = 1u << 16;
     g->uni = calloc(vocab_size, sizeof(*g->uni));
     g->keys = calloc(g->cap, sizeof(*g->keys));
@@ -96,7 +98,8 @@ static int grow(struct ngram *g)
     return 0;
 }
 
-int ngram_add(struct ngram *g, const uint32_t *ids, size_t n)
+/* Count ids[0..n) after prev (the stream's previous token, or -1 at its start). */
+static int add_stream(struct ngram *g, const uint32_t *ids, size_t n, int64_t prev)
 {
     if (g->finished)
         return AISLE_EINVAL;
@@ -106,9 +109,11 @@ int ngram_add(struct ngram *g, const uint32_t *ids, size_t n)
             return AISLE_EINVAL;
         g->uni[b]++;
         g->n_tokens++;
-        if (i == 0)
+        int64_t a = i ? (int64_t)ids[i - 1] : prev;
+        g->last = (int64_t)b;
+        if (a < 0)
             continue;
-        uint64_t key = USED | (uint64_t)ids[i - 1] << 32 | b;
+        uint64_t key = USED | (uint64_t)a << 32 | b;
         size_t s = slot_of(key, g->cap);
         while (g->keys[s] && g->keys[s] != key)
             s = (s + 1) & (g->cap - 1);
@@ -128,6 +133,18 @@ int ngram_add(struct ngram *g, const uint32_t *ids, size_t n)
         }
     }
     return 0;
+}
+
+int ngram_add(struct ngram *g, const uint32_t *ids, size_t n)
+{
+    if (!g->finished)
+        g->last = -1;
+    return add_stream(g, ids, n, -1);
+}
+
+int ngram_add_cont(struct ngram *g, const uint32_t *ids, size_t n)
+{
+    return add_stream(g, ids, n, g->last);
 }
 
 int ngram_finish(struct ngram *g)

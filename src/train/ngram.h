@@ -56,6 +56,10 @@ void ngram_free(struct ngram *g); /* NULL is a no-op */
  * call is counted past it; or called after finish), AISLE_ETOOBIG (more than
  * NGRAM_MAX_PAIRS distinct pairs) or AISLE_ENOMEM. */
 int ngram_add(struct ngram *g, const uint32_t *ids, size_t n);
+/* The same for the next n tokens of the stream of the last add (its last
+ * token and ids[0] make a pair), so a stream can be counted in pieces (for
+ * progress) with the same counts as in one call. Same returns. */
+int ngram_add_cont(struct ngram *g, const uint32_t *ids, size_t n);
 
 /* Compute the bigram's derived counts and discount; no more adds after it.
  * 0 or AISLE_ENOMEM. Calling it twice is harmless. */

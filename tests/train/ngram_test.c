@@ -4,7 +4,8 @@
  *   - unigram and bigram probabilities equal hand-computed fractions on a
  *     six-token corpus; no pair spans two streams;
  *   - every context's distribution sums to 1 over the whole vocabulary;
- *   - the hash table's counts equal a dense count matrix through growth;
+ *   - the hash table's counts equal a dense count matrix through growth,
+ *     also when the stream is counted in pieces (ngram_add_cont);
  *   - the command on a corpus built here (demo store -> tokenizer -> corpus)
  *     with a tiny trained model: per-source lines whose baselines equal the
  *     library recomputed here on the same windows, a model that beats the
@@ -152,6 +153,22 @@ Test(lmeval_ngram, hash_counts_equal_dense_counts)
             distinct += dense[(size_t)a * V + b] > 0;
         }
     cr_assert_eq(ngram_pairs(g), distinct);
+    /* The same stream counted in pieces with ngram_add_cont: the same counts. */
+    struct ngram *h;
+    cr_assert_eq(ngram_new(&h, V), 0);
+    cr_assert_eq(ngram_add(h, t, 1000), 0);
+    cr_assert_eq(ngram_add_cont(h, t + 1000, 0), 0);
+    cr_assert_eq(ngram_add_cont(h, t + 1000, 77777), 0);
+    cr_assert_eq(ngram_add_cont(h, t + 78777, N - 78777), 0);
+    cr_assert_eq(ngram_finish(h), 0);
+    cr_assert_eq(ngram_pairs(h), distinct);
+    cr_assert_eq(ngram_tokens(h), N);
+    for (uint32_t a = 0; a < V; a++) {
+        cr_assert_eq(h->uni[a], g->uni[a]);
+        for (uint32_t b = 0; b < V; b++)
+            cr_assert_eq(pair_count(h, a, b), dense[(size_t)a * V + b], "pieces: c(%u %u)", a, b);
+    }
+    ngram_free(h);
     ngram_free(g);
     free(dense);
     free(t);
