@@ -571,7 +571,7 @@ int eval_answers(int argc, char **argv)
         if (len == 1 && line[0] == '\n')
             continue;
         json_error_t je;
-        json_t *rec = json_loadb(line, (size_t)len, JSON_DISABLE_EOF_CHECK, &je);
+        json_t *rec = json_loadb(line, (size_t)len, 0, &je);
         const char *ds = rec ? str_member(rec, "dataset") : NULL;
         if (!ds)
             cli_die("%s:%zu: %s", path, lineno, rec ? "no string member \"dataset\"" : je.text);
@@ -652,7 +652,7 @@ int eval_answers(int argc, char **argv)
         if (fseek(f, pick[i].off, SEEK_SET) || (len = getline(&line, &lcap, f)) <= 0)
             cli_die("%s: cannot read again at byte %ld", path, pick[i].off);
         json_error_t je;
-        json_t *rec = json_loadb(line, (size_t)len, JSON_DISABLE_EOF_CHECK, &je);
+        json_t *rec = json_loadb(line, (size_t)len, 0, &je);
         struct ea_example e;
         const char *why = rec ? example_from(&e, rec) : je.text;
         if (why)
