@@ -8,7 +8,8 @@
 # Environment: DATA (shared data sets, default ../shared/data), SESSION_SECONDS
 # (stop and checkpoint after this long; default: run to the end), AISLE (the
 # program, default build/aisle, built by make), MPI_NP (run under
-# `mpirun -np MPI_NP`, default: one process).
+# `mpirun -np MPI_NP`, default: one process), TRAIN_ARGS (extra `aisle train`
+# options that override the config, e.g. "--tokens 4000000" for a shorter run).
 #
 # Steps (each skipped when its output exists):
 #   1. the demo store in WORK/store.db (aisle ingest of data/demo-store)
@@ -55,10 +56,11 @@ LIMIT=""
 [ -n "${SESSION_SECONDS:-}" ] && LIMIT="--time-limit $SESSION_SECONDS"
 if [ -f "$WORK/run/ckpt.bin" ]; then
     # shellcheck disable=SC2086
-    $RUNNER "$AISLE" train --resume "$WORK/run/ckpt.bin" --corpus "$WORK/corpus" $LIMIT
+    $RUNNER "$AISLE" train --resume "$WORK/run/ckpt.bin" --corpus "$WORK/corpus" $LIMIT ${TRAIN_ARGS:-}
 else
     # shellcheck disable=SC2086
-    $RUNNER "$AISLE" train --config "$ROOT/scripts/default-model.conf" --corpus "$WORK/corpus" --out "$WORK/run" $LIMIT
+    $RUNNER "$AISLE" train --config "$ROOT/scripts/default-model.conf" --corpus "$WORK/corpus" --out "$WORK/run" $LIMIT \
+        ${TRAIN_ARGS:-}
 fi
 
 if [ -f "$WORK/run/model-q8_0.gguf" ]; then
