@@ -15,8 +15,13 @@
  * baseline) on the same questions in the same run: catalog-wide over all
  * sources, and restricted to one product.
  *
+ * With --embed DB (a store with an encoder), it times passage embedding:
+ * the reference path against the fast one, on one thread and on all cores,
+ * on the same passages in the same run (--embed-n N passages, default 200k).
+ *
  * Output: `name value unit` lines on stdout; `#` lines are context.
  * Usage: dense [--reviews N] [--catalog N] [--queries N] [--store DB]
+ *              [--embed DB [--embed-n N]]
  */
 #include "core/buf.h"
 #include "core/error.h"
@@ -29,6 +34,7 @@
 
 #include <math.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,9 +189,125 @@ static int store_mode(const char *db, size_t nq)
     return 0;
 }
 
+/* ---- --embed DB: passage embedding throughput ---- */
+
+struct embed_job {
+    const struct encoder *e;
+    char **texts;
+    float *out; /* (n, D) */
+    size_t n;
+    atomic_size_t next;
+};
+
+static void embed_fn(void *ctx, int ith, int nth)
+{
+    (void)ith;
+    (void)nth;
+    struct embed_job *j = ctx;
+    for (;;) {
+        size_t i0 = atomic_fetch_add(&j->next, 64);
+        if (i0 >= j->n)
+            return;
+        for (size_t i = i0; i < j->n && i < i0 + 64; i++)
+            if (enc_embed(j->e, j->texts[i], strlen(j->texts[i]), j->out + i * (size_t)j->e->D))
+                die("embed", "failed");
+    }
+}
+
+/* Embed up to n passages of store db (their indexing text) three ways in the
+ * same run: the reference path (enc_embed_reference: lex_terms, per-feature
+ * FNV, nn_axpy_f32 per feature, one malloc pair per call) on one thread, the
+ * fast path (enc_embed) on one thread, and the fast path on every online CPU
+ * through the thread pool, as dense_index_pending runs it. The vectors are
+ * compared: bit-equal count and the largest difference. */
+static int embed_mode(const char *db, size_t n)
+{
+    char err[1024];
+    struct store *s;
+    if (store_open(&s, db, STORE_READONLY, err, sizeof(err)))
+        die("store", err);
+    struct encoder *e;
+    if (dense_get_encoder(s, &e, err, sizeof(err)))
+        die("encoder", err);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(store_db(s), "SELECT source, text, aux FROM passages ORDER BY id LIMIT ?1", -1, &st,
+                           NULL))
+        die("select", sqlite3_errmsg(store_db(s)));
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)n);
+    char **texts = malloc(n * sizeof(char *));
+    size_t nt = 0, bytes = 0;
+    struct buf b;
+    buf_init(&b, 0);
+    while (nt < n && sqlite3_step(st) == SQLITE_ROW) {
+        const char *src = (const char *)sqlite3_column_text(st, 0), *t = (const char *)sqlite3_column_text(st, 1),
+                   *aux = (const char *)sqlite3_column_text(st, 2);
+        buf_reset(&b);
+        if (dense_passage_text(&b, src ? src : "", t ? t : "", aux))
+            die("text", "out of memory");
+        texts[nt] = strdup(b.data ? b.data : "");
+        bytes += b.len;
+        nt++;
+    }
+    sqlite3_finalize(st);
+    buf_release(&b);
+    int D = e->D;
+    float *ref = malloc(nt * (size_t)D * sizeof(float)), *fast = malloc(nt * (size_t)D * sizeof(float));
+    float *par = malloc(nt * (size_t)D * sizeof(float));
+    struct tpool *pool = tpool_new(0);
+    printf("# embed: %zu passages (%.0f bytes mean) of %s; kernel path %s; %ld CPUs online, %d threads; the "
+           "machine is shared\n",
+           nt, nt ? (double)bytes / (double)nt : 0.0, db, tensor_path_name(tensor_path()),
+           sysconf(_SC_NPROCESSORS_ONLN), tpool_nthreads(pool));
+    double t0 = now(), c0 = cpu_now();
+    for (size_t i = 0; i < nt; i++)
+        if (enc_embed_reference(e, texts[i], strlen(texts[i]), ref + i * (size_t)D))
+            die("embed", "failed");
+    double tr = now() - t0, cr = cpu_now() - c0;
+    t0 = now();
+    c0 = cpu_now();
+    for (size_t i = 0; i < nt; i++)
+        if (enc_embed(e, texts[i], strlen(texts[i]), fast + i * (size_t)D))
+            die("embed", "failed");
+    double tf = now() - t0, cf = cpu_now() - c0;
+    struct embed_job job = {.e = e, .texts = texts, .out = par, .n = nt};
+    atomic_init(&job.next, 0);
+    t0 = now();
+    tpool_run_dynamic(pool, embed_fn, &job);
+    double tp = now() - t0;
+    size_t same = 0;
+    double maxd = 0;
+    for (size_t i = 0; i < nt; i++) {
+        const float *a = ref + i * (size_t)D, *f = fast + i * (size_t)D, *q = par + i * (size_t)D;
+        same += !memcmp(a, f, (size_t)D * sizeof(float)) && !memcmp(a, q, (size_t)D * sizeof(float));
+        for (int j = 0; j < D; j++) {
+            double d = fabs((double)a[j] - f[j]), d2 = fabs((double)a[j] - q[j]);
+            maxd = d > maxd ? d : maxd;
+            maxd = d2 > maxd ? d2 : maxd;
+        }
+    }
+    printf("embed_reference_1t %.0f passages/s\nembed_reference_1t_cpu %.2f us/passage\n", (double)nt / tr,
+           cr * 1e6 / (double)nt);
+    printf("embed_fast_1t %.0f passages/s\nembed_fast_1t_cpu %.2f us/passage\n", (double)nt / tf,
+           cf * 1e6 / (double)nt);
+    printf("embed_fast_%dt %.0f passages/s\n", tpool_nthreads(pool), (double)nt / tp);
+    printf("embed_speedup_1t %.2f x (cpu %.2f x)\nembed_speedup_%dt %.2f x\n", tr / tf, cr / cf,
+           tpool_nthreads(pool), tr / tp);
+    printf("embed_bit_equal %zu of %zu vectors\nembed_max_abs_diff %.3g\n", same, nt, maxd);
+    tpool_free(pool);
+    for (size_t i = 0; i < nt; i++)
+        free(texts[i]);
+    free(texts);
+    free(ref);
+    free(fast);
+    free(par);
+    enc_free(e);
+    store_close(s);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    size_t nrev = 1000000, ncat = 500000, nq = 200;
+    size_t nrev = 1000000, ncat = 500000, nq = 200, nembed = 200000;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--reviews"))
             nrev = (size_t)atol(argv[i + 1]);
@@ -193,10 +315,14 @@ int main(int argc, char **argv)
             ncat = (size_t)atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--queries"))
             nq = (size_t)atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--embed-n"))
+            nembed = (size_t)atol(argv[i + 1]);
     }
     for (int i = 1; i + 1 < argc; i += 2)
         if (!strcmp(argv[i], "--store"))
             return store_mode(argv[i + 1], nq ? nq : 1);
+        else if (!strcmp(argv[i], "--embed"))
+            return embed_mode(argv[i + 1], nembed ? nembed : 1);
     char err[1024], path[] = "/tmp/aisle-bench-dense-XXXXXX";
     int fd = mkstemp(path);
     if (fd < 0)

@@ -14,11 +14,13 @@
 #include "tensor/tensor.h"
 
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define COMMIT_EVERY 4096
+#define COMMIT_EVERY 16384 /* passages embedded per transaction */
+#define EMBED_THREADS 0     /* threads that embed: 0 = every online CPU */
 #define SCAN_CHUNK 4096 /* rows dotted per kernel call */
 
 struct group {
@@ -52,9 +54,12 @@ static int dberr(sqlite3 *db, const char *what, char *err, size_t errlen)
 
 int dense_passage_text(struct buf *b, const char *source, const char *text, const char *aux)
 {
+    /* appends, not buf_printf: this runs once per passage indexed */
     int rc = 0;
-    if (aux && *aux && (!strcmp(source, "qa") || !strcmp(source, "review") || !strcmp(source, "product")))
-        rc = !strcmp(source, "product") ? buf_printf(b, "%s %s", text, aux) : buf_printf(b, "%s. %s", aux, text);
+    if (aux && *aux && !strcmp(source, "product"))
+        rc = buf_puts(b, text) || buf_putc(b, ' ') || buf_puts(b, aux);
+    else if (aux && *aux && (!strcmp(source, "qa") || !strcmp(source, "review")))
+        rc = buf_puts(b, aux) || buf_append(b, ". ", 2) || buf_puts(b, text);
     else
         rc = buf_puts(b, text);
     return rc ? AISLE_ENOMEM : 0;
@@ -140,19 +145,69 @@ int dense_get_encoder(struct store *s, struct encoder **out, char *err, size_t e
     return rc;
 }
 
+/* One batch of pending passages: their texts back to back in text, each
+ * row's vector (4-byte scale, then D int8) into vecs. */
+struct embed_batch {
+    const struct encoder *e;
+    struct pend_row {
+        int64_t id;
+        int grp;
+        size_t off, len; /* the passage text, in text */
+    } *rows;             /* (n) */
+    const char *text;
+    int8_t *vecs; /* (n, 4 + D) */
+    size_t n;
+    atomic_size_t next; /* the next row to claim */
+    atomic_int rc;      /* the first error, 0 if none */
+};
+
+#define EMBED_CLAIM 32 /* rows a thread claims at a time */
+
+/* A thread's share of a batch: rows taken EMBED_CLAIM at a time from the
+ * shared counter, so a descheduled thread holds up nobody. */
+static void embed_rows_fn(void *ctx, int ith, int nth)
+{
+    (void)ith;
+    (void)nth;
+    struct embed_batch *b = ctx;
+    int D = b->e->D;
+    float v[ENC_MAX_DIM];
+    for (;;) {
+        size_t i0 = atomic_fetch_add(&b->next, EMBED_CLAIM);
+        if (i0 >= b->n)
+            return;
+        size_t i1 = i0 + EMBED_CLAIM < b->n ? i0 + EMBED_CLAIM : b->n;
+        for (size_t i = i0; i < i1; i++) {
+            int rc = enc_embed(b->e, b->text + b->rows[i].off, b->rows[i].len, v);
+            if (rc) {
+                int zero = 0;
+                atomic_compare_exchange_strong(&b->rc, &zero, rc);
+                return;
+            }
+            int8_t *q = b->vecs + i * (size_t)(4 + D);
+            float scale = nn_quantize_i8(q + 4, v, D);
+            memcpy(q, &scale, 4);
+        }
+    }
+}
+
 int dense_index_pending(struct store *s, const struct encoder *e,
                         void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx, size_t *added,
                         char *err, size_t errlen)
 {
     sqlite3 *db = store_db(s);
     sqlite3_stmt *cnt = NULL, *sel = NULL, *ins = NULL;
-    float *v = malloc((size_t)e->D * sizeof(float));
-    unsigned char *blob = malloc(4 + (size_t)e->D);
+    struct pend_row *rows = malloc(COMMIT_EVERY * sizeof(*rows));
+    int8_t *vecs = malloc((size_t)COMMIT_EVERY * (size_t)(4 + e->D));
+    /* Embedding is nearly all the work: every core takes rows of each batch
+     * (the caller too) between this thread's SQLite reads and writes. A pool
+     * that cannot start leaves the caller to do it alone (p NULL). */
+    struct tpool *pool = tpool_new(EMBED_THREADS);
     struct buf text;
     buf_init(&text, 0);
     int rc = 0, in_tx = 0;
     uint64_t total = 0, done = 0;
-    if (!v || !blob) {
+    if (!rows || !vecs) {
         rc = AISLE_ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -176,8 +231,8 @@ int dense_index_pending(struct store *s, const struct encoder *e,
         progress(ctx, 0, total);
     int64_t last = 0;
     for (;;) {
-        /* Read a batch first, then write it: the SELECT's cursor is not held
-         * open across writes to the table it filters on. */
+        /* Read a batch first, then embed it, then write it: the SELECT's
+         * cursor is not held open across writes to the table it filters on. */
         size_t nb = 0;
         if ((rc = store_begin(s))) {
             snprintf(err, errlen, "%s", store_errmsg(s));
@@ -185,37 +240,31 @@ int dense_index_pending(struct store *s, const struct encoder *e,
         }
         in_tx = 1;
         sqlite3_bind_int64(sel, 1, last);
+        buf_reset(&text);
         int src;
-        struct row {
-            int64_t id;
-            int grp;
-        } *rows = malloc(COMMIT_EVERY * sizeof(*rows));
-        int8_t *vecs = malloc((size_t)COMMIT_EVERY * (size_t)(4 + e->D));
-        if (!rows || !vecs) {
-            free(rows);
-            free(vecs);
-            rc = AISLE_ENOMEM;
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
         while ((src = sqlite3_step(sel)) == SQLITE_ROW) {
             const char *source = (const char *)sqlite3_column_text(sel, 1);
             const char *t = (const char *)sqlite3_column_text(sel, 2);
             const char *aux = (const char *)sqlite3_column_text(sel, 3);
-            buf_reset(&text);
-            if ((rc = dense_passage_text(&text, source ? source : "", t ? t : "", aux)) ||
-                (rc = enc_embed(e, text.data ? text.data : "", text.len, v)))
+            size_t off = text.len;
+            if ((rc = dense_passage_text(&text, source ? source : "", t ? t : "", aux)))
                 break;
             rows[nb].id = sqlite3_column_int64(sel, 0);
             rows[nb].grp = (int)dense_group_of(source ? source : "");
-            int8_t *q = vecs + nb * (size_t)(4 + e->D);
-            float scale = nn_quantize_i8(q + 4, v, e->D);
-            memcpy(q, &scale, 4);
+            rows[nb].off = off;
+            rows[nb].len = text.len - off;
             nb++;
         }
         sqlite3_reset(sel);
         if (!rc && src != SQLITE_DONE && src != SQLITE_ROW)
             rc = AISLE_EDB;
+        if (!rc && nb) {
+            struct embed_batch eb = {.e = e, .rows = rows, .text = text.data, .vecs = vecs, .n = nb};
+            atomic_init(&eb.next, 0);
+            atomic_init(&eb.rc, 0);
+            tpool_run_dynamic(pool, embed_rows_fn, &eb);
+            rc = atomic_load(&eb.rc);
+        }
         for (size_t i = 0; !rc && i < nb; i++) {
             sqlite3_bind_int64(ins, 1, rows[i].id);
             sqlite3_bind_int(ins, 2, rows[i].grp);
@@ -225,8 +274,6 @@ int dense_index_pending(struct store *s, const struct encoder *e,
             sqlite3_reset(ins);
             last = rows[i].id;
         }
-        free(rows);
-        free(vecs);
         if (rc) {
             if (rc == AISLE_EDB)
                 dberr(db, "store vectors", err, errlen);
@@ -257,8 +304,9 @@ out:
     sqlite3_finalize(sel);
     sqlite3_finalize(ins);
     buf_release(&text);
-    free(v);
-    free(blob);
+    tpool_free(pool);
+    free(rows);
+    free(vecs);
     return rc;
 }
 

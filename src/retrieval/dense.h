@@ -17,7 +17,9 @@
  *
  * Ownership: struct dense_index owns its arrays; the store is borrowed per
  * call. THREAD SAFETY: one index per thread (it refreshes in place); the
- * indexing functions write through the caller's connection.
+ * indexing functions write through the caller's connection, from the calling
+ * thread only (dense_index_pending's worker threads only embed, touching
+ * neither SQLite nor the store).
  */
 #ifndef AISLE_RETRIEVAL_DENSE_H
 #define AISLE_RETRIEVAL_DENSE_H
@@ -37,7 +39,9 @@ int dense_set_encoder(struct store *s, const void *bytes, size_t len, char *err,
 /* The store's encoder. AISLE_ENOTFOUND when it has none. */
 int dense_get_encoder(struct store *s, struct encoder **out, char *err, size_t errlen);
 
-/* Embed every passage without a vector, committing every 4,096 passages.
+/* Embed every passage without a vector: batches of 16,384 passages are read,
+ * embedded on every online CPU (a thread pool of this call's own, the caller
+ * included; alone if no thread can start), written and committed.
  * progress (may be NULL) gets (done, total) now and then. *added (may be NULL)
  * gets the count. 0 or a negative code with err. Must not run inside the
  * caller's transaction. */

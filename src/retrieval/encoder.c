@@ -12,6 +12,7 @@
 #include "retrieval/encoder.h"
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "retrieval/lexical.h"
 #include "tensor/tensor.h"
 
@@ -20,6 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #define TRI_PER_TERM 32 /* character trigrams kept per term */
 
@@ -50,7 +55,10 @@ static double rng_unit(uint64_t *s)
     return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
 }
 
-int enc_new(struct encoder **out, int D, uint32_t nbuckets, uint64_t seed)
+/* An encoder of D dims and nbuckets buckets with its arrays uninitialized
+ * (enc_read fills them: drawing 2M Gaussians it would overwrite cost ~0.1 s
+ * per load, and ingest loads the store's encoder after every file). */
+static int enc_alloc(struct encoder **out, int D, uint32_t nbuckets)
 {
     if (D < ENC_MIN_DIM || D > ENC_MAX_DIM || D % 8 || nbuckets < ENC_MIN_BUCKETS || nbuckets > ENC_MAX_BUCKETS ||
         (nbuckets & (nbuckets - 1)))
@@ -66,6 +74,16 @@ int enc_new(struct encoder **out, int D, uint32_t nbuckets, uint64_t seed)
         enc_free(e);
         return AISLE_ENOMEM;
     }
+    *out = e;
+    return 0;
+}
+
+int enc_new(struct encoder **out, int D, uint32_t nbuckets, uint64_t seed)
+{
+    struct encoder *e;
+    int rc = enc_alloc(&e, D, nbuckets);
+    if (rc)
+        return rc;
     uint64_t s = seed ? seed : 1;
     float sd = init_scale / sqrtf((float)D);
     for (uint32_t b = 0; b < nbuckets; b++) {
@@ -135,7 +153,7 @@ int enc_read(struct encoder **out, const void *data, size_t len, char *err, size
                  (unsigned long long)want, nb, D);
         goto fail;
     }
-    if ((rc = enc_new(&e, (int)D, nb, 1))) {
+    if ((rc = enc_alloc(&e, (int)D, nb))) {
         snprintf(err, errlen, "encoder: out of memory");
         goto fail;
     }
@@ -241,6 +259,21 @@ int enc_write(const struct encoder *e, struct buf *b)
     return rc;
 }
 
+/* ---- features ----
+ *
+ * Two paths give the same features in the same order (so the same float sums):
+ * the reference (features_ref: lex_terms, then FNV-1a over each feature's
+ * bytes), kept for tests and bench/dense, and the fast one (enc_features):
+ * for ASCII text, which is most of a store, the terms are cut here with no
+ * allocation (lex_terms on ASCII folds A-Z to a-z, and its token characters
+ * are exactly [0-9A-Za-z]), duplicates are found with a small hash table
+ * instead of lex_terms' quadratic strcmp, and the FNV states after each
+ * feature's kind byte are constants. Other text goes through lex_terms. */
+
+#define FNV_BASIS 14695981039346656037ull
+#define FNV_PRIME 1099511628211ull
+#define FNV_AFTER(c) ((FNV_BASIS ^ (uint64_t)(c)) * FNV_PRIME) /* fnv(FNV_BASIS, &c, 1) */
+
 static void add_feat(const struct encoder *e, struct enc_feats *f, uint64_t h, float w)
 {
     if (f->n >= ENC_MAX_FEATURES)
@@ -250,7 +283,8 @@ static void add_feat(const struct encoder *e, struct enc_feats *f, uint64_t h, f
     f->n++;
 }
 
-int enc_features(const struct encoder *e, const char *text, size_t len, struct enc_feats *f)
+/* The reference: the features exactly as the encoder was trained on them. */
+static int features_ref(const struct encoder *e, const char *text, size_t len, struct enc_feats *f)
 {
     char **t;
     int nt = lex_terms(text, len, 0, &t, ENC_MAX_TERMS);
@@ -279,6 +313,129 @@ int enc_features(const struct encoder *e, const char *text, size_t len, struct e
     return 0;
 }
 
+struct term {
+    const char *p; /* folded bytes, not NUL-terminated */
+    uint32_t len;
+    uint64_t hu; /* the unigram feature's hash: fnv(FNV_AFTER('u'), p, len) */
+};
+
+#define TERM_SLOTS 512 /* open addressing over <= ENC_MAX_TERMS terms: load <= 1/2 */
+
+/* Scratch of one fast feature extraction (about 14 KB, on the stack). */
+struct term_ws {
+    char fold[LEX_MAX_QUERY];
+    struct term t[ENC_MAX_TERMS];
+    uint16_t slot[TERM_SLOTS]; /* 1 + index into t, 0 = empty */
+};
+
+static int ascii_alnum(unsigned char c)
+{
+    return (unsigned)(c - '0') < 10u || (unsigned)(c - 'a') < 26u;
+}
+
+/* The distinct terms of text, as lex_terms(text, len, 0, .., ENC_MAX_TERMS)
+ * gives them, into ws->t; the count, or -1 when the bytes lex_terms would
+ * read are not all ASCII (the caller then uses lex_terms). */
+static int ascii_terms(const char *text, size_t len, struct term_ws *ws)
+{
+    size_t L = utf8_trim(text, len, LEX_MAX_QUERY); /* lex_terms' cut, same bytes */
+    const unsigned char *in = (const unsigned char *)text;
+    unsigned char acc = 0;
+    for (size_t i = 0; i < L; i++) {
+        unsigned char c = in[i];
+        acc |= c;
+        ws->fold[i] = (char)((unsigned)(c - 'A') < 26u ? c + 32 : c);
+    }
+    if (acc & 0x80)
+        return -1;
+    memset(ws->slot, 0, sizeof(ws->slot));
+    const unsigned char *fo = (const unsigned char *)ws->fold;
+    int n = 0;
+    size_t p = 0;
+    while (p < L && n < ENC_MAX_TERMS) {
+        if (!ascii_alnum(fo[p])) {
+            p++;
+            continue;
+        }
+        size_t s = p;
+        uint64_t h = FNV_AFTER('u');
+        while (p < L && ascii_alnum(fo[p]))
+            h = (h ^ fo[p++]) * FNV_PRIME;
+        uint32_t tl = (uint32_t)(p - s);
+        size_t k = (size_t)(h ^ (h >> 29)) & (TERM_SLOTS - 1);
+        int dup = 0;
+        while (ws->slot[k]) {
+            const struct term *o = &ws->t[ws->slot[k] - 1];
+            if (o->hu == h && o->len == tl && !memcmp(o->p, fo + s, tl)) {
+                dup = 1;
+                break;
+            }
+            k = (k + 1) & (TERM_SLOTS - 1);
+        }
+        if (dup)
+            continue;
+        ws->t[n] = (struct term){ws->fold + s, tl, h};
+        ws->slot[k] = (uint16_t)(n + 1);
+        n++;
+    }
+    return n;
+}
+
+/* The features of terms t[0..nt) in the reference's order. */
+static void terms_features(const struct encoder *e, const struct term *t, int nt, struct enc_feats *f)
+{
+    uint32_t mask = e->nbuckets - 1;
+    size_t n = 0;
+    uint64_t hb = 0; /* fnv(FNV_AFTER('b'), previous term) */
+    for (int i = 0; i < nt && n < ENC_MAX_FEATURES; i++) {
+        const unsigned char *w = (const unsigned char *)t[i].p;
+        uint32_t tl = t[i].len;
+        f->bucket[n] = (uint32_t)(t[i].hu & mask);
+        f->w[n++] = 1.0f;
+        if (i > 0 && n < ENC_MAX_FEATURES) {
+            uint64_t h = (hb ^ ' ') * FNV_PRIME;
+            for (uint32_t c = 0; c < tl; c++)
+                h = (h ^ w[c]) * FNV_PRIME;
+            f->bucket[n] = (uint32_t)(h & mask);
+            f->w[n++] = 1.0f;
+        }
+        hb = FNV_AFTER('b');
+        for (uint32_t c = 0; c < tl; c++)
+            hb = (hb ^ w[c]) * FNV_PRIME;
+        uint32_t ntri = tl < TRI_PER_TERM ? tl : TRI_PER_TERM;
+        float tw = 1.0f / (float)ntri;
+        for (uint32_t k = 0; k < ntri && n < ENC_MAX_FEATURES; k++) {
+            /* bytes k, k+1, k+2 of "<" term ">" */
+            unsigned g0 = k == 0 ? '<' : w[k - 1], g1 = w[k], g2 = k + 1 == tl ? '>' : w[k + 1];
+            uint64_t h = ((((FNV_AFTER('t') ^ g0) * FNV_PRIME) ^ g1) * FNV_PRIME ^ g2) * FNV_PRIME;
+            f->bucket[n] = (uint32_t)(h & mask);
+            f->w[n++] = tw;
+        }
+    }
+    f->n = n;
+}
+
+int enc_features(const struct encoder *e, const char *text, size_t len, struct enc_feats *f)
+{
+    struct term_ws ws;
+    int nt = ascii_terms(text, len, &ws);
+    if (nt >= 0) {
+        terms_features(e, ws.t, nt, f);
+        return 0;
+    }
+    char **t;
+    nt = lex_terms(text, len, 0, &t, ENC_MAX_TERMS);
+    if (nt < 0)
+        return nt;
+    for (int i = 0; i < nt; i++) {
+        size_t tl = strlen(t[i]);
+        ws.t[i] = (struct term){t[i], (uint32_t)tl, fnv(FNV_AFTER('u'), t[i], tl)};
+    }
+    terms_features(e, ws.t, nt, f);
+    free(t);
+    return 0;
+}
+
 /* v (D) = sum of w * idf * E rows; returns |v|. */
 static float bag(const struct encoder *e, const struct enc_feats *f, float *v)
 {
@@ -288,7 +445,94 @@ static float bag(const struct encoder *e, const struct enc_feats *f, float *v)
     return sqrtf(nn_dot_f32(v, v, e->D));
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* v (D) = sum_i a[i] E[bk[i]]: each 64-wide slice of v stays in eight
+ * registers over all n rows (nn_axpy_f32 per row loads and stores v each
+ * time). Every lane is the same chain of fmadds as the AVX2/AVX-512
+ * nn_axpy_f32 (v = a * x + v, rows in order, from 0), so the sums are equal
+ * bit for bit. D a multiple of 8. */
+__attribute__((target("avx2,fma"))) static void bag_avx2(const float *E, int D, const uint32_t *bk, const float *a,
+                                                         size_t n, float *v)
+{
+    int c = 0;
+    for (; c + 64 <= D; c += 64) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+        for (size_t i = 0; i < n; i++) {
+            const float *r = E + (size_t)bk[i] * (size_t)D + c;
+            __m256 av = _mm256_set1_ps(a[i]);
+            s0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r), s0);
+            s1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 8), s1);
+            s2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 16), s2);
+            s3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 24), s3);
+            s4 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 32), s4);
+            s5 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 40), s5);
+            s6 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 48), s6);
+            s7 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 56), s7);
+        }
+        _mm256_storeu_ps(v + c, s0);
+        _mm256_storeu_ps(v + c + 8, s1);
+        _mm256_storeu_ps(v + c + 16, s2);
+        _mm256_storeu_ps(v + c + 24, s3);
+        _mm256_storeu_ps(v + c + 32, s4);
+        _mm256_storeu_ps(v + c + 40, s5);
+        _mm256_storeu_ps(v + c + 48, s6);
+        _mm256_storeu_ps(v + c + 56, s7);
+    }
+    for (; c < D; c += 8) {
+        __m256 s0 = _mm256_setzero_ps();
+        for (size_t i = 0; i < n; i++)
+            s0 = _mm256_fmadd_ps(_mm256_set1_ps(a[i]), _mm256_loadu_ps(E + (size_t)bk[i] * (size_t)D + c), s0);
+        _mm256_storeu_ps(v + c, s0);
+    }
+}
+#endif
+
+/* v (D) = the bag of f, the fast way where the CPU allows (the AVX2 kernel
+ * above; the scalar tensor path, forced or not, keeps nn_axpy_f32). */
+static void bag_fast(const struct encoder *e, const struct enc_feats *f, float *a, float *v)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (tensor_path() != TENSOR_PATH_SCALAR) {
+        for (size_t i = 0; i < f->n; i++)
+            a[i] = f->w[i] * e->idf[f->bucket[i]];
+        bag_avx2(e->E, e->D, f->bucket, a, f->n, v);
+        return;
+    }
+#endif
+    (void)a;
+    bag(e, f, v);
+}
+
+/* out (D) = v / |v|, computed after scaling by the largest magnitude so a bag
+ * of tiny weights (squares below FLT_MIN) still gets a unit vector. */
+static void unit(float *out, int D)
+{
+    float mx = 0.0f;
+    for (int j = 0; j < D; j++)
+        mx = fabsf(out[j]) > mx ? fabsf(out[j]) : mx;
+    double n2 = 0;
+    for (int j = 0; j < D; j++) {
+        out[j] = mx > 0.0f ? out[j] / mx : 0.0f;
+        n2 += (double)out[j] * out[j];
+    }
+    for (int j = 0; j < D; j++)
+        out[j] = n2 > 0 ? (float)(out[j] / sqrt(n2)) : 0.0f;
+}
+
 int enc_embed(const struct encoder *e, const char *text, size_t len, float *out)
+{
+    uint32_t bk[ENC_MAX_FEATURES];
+    float w[ENC_MAX_FEATURES], a[ENC_MAX_FEATURES];
+    struct enc_feats f = {bk, w, 0};
+    int rc = enc_features(e, text, len, &f);
+    if (rc)
+        return rc;
+    bag_fast(e, &f, a, out);
+    unit(out, e->D);
+    return 0;
+}
+
+int enc_embed_reference(const struct encoder *e, const char *text, size_t len, float *out)
 {
     uint32_t *bk = malloc(ENC_MAX_FEATURES * sizeof(uint32_t));
     float *w = malloc(ENC_MAX_FEATURES * sizeof(float));
@@ -296,21 +540,10 @@ int enc_embed(const struct encoder *e, const char *text, size_t len, float *out)
     if (!bk || !w)
         goto out;
     struct enc_feats f = {bk, w, 0};
-    if ((rc = enc_features(e, text, len, &f)))
+    if ((rc = features_ref(e, text, len, &f)))
         goto out;
     bag(e, &f, out);
-    /* Normalize after scaling by the largest magnitude, so a bag of tiny
-     * weights (squares below FLT_MIN) still gets a unit vector. */
-    float mx = 0.0f;
-    for (int j = 0; j < e->D; j++)
-        mx = fabsf(out[j]) > mx ? fabsf(out[j]) : mx;
-    double n2 = 0;
-    for (int j = 0; j < e->D; j++) {
-        out[j] = mx > 0.0f ? out[j] / mx : 0.0f;
-        n2 += (double)out[j] * out[j];
-    }
-    for (int j = 0; j < e->D; j++)
-        out[j] = n2 > 0 ? (float)(out[j] / sqrt(n2)) : 0.0f;
+    unit(out, e->D);
 out:
     free(bk);
     free(w);

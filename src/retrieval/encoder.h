@@ -11,8 +11,9 @@
  * feature. A feature's bucket is a 64-bit FNV-1a hash of its kind and bytes
  * modulo nbuckets (a power of two). The embedding is sum_f w_f E[bucket_f]
  * normalized to length 1, where w_f = idf[bucket] (trigrams share one word's
- * weight between them). Embedding costs one pass over the features: about
- * 20 us for a 100-word review on one core.
+ * weight between them). Embedding costs one pass over the features (ASCII
+ * text is cut without lex_terms' allocations, the bag sums in AVX2 registers):
+ * figures in docs/PERFORMANCE.md.
  *
  * File format (little-endian), checked in full by enc_read before use:
  *   0   char[8]  magic "AISLENC\0"
@@ -79,8 +80,14 @@ int enc_write(const struct encoder *e, struct buf *b);
  * caller's, each of ENC_MAX_FEATURES entries). 0 or AISLE_ENOMEM. */
 int enc_features(const struct encoder *e, const char *text, size_t len, struct enc_feats *f);
 /* out (D) = the unit-length embedding of text; all zeros for a text with no
- * terms. 0 or AISLE_ENOMEM. */
+ * terms. 0 or AISLE_ENOMEM. Allocates nothing for ASCII text (about 60 KB of
+ * stack); sums with the AVX2 embedding-bag kernel unless the tensor path is
+ * scalar. */
 int enc_embed(const struct encoder *e, const char *text, size_t len, float *out);
+/* The original path, kept as the reference that tests and bench/dense compare
+ * enc_embed with: lex_terms, per-feature FNV-1a, one nn_axpy_f32 per feature.
+ * On the AVX2 / AVX-512 tensor paths both give the same bits. */
+int enc_embed_reference(const struct encoder *e, const char *text, size_t len, float *out);
 
 /* Set idf from a corpus of texts: idf[b] = log(1 + N / (1 + df[b])), df the
  * number of texts holding a feature in bucket b. 0 or AISLE_ENOMEM. */

@@ -184,6 +184,130 @@ Test(encoder, shipped_model_loads_and_ranks_its_kind_of_pairs)
     enc_free(e);
 }
 
+/* Texts that walk every branch of the fast feature path: ASCII with case,
+ * punctuation, NUL bytes and repeated words; long texts past ENC_MAX_TERMS
+ * distinct terms, past ENC_MAX_FEATURES features and past lex_terms' 4,096
+ * bytes (cut on an ASCII byte and at a continuation byte); non-ASCII text
+ * (diacritics, ß, the Kelvin sign that folds to ASCII k, invalid UTF-8),
+ * which takes lex_terms. */
+static size_t fast_path_texts(char **t, size_t max)
+{
+    static const char *const fixed[] = {
+        "",
+        "   ,.;  ",
+        "Will this CRISPER drawer fit my Frigidaire FFTR1821TW? It fits, it FITS.",
+        "a a a b a b",
+        "Café crème — naïve Straße ﬁne \xe2\x84\xaa" "elvin",
+        "bad \xff\xfe bytes \xc3 here",
+        "x",
+        "0123456789 abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz42 end",
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) && n < max; i++)
+        t[n++] = strdup(fixed[i]);
+    /* NUL bytes inside: stored with an explicit length below */
+    uint64_t r = 99;
+    for (int kind = 0; kind < 6 && n < max; kind++) {
+        size_t len = kind < 2 ? 300 : kind < 4 ? 5000 : 4200;
+        char *b = malloc(len + 1);
+        for (size_t i = 0; i < len; i++) {
+            uint64_t x = rng_next(&r);
+            if (kind < 2 ? x % 7 == 0 : i % 16 == 15) /* 256 15-letter words: 4,352 features */
+                b[i] = ' ';
+            else if (kind == 1 && x % 53 == 0)
+                b[i] = '\0';
+            else
+                b[i] = (char)((x >> 8) % 3 == 0 ? 'A' + (x >> 16) % 26 : 'a' + (x >> 16) % 26);
+        }
+        if (kind == 4) /* a 2-byte character straddling byte 4,096: the cut moves to 4,095 */
+            memcpy(b + 4095, "\xc3\xa9", 2);
+        if (kind == 5) /* non-ASCII only after the cut: still the ASCII path */
+            memcpy(b + 4100, "\xc3\xa9", 2);
+        b[len] = '\0';
+        t[n++] = b;
+    }
+    return n;
+}
+
+/* The fast path (enc_features, enc_embed) against the reference
+ * (features_ref, enc_embed_reference): features equal exactly, in order;
+ * embeddings equal bit for bit on the AVX2/AVX-512 tensor paths (the same
+ * fmadd chain per lane), and within 1e-6 absolute on the scalar path (the
+ * bag's sums then differ by FMA contraction only: ~700 terms of |w E| < 1
+ * with relative rounding 6e-8, on a vector scaled to length 1). Three
+ * encoders: the shipped one (D = 128) and random ones with D = 8 and 136 (the
+ * kernel's 8-wide tail). */
+Test(encoder, fast_path_equals_reference)
+{
+    char path[1024], err[256];
+    snprintf(path, sizeof(path), "%s/models/encoder-v1.bin", tu_root());
+    struct encoder *encs[3];
+    cr_assert_eq(enc_load(&encs[0], path, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(enc_new(&encs[1], 8, 64, 11), 0);
+    cr_assert_eq(enc_new(&encs[2], 136, 4096, 12), 0);
+    char *texts[32];
+    size_t nt = fast_path_texts(texts, 32);
+    size_t lens[32];
+    for (size_t i = 0; i < nt; i++)
+        lens[i] = i == 9 ? 300 : strlen(texts[i]); /* text 9 holds NUL bytes */
+    cr_assert_gt(lens[11], 4096);
+    uint32_t *b1 = malloc(ENC_MAX_FEATURES * sizeof(uint32_t)), *b2 = malloc(ENC_MAX_FEATURES * sizeof(uint32_t));
+    float *w1 = malloc(ENC_MAX_FEATURES * sizeof(float)), *w2 = malloc(ENC_MAX_FEATURES * sizeof(float));
+    float *v1 = malloc(ENC_MAX_DIM * sizeof(float)), *v2 = malloc(ENC_MAX_DIM * sizeof(float));
+    int exact = tensor_path() != TENSOR_PATH_SCALAR, capped = 0;
+    for (int k = 0; k < 3; k++) {
+        struct encoder *e = encs[k];
+        for (size_t i = 0; i < nt; i++) {
+            struct enc_feats f1 = {b1, w1, 0}, f2 = {b2, w2, 0};
+            cr_assert_eq(features_ref(e, texts[i], lens[i], &f1), 0);
+            cr_assert_eq(enc_features(e, texts[i], lens[i], &f2), 0);
+            cr_assert_eq(f1.n, f2.n, "encoder %d text %zu: %zu vs %zu features", k, i, f1.n, f2.n);
+            capped += f1.n == ENC_MAX_FEATURES;
+            for (size_t j = 0; j < f1.n; j++) {
+                cr_assert_eq(b1[j], b2[j], "encoder %d text %zu feature %zu: bucket %u vs %u", k, i, j, b1[j], b2[j]);
+                cr_assert_eq(w1[j], w2[j], "encoder %d text %zu feature %zu: weight", k, i, j);
+            }
+            cr_assert_eq(enc_embed_reference(e, texts[i], lens[i], v1), 0);
+            cr_assert_eq(enc_embed(e, texts[i], lens[i], v2), 0);
+            for (int j = 0; j < e->D; j++) {
+                if (exact)
+                    cr_assert_eq(v1[j], v2[j], "encoder %d text %zu dim %d: %.9g vs %.9g (%s path)", k, i, j,
+                                 (double)v1[j], (double)v2[j], tensor_path_name(tensor_path()));
+                else
+                    cr_assert_leq(fabsf(v1[j] - v2[j]), 1e-6f, "encoder %d text %zu dim %d", k, i, j);
+            }
+        }
+    }
+    cr_assert_gt(capped, 0, "no text reached ENC_MAX_FEATURES");
+    for (int k = 0; k < 3; k++)
+        enc_free(encs[k]);
+    for (size_t i = 0; i < nt; i++)
+        free(texts[i]);
+    free(b1);
+    free(b2);
+    free(w1);
+    free(w2);
+    free(v1);
+    free(v2);
+}
+
+/* The scalar tensor path gives the reference within the tolerance above too. */
+Test(encoder, fast_path_on_scalar_tensor_path)
+{
+    struct encoder *e;
+    cr_assert_eq(enc_new(&e, 64, 1024, 13), 0);
+    enum tensor_path was = tensor_path();
+    cr_assert_eq(tensor_set_path(TENSOR_PATH_SCALAR), 0);
+    const char *t = "Does the Bluetooth speaker pair with an iPhone 12? Yes, it pairs in seconds.";
+    float v1[64], v2[64];
+    cr_assert_eq(enc_embed_reference(e, t, strlen(t), v1), 0);
+    cr_assert_eq(enc_embed(e, t, strlen(t), v2), 0);
+    tensor_set_path(was);
+    for (int j = 0; j < 64; j++)
+        cr_assert_leq(fabsf(v1[j] - v2[j]), 1e-6f, "dim %d", j);
+    enc_free(e);
+}
+
 /* Central differences of the InfoNCE loss against batch_loss_grad's
  * gradient, on a few weights the batch touches. Tolerance: the loss is
  * computed in float (S, norms) with double sums: rounding ~1e-7 of a loss of
