@@ -103,6 +103,7 @@ void enc_free(struct encoder *e)
         return;
     free(e->idf);
     free(e->E);
+    free(e->E16);
     free(e);
 }
 
@@ -188,7 +189,7 @@ int enc_read(struct encoder **out, const void *data, size_t len, char *err, size
         size_t n = ne - off < ((size_t)1 << 20) ? ne - off : (size_t)1 << 20;
         nn_f16_to_f32(e->E + off, half + off, (int)n);
     }
-    free(half);
+    e->E16 = half; /* f16 -> f32 is exact: E16 and E hold the same values */
     *out = e;
     return 0;
 fail:
@@ -446,28 +447,40 @@ static float bag(const struct encoder *e, const struct enc_feats *f, float *v)
 }
 
 #if defined(__x86_64__) || defined(__i386__)
+#define BAG_TARGET __attribute__((target("avx2,fma,f16c")))
+
+/* Eight floats of E from element at: f32, or f16 widened (exactly). */
+static inline BAG_TARGET __attribute__((always_inline)) __m256 row8(const void *E, int f16, size_t at)
+{
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)E + at)))
+               : _mm256_loadu_ps((const float *)E + at);
+}
+
 /* v (D) = sum_i a[i] E[bk[i]]: each 64-wide slice of v stays in eight
  * registers over all n rows (nn_axpy_f32 per row loads and stores v each
  * time). Every lane is the same chain of fmadds as the AVX2/AVX-512
  * nn_axpy_f32 (v = a * x + v, rows in order, from 0), so the sums are equal
- * bit for bit. D a multiple of 8. */
-__attribute__((target("avx2,fma"))) static void bag_avx2(const float *E, int D, const uint32_t *bk, const float *a,
-                                                         size_t n, float *v)
+ * bit for bit. E is f32, or with f16 the file's halves, which widen to the
+ * same values from half the bytes (a row of 128 is 4 cache lines, not 8).
+ * D a multiple of 8. Inlined into one function per type (f16 a constant). */
+static inline BAG_TARGET __attribute__((always_inline)) void bag_avx2(const void *E, int f16, int D,
+                                                                       const uint32_t *bk, const float *a, size_t n,
+                                                                       float *v)
 {
     int c = 0;
     for (; c + 64 <= D; c += 64) {
         __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
         for (size_t i = 0; i < n; i++) {
-            const float *r = E + (size_t)bk[i] * (size_t)D + c;
+            size_t r = (size_t)bk[i] * (size_t)D + (size_t)c;
             __m256 av = _mm256_set1_ps(a[i]);
-            s0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r), s0);
-            s1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 8), s1);
-            s2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 16), s2);
-            s3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 24), s3);
-            s4 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 32), s4);
-            s5 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 40), s5);
-            s6 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 48), s6);
-            s7 = _mm256_fmadd_ps(av, _mm256_loadu_ps(r + 56), s7);
+            s0 = _mm256_fmadd_ps(av, row8(E, f16, r), s0);
+            s1 = _mm256_fmadd_ps(av, row8(E, f16, r + 8), s1);
+            s2 = _mm256_fmadd_ps(av, row8(E, f16, r + 16), s2);
+            s3 = _mm256_fmadd_ps(av, row8(E, f16, r + 24), s3);
+            s4 = _mm256_fmadd_ps(av, row8(E, f16, r + 32), s4);
+            s5 = _mm256_fmadd_ps(av, row8(E, f16, r + 40), s5);
+            s6 = _mm256_fmadd_ps(av, row8(E, f16, r + 48), s6);
+            s7 = _mm256_fmadd_ps(av, row8(E, f16, r + 56), s7);
         }
         _mm256_storeu_ps(v + c, s0);
         _mm256_storeu_ps(v + c + 8, s1);
@@ -481,12 +494,22 @@ __attribute__((target("avx2,fma"))) static void bag_avx2(const float *E, int D, 
     for (; c < D; c += 8) {
         __m256 s0 = _mm256_setzero_ps();
         for (size_t i = 0; i < n; i++)
-            s0 = _mm256_fmadd_ps(_mm256_set1_ps(a[i]), _mm256_loadu_ps(E + (size_t)bk[i] * (size_t)D + c), s0);
+            s0 = _mm256_fmadd_ps(_mm256_set1_ps(a[i]), row8(E, f16, (size_t)bk[i] * (size_t)D + (size_t)c), s0);
         _mm256_storeu_ps(v + c, s0);
     }
 }
-#endif
 
+static BAG_TARGET void bag_avx2_f32(const float *E, int D, const uint32_t *bk, const float *a, size_t n, float *v)
+{
+    bag_avx2(E, 0, D, bk, a, n, v);
+}
+
+static BAG_TARGET void bag_avx2_f16(const uint16_t *E, int D, const uint32_t *bk, const float *a, size_t n,
+                                    float *v)
+{
+    bag_avx2(E, 1, D, bk, a, n, v);
+}
+#endif
 /* v (D) = the bag of f, the fast way where the CPU allows (the AVX2 kernel
  * above; the scalar tensor path, forced or not, keeps nn_axpy_f32). */
 static void bag_fast(const struct encoder *e, const struct enc_feats *f, float *a, float *v)
@@ -495,7 +518,10 @@ static void bag_fast(const struct encoder *e, const struct enc_feats *f, float *
     if (tensor_path() != TENSOR_PATH_SCALAR) {
         for (size_t i = 0; i < f->n; i++)
             a[i] = f->w[i] * e->idf[f->bucket[i]];
-        bag_avx2(e->E, e->D, f->bucket, a, f->n, v);
+        if (e->E16)
+            bag_avx2_f16(e->E16, e->D, f->bucket, a, f->n, v);
+        else
+            bag_avx2_f32(e->E, e->D, f->bucket, a, f->n, v);
         return;
     }
 #endif
@@ -784,6 +810,8 @@ int enc_train(struct encoder *e, const char *const *a, const char *const *b, siz
     int D = e->D;
     size_t P = (size_t)e->nbuckets * D;
     struct feat_table ta = {0}, tb = {0};
+    free(e->E16); /* E changes: its f16 copy would be stale */
+    e->E16 = NULL;
     float *G = calloc(P, sizeof(float)), *M = calloc(P, sizeof(float)), *V = calloc(P, sizeof(float));
     float *Ua = malloc((size_t)B * D * sizeof(float)), *Ub = malloc((size_t)B * D * sizeof(float));
     float *dUa = malloc((size_t)B * D * sizeof(float)), *dUb = malloc((size_t)B * D * sizeof(float));

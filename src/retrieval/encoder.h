@@ -54,6 +54,9 @@ struct encoder {
     uint32_t nbuckets; /* hash buckets, a power of two */
     float *idf;        /* (nbuckets) feature weights */
     float *E;          /* (nbuckets, D) embeddings, f32 in memory */
+    uint16_t *E16;     /* (nbuckets, D) the file's f16 weights, equal to E (enc_read; half the
+                          bytes for enc_embed's kernel to read), or NULL (enc_new). Code that
+                          changes E must drop it: enc_train does. */
 };
 
 /* Hashed features of a text: bucket ids and weights (before idf). */

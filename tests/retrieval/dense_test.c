@@ -234,17 +234,25 @@ static size_t fast_path_texts(char **t, size_t max)
  * embeddings equal bit for bit on the AVX2/AVX-512 tensor paths (the same
  * fmadd chain per lane), and within 1e-6 absolute on the scalar path (the
  * bag's sums then differ by FMA contraction only: ~700 terms of |w E| < 1
- * with relative rounding 6e-8, on a vector scaled to length 1). Three
- * encoders: the shipped one (D = 128) and random ones with D = 8 and 136 (the
- * kernel's 8-wide tail). */
+ * with relative rounding 6e-8, on a vector scaled to length 1). Four
+ * encoders: the shipped one (D = 128, read from its file: the f16 kernel),
+ * random ones with D = 8 and 136 (the f32 kernel and its 8-wide tail), and
+ * the D = 136 one read back from its file bytes. */
 Test(encoder, fast_path_equals_reference)
 {
     char path[1024], err[256];
     snprintf(path, sizeof(path), "%s/models/encoder-v1.bin", tu_root());
-    struct encoder *encs[3];
+    struct encoder *encs[4];
     cr_assert_eq(enc_load(&encs[0], path, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(enc_new(&encs[1], 8, 64, 11), 0);
     cr_assert_eq(enc_new(&encs[2], 136, 4096, 12), 0);
+    /* read from a file, so with the f16 copy of E (the f16 kernel, D with a tail) */
+    struct buf fb;
+    buf_init(&fb, 0);
+    cr_assert_eq(enc_write(encs[2], &fb), 0);
+    cr_assert_eq(enc_read(&encs[3], fb.data, fb.len, err, sizeof(err)), 0, "%s", err);
+    buf_release(&fb);
+    cr_assert(encs[0]->E16 && encs[3]->E16 && !encs[1]->E16);
     char *texts[32];
     size_t nt = fast_path_texts(texts, 32);
     size_t lens[32];
@@ -255,7 +263,7 @@ Test(encoder, fast_path_equals_reference)
     float *w1 = malloc(ENC_MAX_FEATURES * sizeof(float)), *w2 = malloc(ENC_MAX_FEATURES * sizeof(float));
     float *v1 = malloc(ENC_MAX_DIM * sizeof(float)), *v2 = malloc(ENC_MAX_DIM * sizeof(float));
     int exact = tensor_path() != TENSOR_PATH_SCALAR, capped = 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         struct encoder *e = encs[k];
         for (size_t i = 0; i < nt; i++) {
             struct enc_feats f1 = {b1, w1, 0}, f2 = {b2, w2, 0};
@@ -279,7 +287,7 @@ Test(encoder, fast_path_equals_reference)
         }
     }
     cr_assert_gt(capped, 0, "no text reached ENC_MAX_FEATURES");
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         enc_free(encs[k]);
     for (size_t i = 0; i < nt; i++)
         free(texts[i]);
