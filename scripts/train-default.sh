@@ -18,8 +18,10 @@
 #   4. the corpus: per-source shards, 3% held out per source (seed 1)
 #   5. aisle train --config scripts/default-model.conf (resumed when
 #      WORK/run/ckpt.bin exists)
-#   6. when training has finished: models/aisle-shopping-small.gguf (Q8_0)
-#      and models/aisle-shopping-small-f32.gguf, the run's log and plot.
+#   6. when pretraining has finished: models/aisle-shopping-small-base.gguf
+#      (Q8_0), the run's log and plot; then SFT data (aisle sft build) and
+#      instruction tuning -> models/aisle-shopping-small.gguf (Q8_0), the
+#      assistant's default model.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${1:-$ROOT/var/default-model}
@@ -63,13 +65,32 @@ else
         ${TRAIN_ARGS:-}
 fi
 
-if [ -f "$WORK/run/model-q8_0.gguf" ]; then
-    mkdir -p "$ROOT/models"
-    cp "$WORK/run/model-q8_0.gguf" "$ROOT/models/aisle-shopping-small.gguf"
-    cp "$WORK/run/model.gguf" "$ROOT/models/aisle-shopping-small-f32.gguf"
-    cp "$WORK/run/log.csv" "$ROOT/models/aisle-shopping-small.log.csv"
-    [ -f "$WORK/run/loss.png" ] && cp "$WORK/run/loss.png" "$ROOT/models/aisle-shopping-small.loss.png"
-    echo "models/aisle-shopping-small.gguf: done (see docs/MODEL.md for the model card)"
-else
+if [ ! -f "$WORK/run/model-q8_0.gguf" ]; then
     echo "training stopped before the end: run scripts/train-default.sh again to continue"
+    exit 0
 fi
+mkdir -p "$ROOT/models"
+cp "$WORK/run/model-q8_0.gguf" "$ROOT/models/aisle-shopping-small-base.gguf"
+cp "$WORK/run/log.csv" "$ROOT/models/aisle-shopping-small.log.csv"
+[ -f "$WORK/run/loss.png" ] && cp "$WORK/run/loss.png" "$ROOT/models/aisle-shopping-small.loss.png"
+
+# 6. Instruction tuning in the assistant's prompt format (docs/PROMPT.md): the
+#    shared data sets plus the 'live' price/stock/delivery examples made from
+#    the repo's demo store, 70 steps of 4 x 1024 tokens from the pretrained F32
+#    weights (the context grows from 512 to 1024 here).
+if [ ! -f "$WORK/sft/train.sft" ]; then
+    "$AISLE" sft build --tokenizer "$WORK/tokenizer.gguf" --out "$WORK/sft" --data-dir "$DATA" --seed 1
+fi
+if [ ! -f "$WORK/sft-live/train.sft" ]; then
+    "$AISLE" sft build --tokenizer "$WORK/tokenizer.gguf" --out "$WORK/sft-live" --data-dir "$ROOT/data" \
+        --datasets live --seed 1
+fi
+if [ ! -f "$WORK/sft-run/model-q8_0.gguf" ]; then
+    "$AISLE" train --init "$WORK/run/model.gguf" --sft "$WORK/sft/train.sft@0.95" \
+        --sft "$WORK/sft-live/train.sft@0.05" --out "$WORK/sft-run" --ctx 1024 --batch 4 --steps 70 \
+        --lr 5e-4 --min-lr 5e-5 --warmup 7 --eval-every 0 --ckpt-every 0 --log-every 5 \
+        --name aisle-shopping-small --seed 1
+fi
+cp "$WORK/sft-run/model-q8_0.gguf" "$ROOT/models/aisle-shopping-small.gguf"
+cp "$WORK/sft-run/log.csv" "$ROOT/models/aisle-shopping-small.sft.log.csv"
+echo "models/aisle-shopping-small.gguf: done (see docs/MODEL.md for the model card)"
