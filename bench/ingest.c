@@ -22,6 +22,7 @@
  *               [--no-baselines] [--no-embed] [--seed N] [--search-only DB]
  *               [--generate-only]
  */
+#include "bench.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/lineio.h"
@@ -1070,17 +1071,9 @@ static void search(const struct pool *pl, const char *root, const char *db, size
 
 static void machine(void)
 {
-    char model[256] = "?", line[512];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof(line), f))
-        if (!strncmp(line, "model name", 10)) {
-            char *p = strchr(line, ':');
-            snprintf(model, sizeof(model), "%.200s", p ? p + 2 : line);
-            model[strcspn(model, "\n")] = '\0';
-            break;
-        }
-    if (f)
-        fclose(f);
+    char model[256], line[512];
+    bench_cpu_model(model, sizeof(model));
+    FILE *f;
     long long mem_kb = 0;
     f = fopen("/proc/meminfo", "r");
     while (f && fgets(line, sizeof(line), f))

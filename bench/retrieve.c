@@ -19,6 +19,7 @@
  * Usage: retrieve [--dir DIR] [--db PATH] [--queries N] [--seed N] [--router MODEL] [--bm25]
  * (--bm25: the full retrieval with BM25 search only, an ablation of the dense half)
  */
+#include "bench.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/lineio.h"
@@ -208,17 +209,9 @@ static void report(const char *name, double *t, size_t n)
 
 static void machine(void)
 {
-    char model[256] = "?", line[512];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof(line), f))
-        if (!strncmp(line, "model name", 10)) {
-            char *p = strchr(line, ':');
-            snprintf(model, sizeof(model), "%.200s", p ? p + 2 : line);
-            model[strcspn(model, "\n")] = '\0';
-            break;
-        }
-    if (f)
-        fclose(f);
+    char model[256];
+    bench_cpu_model(model, sizeof(model));
+    FILE *f;
     double load = 0;
     f = fopen("/proc/loadavg", "r");
     if (f) {
