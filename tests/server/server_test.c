@@ -249,24 +249,15 @@ Test(openai, invalid_utf8_is_refused_and_output_is_cleaned)
 
 enum { NREQ = 6, MAXT = 12 };
 
-/* NREQ requests of different prompt lengths on scheduler s; out[i] their tokens. */
-static void gate_mask(void *ctx, float *logits, int n);
+static void gate_mask(void *ctx, float *logits, int n); /* below, with the HTTP tests */
 static pthread_mutex_t gate_mu;
 static pthread_cond_t gate_cv;
 static int gate_closed, gate_entered;
 
-/* Submit the NREQ requests and drain them. With gated, request 0 carries the
- * gate (a mask hook that changes no logit): the scheduler thread is held in
- * its first sampling until every request is queued, so all of them compete
- * for the KV blocks in the next step whatever the machine's speed. */
-static void run_set(struct sched *s, int32_t out[NREQ][MAXT], int *nout, int shared_prefix, int gated)
+/* Submit NREQ requests of different prompt lengths to s and drain them; out[i]
+ * their tokens. */
+static void run_set(struct sched *s, int32_t out[NREQ][MAXT], int *nout, int shared_prefix)
 {
-    if (gated) {
-        pthread_mutex_lock(&gate_mu);
-        gate_closed = 1;
-        gate_entered = 0;
-        pthread_mutex_unlock(&gate_mu);
-    }
     int32_t prompts[NREQ][80];
     struct sched_req *r[NREQ];
     for (int i = 0; i < NREQ; i++) {
@@ -275,17 +266,7 @@ static void run_set(struct sched *s, int32_t out[NREQ][MAXT], int *nout, int sha
         if (shared_prefix)
             rand_prompt(prompts[i] + n - 3, 3, 200 + (unsigned)i);
         struct sched_params p = greedy(prompts[i], n, MAXT - i);
-        if (gated && i == 0)
-            p.sample.mask = gate_mask;
         cr_assert_eq(sched_submit(s, &p, &r[i]), 0);
-    }
-    if (gated) {
-        pthread_mutex_lock(&gate_mu);
-        while (!gate_entered)
-            pthread_cond_wait(&gate_cv, &gate_mu);
-        gate_closed = 0;
-        pthread_cond_broadcast(&gate_cv);
-        pthread_mutex_unlock(&gate_mu);
     }
     for (int i = 0; i < NREQ; i++) {
         enum sched_finish fin;
@@ -301,11 +282,11 @@ Test(sched, policies_give_the_same_greedy_tokens, .init = setup, .fini = teardow
     int32_t ref[NREQ][MAXT], got[NREQ][MAXT];
     int nref[NREQ], ngot[NREQ];
     struct sched *s = mk_sched(SCHED_SERIAL, 4, 0, 0, 16);
-    run_set(s, ref, nref, 0, 0);
+    run_set(s, ref, nref, 0);
     drop_sched(s);
     for (int pol = SCHED_CONTINUOUS; pol <= SCHED_STATIC; pol++) {
         s = mk_sched((enum sched_policy)pol, 4, 0, 1, 16);
-        run_set(s, got, ngot, 0, 0);
+        run_set(s, got, ngot, 0);
         struct sched_stats st;
         sched_stats_get(s, &st);
         cr_assert_eq(st.finished_total, NREQ);
@@ -323,10 +304,10 @@ Test(sched, prefix_cache_reuses_blocks_and_changes_nothing, .init = setup, .fini
     int32_t ref[NREQ][MAXT], got[NREQ][MAXT];
     int nref[NREQ], ngot[NREQ];
     struct sched *s = mk_sched(SCHED_SERIAL, 1, 0, 0, 16);
-    run_set(s, ref, nref, 1, 0);
+    run_set(s, ref, nref, 1);
     drop_sched(s);
     s = mk_sched(SCHED_SERIAL, 1, 0, 1, 16);
-    run_set(s, got, ngot, 1, 0);
+    run_set(s, got, ngot, 1);
     struct sched_stats st;
     sched_stats_get(s, &st);
     /* Later prompts extend the first's 10-token... each shares its first n-3
@@ -341,7 +322,7 @@ Test(sched, prefix_cache_reuses_blocks_and_changes_nothing, .init = setup, .fini
     /* All at once: later requests wait for the running one that is computing
      * their shared prefix, then take its blocks from the cache. */
     s = mk_sched(SCHED_CONTINUOUS, NREQ, 0, 1, 16);
-    run_set(s, got, ngot, 1, 0);
+    run_set(s, got, ngot, 1);
     sched_stats_get(s, &st);
     cr_assert_geq(st.cached_tokens_total, 16 * 4, "concurrent: cached %llu",
                   (unsigned long long)st.cached_tokens_total);
@@ -350,23 +331,62 @@ Test(sched, prefix_cache_reuses_blocks_and_changes_nothing, .init = setup, .fini
         cr_assert_arr_eq(got[i], ref[i], (size_t)nref[i] * sizeof(int32_t), "concurrent request %d", i);
 }
 
+/* Three requests with 1-block prompts that each grow to 4 blocks (10 + 40
+ * positions) on a 7-block pool. Request 0 waits at the gate in its first
+ * sampling until the other two are queued, so all three run together and
+ * grow in step: at position 32 they need 3 blocks with 1 free, whatever the
+ * machine's speed, and the newest must be preempted and recomputed. */
 Test(sched, preemption_recomputes_to_the_same_tokens, .init = setup, .fini = teardown)
 {
-    int32_t ref[NREQ][MAXT], got[NREQ][MAXT];
-    int nref[NREQ], ngot[NREQ];
+    enum { NP = 3, PLEN = 10, GEN = 40 };
+    int32_t prompts[NP][PLEN], ref[NP][GEN], got[NP][GEN];
+    for (int i = 0; i < NP; i++)
+        rand_prompt(prompts[i], PLEN, 300 + (unsigned)i);
     struct sched *s = mk_sched(SCHED_SERIAL, 1, 0, 0, 16);
-    run_set(s, ref, nref, 0, 0);
+    for (int i = 0; i < NP; i++) {
+        struct sched_params p = greedy(prompts[i], PLEN, GEN);
+        struct sched_req *r;
+        enum sched_finish fin;
+        cr_assert_eq(sched_submit(s, &p, &r), 0);
+        cr_assert_eq(drain(r, ref[i], GEN, &fin), GEN);
+        sched_req_release(r);
+    }
     drop_sched(s);
-    /* 6 blocks of 16 for 4 sequences whose prompts take 1 to 5 blocks: they
-     * cannot all hold their blocks at once. */
-    s = mk_sched(SCHED_CONTINUOUS, 4, 7, 0, 16);
-    run_set(s, got, ngot, 0, 1);
+
+    s = mk_sched(SCHED_CONTINUOUS, NP, 7, 0, 16);
+    pthread_mutex_lock(&gate_mu);
+    gate_closed = 1;
+    gate_entered = 0;
+    pthread_mutex_unlock(&gate_mu);
+    struct sched_req *r[NP];
+    for (int i = 0; i < NP; i++) {
+        struct sched_params p = greedy(prompts[i], PLEN, GEN);
+        if (i == 0)
+            p.sample.mask = gate_mask;
+        cr_assert_eq(sched_submit(s, &p, &r[i]), 0);
+        if (i == 0) { /* the scheduler is held before the others exist */
+            pthread_mutex_lock(&gate_mu);
+            while (!gate_entered)
+                pthread_cond_wait(&gate_cv, &gate_mu);
+            pthread_mutex_unlock(&gate_mu);
+        }
+    }
+    pthread_mutex_lock(&gate_mu);
+    gate_closed = 0;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    for (int i = 0; i < NP; i++) {
+        enum sched_finish fin;
+        cr_assert_eq(drain(r[i], got[i], GEN, &fin), GEN, "request %d", i);
+        cr_assert_eq(fin, SCHED_FIN_LENGTH, "request %d ended with %d: %s", i, fin, sched_req_error(r[i]));
+        sched_req_release(r[i]);
+    }
     struct sched_stats st;
     sched_stats_get(s, &st);
     cr_assert_gt(st.preempted_total, 0, "no preemption happened");
     drop_sched(s);
-    for (int i = 0; i < NREQ; i++)
-        cr_assert_arr_eq(got[i], ref[i], (size_t)nref[i] * sizeof(int32_t), "request %d", i);
+    for (int i = 0; i < NP; i++)
+        cr_assert_arr_eq(got[i], ref[i], sizeof(ref[i]), "request %d", i);
 }
 
 Test(sched, bounded_queue_and_limits, .init = setup, .fini = teardown)
