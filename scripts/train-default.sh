@@ -76,8 +76,9 @@ cp "$WORK/run/log.csv" "$ROOT/models/aisle-shopping-small.log.csv"
 
 # 6. Instruction tuning in the assistant's prompt format (docs/PROMPT.md): the
 #    shared data sets plus the 'live' price/stock/delivery examples made from
-#    the repo's demo store, 70 steps of 4 x 1024 tokens from the pretrained F32
-#    weights (the context grows from 512 to 1024 here).
+#    the repo's demo store, SFT_STEPS (default 800) steps of 4 x 1024 tokens
+#    from the pretrained F32 weights (the context grows from 512 to 1024 here),
+#    checkpointed every 100 steps and resumed like pretraining.
 if [ ! -f "$WORK/sft/train.sft" ]; then
     "$AISLE" sft build --tokenizer "$WORK/tokenizer.gguf" --out "$WORK/sft" --data-dir "$DATA" --seed 1
 fi
@@ -86,10 +87,21 @@ if [ ! -f "$WORK/sft-live/train.sft" ]; then
         --datasets live --seed 1
 fi
 if [ ! -f "$WORK/sft-run/model-q8_0.gguf" ]; then
-    "$AISLE" train --init "$WORK/run/model.gguf" --sft "$WORK/sft/train.sft@0.95" \
-        --sft "$WORK/sft-live/train.sft@0.05" --out "$WORK/sft-run" --ctx 1024 --batch 4 --steps 70 \
-        --lr 5e-4 --min-lr 5e-5 --warmup 7 --eval-every 0 --ckpt-every 0 --log-every 5 \
-        --name aisle-shopping-small --seed 1
+    if [ -f "$WORK/sft-run/ckpt.bin" ]; then
+        # shellcheck disable=SC2086
+        "$AISLE" train --resume "$WORK/sft-run/ckpt.bin" $LIMIT
+    else
+        STEPS=${SFT_STEPS:-800}
+        # shellcheck disable=SC2086
+        "$AISLE" train --init "$WORK/run/model.gguf" --sft "$WORK/sft/train.sft@0.95" \
+            --sft "$WORK/sft-live/train.sft@0.05" --out "$WORK/sft-run" --ctx 1024 --batch 4 --steps "$STEPS" \
+            --lr 5e-4 --min-lr 5e-5 --warmup $((STEPS / 20)) --eval-every 0 --ckpt-every 100 --log-every 5 \
+            --name aisle-shopping-small --seed 1 $LIMIT
+    fi
+    if [ ! -f "$WORK/sft-run/model-q8_0.gguf" ]; then
+        echo "instruction tuning stopped before the end: run scripts/train-default.sh again to continue"
+        exit 0
+    fi
 fi
 cp "$WORK/sft-run/model-q8_0.gguf" "$ROOT/models/aisle-shopping-small.gguf"
 cp "$WORK/sft-run/log.csv" "$ROOT/models/aisle-shopping-small.sft.log.csv"

@@ -482,11 +482,11 @@ static enum MHD_Result start_completion(struct conn *k)
     sp.seed = k->req.has_seed ? k->req.seed : seed_mix((uint64_t)time(NULL) ^ (v->next_id << 20));
     int32_t eog[3];
     int n_eog = 0;
-    if (tok_eos(v->tk) >= 0)
+    if (tok_eos(v->tk) >= 0 && !k->req.ignore_eos)
         eog[n_eog++] = tok_eos(v->tk);
-    if (tok_eot(v->tk) >= 0)
+    if (tok_eot(v->tk) >= 0 && !k->req.ignore_eos)
         eog[n_eog++] = tok_eot(v->tk);
-    if (v->tok_end >= 0)
+    if (v->tok_end >= 0 && !k->req.ignore_eos)
         eog[n_eog++] = v->tok_end;
     struct sched_params p = {.prompt = ids.ids, .n_prompt = (int)ids.len, .max_tokens = (int)mt, .sample = sp,
                              .eog = eog, .n_eog = n_eog, .timeout_s = v->o.request_timeout_s,

@@ -304,7 +304,8 @@ int oai_parse(struct oai_request *req, enum oai_kind kind, const char *body, siz
         (rc = get_num(root, "top_p", 0, 1, &req->top_p, e)) ||
         (rc = get_num(root, "frequency_penalty", penalty_lo, penalty_hi, &req->frequency_penalty, e)) ||
         (rc = get_num(root, "presence_penalty", penalty_lo, penalty_hi, &req->presence_penalty, e)) ||
-        (rc = get_bool(root, "stream", &req->stream, e)) || (rc = get_stop(root, req, e)))
+        (rc = get_bool(root, "stream", &req->stream, e)) ||
+        (rc = get_bool(root, "ignore_eos", &req->ignore_eos, e)) || (rc = get_stop(root, req, e)))
         goto fail;
     req->max_tokens = (long)mt;
     if (json_object_get(root, "seed") && !json_is_null(json_object_get(root, "seed"))) {

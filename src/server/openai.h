@@ -44,6 +44,7 @@ struct oai_request {
     size_t n_msgs;
     char *prompt; /* completion only */
     int stream, include_usage;
+    int ignore_eos; /* extension (as vLLM's): generate max_tokens even past end-of-generation tokens; benchmarks */
     long max_tokens; /* -1: not given */
     double temperature, top_p, frequency_penalty, presence_penalty;
     int has_seed;

@@ -164,8 +164,13 @@ Test(openai, parses_a_chat_request)
     cr_assert_str_eq(r.stop[1], "END");
     oai_request_release(&r);
 
+    cr_assert_eq(parse(OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"ignore_eos\":true}", &r, &e), 0, "%s",
+                 e.message);
+    cr_assert_eq(r.ignore_eos, 1);
+    oai_request_release(&r);
     cr_assert_eq(parse(OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"abc\"]}", &r, &e), 0, "%s", e.message);
     cr_assert_str_eq(r.prompt, "abc");
+    cr_assert_eq(r.ignore_eos, 0);
     cr_assert_eq(r.max_tokens, -1);
     cr_assert_float_eq(r.temperature, 1.0, 1e-12);
     oai_request_release(&r);
@@ -205,6 +210,8 @@ Test(openai, names_the_bad_field)
          "stop", "at most 4"},
         {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[\"\"]}", "stop[0]",
          "1 to"},
+        {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"ignore_eos\":\"yes\"}",
+         "ignore_eos", "expected a boolean"},
         {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[1,2,3]}", "prompt", "expected a string"},
         {OAI_COMPLETION, "{\"model\":\"m\"}", "prompt", "required"},
         {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"a\",\"model\":\"n\"}", "", "duplicate"},
