@@ -3,28 +3,30 @@
  * scheduling policies on the same model in one run, and a RAG-shaped run with
  * prefix caching on and off.
  *
- * Model: random weights at about the size the default shopping model will
- * have (dim 384, 6 layers, 6 heads, 2 KV heads, FFN 1024, vocab 8192, Q8_0;
- * tests/server/tinymodel.h), with a byte-level tokenizer, so a prompt of B
- * bytes is about B tokens. The default model does not exist yet: rerun this
- * with it (--model FILE).
+ * Model: --model FILE (the default shopping model, models/aisle-shopping-small.gguf,
+ * with its own BPE tokenizer), or without it random weights of about that size
+ * (dim 384, 6 layers, 6 heads, 2 KV heads, FFN 1024, vocab 8192, Q8_0;
+ * tests/server/tinymodel.h) with a byte-level tokenizer. Prompt lengths are
+ * counted in the model's own tokens, and every request asks for "ignore_eos",
+ * so the work is the same for any model (a trained model would otherwise end
+ * most answers early).
  *
  * Part 1: for each client count (1, 8, 32, 128) and each policy (continuous,
  * static, serial) a fresh scheduler + HTTP server in this process (the model is
  * loaded once), and that many client threads, each sending its requests one
  * after another (closed loop: 8, 4, 3 and 1 requests per client) over real
  * HTTP (raw sockets, HTTP/1.0 so the SSE stream ends at close) with "stream":
- * true. Requests have mixed lengths: prompts of 16 to 256 bytes and max_tokens
+ * true. Requests have mixed lengths: prompts of 16 to 256 tokens and max_tokens
  * 16 to 96, from a fixed seed, the same list for every policy (--decode-heavy:
- * prompts of 16 to 64 bytes, max_tokens 32 to 256). Reported: aggregate
+ * prompts of 16 to 64 tokens, max_tokens 32 to 256). Reported: aggregate
  * tokens/s (completion tokens from each stream's usage chunk over the wall time
  * of the whole set; and per CPU-second of this process, which a shared
  * machine disturbs far less than wall time), TTFT p50/p99 (request sent to first content event) and
  * inter-token latency p50/p99 (between content events of one stream).
  *
- * Part 2 (RAG): 64 requests, 16 at a time, each = one shared 300-byte system
- * prompt + one of 4 evidence blocks of 400 bytes (16 requests share each) + a
- * short question; prefix caching on vs off. Reported: prompt tokens computed
+ * Part 2 (RAG): 64 requests, 16 at a time, each = one shared 300-token system
+ * prompt + one of 4 evidence blocks of 400 tokens (16 requests share each) + a
+ * 30-token question; prefix caching on vs off. Reported: prompt tokens computed
  * and served from cache, TTFT p50/p99 and the ratio.
  *
  * Output: `name value unit` lines; `#` lines are context.
@@ -221,14 +223,39 @@ static unsigned wl_next(void)
     return (unsigned)(wl_rng >> 33);
 }
 
-static void words(struct buf *b, int nbytes)
+/* Append shopping words to b until they make ntok tokens in the model's
+ * tokenizer (a byte-level one: about ntok bytes; a trained BPE: about ntok
+ * words), so a workload has the same token lengths whatever the model. */
+static const struct tok *wl_tok;
+
+static size_t count_tokens(const char *s, size_t n)
+{
+    struct tok_ids ids;
+    tok_ids_init(&ids, 0);
+    if (tok_encode(wl_tok, NULL, s, n, 0, &ids)) {
+        fprintf(stderr, "tokenizer failed on the workload text\n");
+        exit(1);
+    }
+    size_t k = ids.len;
+    tok_ids_release(&ids);
+    return k;
+}
+
+static void words(struct buf *b, int ntok)
 {
     static const char *const w[] = {"tent", "waterproof", "zip", "rain", "fly", "pole", "light", "two", "person",
-                                    "pack", "size", "camp", "warm", "sleeping", "bag", "review", "seller", "price"};
-    int start = (int)b->len;
-    while ((int)b->len - start < nbytes) {
-        buf_puts(b, w[wl_next() % (sizeof(w) / sizeof(w[0]))]);
-        buf_putc(b, ' ');
+                                    "pack", "size", "camp", "warm", "sleeping", "bag", "review", "seller", "price",
+                                    "fits", "drawer", "filter", "battery", "charger", "replacement", "stainless",
+                                    "cordless", "inch", "golf", "gloves", "winter", "kitchen", "blender"};
+    size_t start = b->len;
+    for (;;) {
+        size_t have = count_tokens(b->data + start, b->len - start);
+        if ((int)have >= ntok)
+            break;
+        for (int i = 0; i < ntok - (int)have; i++) { /* at least one token a word: add the shortfall, recount */
+            buf_puts(b, w[wl_next() % (sizeof(w) / sizeof(w[0]))]);
+            buf_putc(b, ' ');
+        }
     }
 }
 
@@ -239,7 +266,7 @@ static char *chat_body(const char *system, const char *user, int max_tokens)
     buf_init(&b, 0);
     buf_printf(&b,
                "{\"model\":\"bench\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_tokens\":%d,"
-               "\"temperature\":0.8,\"seed\":%u,\"messages\":[",
+               "\"ignore_eos\":true,\"temperature\":0.8,\"seed\":%u,\"messages\":[",
                max_tokens, wl_next() % 1000);
     if (system)
         buf_printf(&b, "{\"role\":\"system\",\"content\":\"%s\"},", system);
@@ -376,6 +403,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: tokenizer: %s\n", model_path, err);
         return 1;
     }
+    wl_tok = tk;
     printf("# %d compute threads, --parallel %d, step budget 256 tokens, blocks of 16; machine shared\n", threads, par);
 
     if (mixed) {
