@@ -1,9 +1,11 @@
 /* serve.c — `aisle serve`: the OpenAI-compatible HTTP server over one model,
- * with the continuous-batching scheduler (docs/SERVER.md). */
+ * with the continuous-batching scheduler (docs/SERVER.md), and with --db the
+ * shopper chat (POST /api/chat) and its web page (GET /; docs/CHAT.md). */
 #include "cli.h"
 #include "cmds.h"
 #include "engine.h"
 
+#include "assist/chat.h"
 #include "core/error.h"
 #include "server/http.h"
 #include "server/sched.h"
@@ -19,15 +21,25 @@
 #include <unistd.h>
 
 static const char usage_text[] =
-    "usage: aisle serve --model FILE [options]\n"
+    "usage: aisle serve --model FILE [--db STORE] [options]\n"
     "\n"
     "Serve the model over HTTP with OpenAI's API: POST /v1/chat/completions and\n"
     "/v1/completions (streaming with \"stream\": true), GET /v1/models, /health and\n"
-    "/metrics (Prometheus). Requests are batched continuously: new ones join the\n"
-    "running batch after every token. Stops on SIGINT or SIGTERM.\n"
+    "/metrics (Prometheus). With --db, also the shopper chat: POST /api/chat\n"
+    "(evidence from the store, the model's answer as events with product cards\n"
+    "read from the store; docs/CHAT.md) and the web chat at GET /. Requests are\n"
+    "batched continuously: new ones join the running batch after every token.\n"
+    "Stops on SIGINT or SIGTERM.\n"
     "\n"
     "  --model FILE          a Llama-family GGUF model with its tokenizer\n"
-    "  --db DB               the store (checked to exist; the shopper chat uses it later)\n"
+    "  --db DB               the store: enables /api/chat and the web chat\n"
+    "  --web DIR             the web chat's files (default: $AISLE_ROOT/web, else\n"
+    "                        web/ or share/aisle/web/ beside the program's directory)\n"
+    "  --router MODEL        the source router (default: $AISLE_ROUTER, else\n"
+    "                        models/router.bin when present, else keywords)\n"
+    "  --workers N           retrieval threads for /api/chat (default 2)\n"
+    "  --chat-tokens N       longest /api/chat answer in tokens (default 256)\n"
+    "  --evidence-tokens N   evidence budget (default: a third of the context, at most 1024)\n"
     "  --name NAME           the model id clients name (default: FILE's base name)\n"
     "  --host ADDR           address to listen on (default 127.0.0.1)\n"
     "  --port N              TCP port (default 8080; 0 = any free port)\n"
@@ -49,6 +61,34 @@ static const char usage_text[] =
     "  --kv-f16              keep K/V in F16 (default F32)\n"
     "  -h, --help            this help\n";
 
+/* The web chat's directory: $AISLE_ROOT/web, else web/ or share/aisle/web/
+ * beside the directory of the program (build/aisle, /usr/bin/aisle). */
+static const char *find_web(char *out, size_t cap)
+{
+    const char *root = getenv("AISLE_ROOT");
+    if (root) {
+        snprintf(out, cap, "%s/web", root);
+        char f[4200];
+        snprintf(f, sizeof(f), "%s/index.html", out);
+        return access(f, R_OK) == 0 ? out : NULL;
+    }
+    char exe[2048];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    char *dir = dirname(exe);
+    static const char *const rel[] = {"../web", "../share/aisle/web"};
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        char f[4200];
+        snprintf(out, cap, "%s/%s", dir, rel[i]);
+        snprintf(f, sizeof(f), "%s/index.html", out);
+        if (access(f, R_OK) == 0)
+            return out;
+    }
+    return NULL;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -56,7 +96,8 @@ int cmd_serve(int argc, char **argv)
         return 0;
     }
     enum { O_MODEL = 256, O_DB, O_NAME, O_HOST, O_PORT, O_PAR, O_KVB, O_CTX, O_STEP, O_QUEUE, O_POLICY, O_NOPC,
-           O_MAXTOK, O_BODY, O_CONNS, O_CTO, O_RTO, O_REQTO, O_THREADS, O_HTHREADS, O_KVF16 };
+           O_MAXTOK, O_BODY, O_CONNS, O_CTO, O_RTO, O_REQTO, O_THREADS, O_HTHREADS, O_KVF16, O_WEB, O_ROUTER,
+           O_WORKERS, O_CHATTOK, O_EVTOK };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},     {"db", required_argument, NULL, O_DB},
         {"name", required_argument, NULL, O_NAME},       {"host", required_argument, NULL, O_HOST},
@@ -68,9 +109,14 @@ int cmd_serve(int argc, char **argv)
         {"max-conns", required_argument, NULL, O_CONNS}, {"conn-timeout", required_argument, NULL, O_CTO},
         {"read-timeout", required_argument, NULL, O_RTO}, {"request-timeout", required_argument, NULL, O_REQTO},
         {"threads", required_argument, NULL, O_THREADS}, {"http-threads", required_argument, NULL, O_HTHREADS},
-        {"kv-f16", no_argument, NULL, O_KVF16},          {NULL, 0, NULL, 0},
+        {"kv-f16", no_argument, NULL, O_KVF16},          {"web", required_argument, NULL, O_WEB},
+        {"router", required_argument, NULL, O_ROUTER},   {"workers", required_argument, NULL, O_WORKERS},
+        {"chat-tokens", required_argument, NULL, O_CHATTOK}, {"evidence-tokens", required_argument, NULL, O_EVTOK},
+        {NULL, 0, NULL, 0},
     };
-    const char *path = NULL, *db = NULL, *name = NULL;
+    const char *path = NULL, *db = NULL, *name = NULL, *web = NULL, *router = getenv("AISLE_ROUTER");
+    int workers = 2;
+    long ev_tokens = 0;
     struct sched_opts so = {.policy = SCHED_CONTINUOUS, .prefix_cache = 1};
     struct srv_opts ho = {.port = 8080};
     int threads = 0, c;
@@ -102,6 +148,11 @@ int cmd_serve(int argc, char **argv)
         case O_THREADS: threads = (int)eng_long("serve", "--threads", optarg, 1, 1024); break;
         case O_HTHREADS: ho.threads = (int)eng_long("serve", "--http-threads", optarg, 1, 64); break;
         case O_KVF16: so.kv_f16 = 1; break;
+        case O_WEB: web = optarg; break;
+        case O_ROUTER: router = optarg; break;
+        case O_WORKERS: workers = (int)eng_long("serve", "--workers", optarg, 1, 64); break;
+        case O_CHATTOK: ho.chat_max_tokens = (int)eng_long("serve", "--chat-tokens", optarg, 1, 1 << 20); break;
+        case O_EVTOK: ev_tokens = eng_long("serve", "--evidence-tokens", optarg, 16, 1 << 20); break;
         default: cli_usage_error("serve", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
@@ -111,6 +162,11 @@ int cmd_serve(int argc, char **argv)
         cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
     if (db && access(db, R_OK) != 0)
         cli_die("%s: cannot read the store", db);
+    char webbuf[4096];
+    if (db && !web && !(web = find_web(webbuf, sizeof(webbuf))))
+        cli_die("cannot find the web chat's files (web/index.html): give --web DIR or set AISLE_ROOT");
+    if (!router && access("models/router.bin", R_OK) == 0)
+        router = "models/router.bin";
     int par = so.max_running > 0 ? so.max_running : 16;
     if (so.step_tokens && so.step_tokens < par)
         cli_usage_error("serve", "--step-tokens (%d) must be at least --parallel (%d)", so.step_tokens, par);
@@ -145,17 +201,32 @@ int cmd_serve(int argc, char **argv)
     if (dot && !strcmp(dot, ".gguf"))
         *dot = '\0';
     ho.model_name = name ? name : base;
+    struct chat_pool *pool = NULL;
+    if (db) {
+        long ctx = sched_max_ctx(s);
+        struct chat_pool_opts co = {.db = db, .router = router, .workers = workers, .tk = tk,
+                                    .evidence_budget = (size_t)(ev_tokens ? ev_tokens
+                                                                           : ctx / 3 < 1024 ? ctx / 3 : 1024)};
+        if (chat_pool_new(&pool, &co, err, sizeof(err)))
+            cli_die("%s", err);
+        ho.chat = pool;
+        ho.web_dir = web;
+    }
     struct srv *v;
     if (srv_start(&v, s, tk, &ho, err, sizeof(err)))
         cli_die("%s", err);
     fprintf(stderr, "aisle serve: model '%s' on http://%s:%d (policy %s, parallel %d, prefix cache %s)\n",
             ho.model_name, ho.host ? ho.host : "127.0.0.1", srv_port(v), sched_policy_name(so.policy), par,
             so.prefix_cache ? "on" : "off");
+    if (db)
+        fprintf(stderr, "aisle serve: shopper chat over %s (router %s, %d retrieval workers): open http://%s:%d/\n",
+                db, router ? router : "keywords", workers, ho.host ? ho.host : "127.0.0.1", srv_port(v));
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "aisle serve: signal %d, stopping\n", sig);
     srv_stop(v);
     sched_free(s);
+    chat_pool_free(pool);
     free(pcopy);
     tok_free(tk);
     lm_model_free(m);

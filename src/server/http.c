@@ -15,6 +15,7 @@
  */
 #include "server/http.h"
 
+#include "assist/chat.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "model/sample.h"
@@ -34,8 +35,17 @@
 #include <sys/socket.h>
 #include <time.h>
 
-enum route { R_NONE, R_CHAT, R_COMPLETION, R_MODELS, R_HEALTH, R_METRICS };
-enum phase { P_BODY, P_STREAM, P_WAIT, P_DONE };
+enum http_route { R_NONE, R_CHAT, R_COMPLETION, R_MODELS, R_HEALTH, R_METRICS, R_API_CHAT, R_PRODUCTS, R_PAGE };
+/* P_PREP: /api/chat waits (suspended) for its retrieval worker. */
+enum phase { P_BODY, P_PREP, P_STREAM, P_WAIT, P_DONE };
+
+/* The web chat's files, read once at start. */
+static const struct {
+    const char *url, *file, *ctype;
+} web_files[] = {{"/", "index.html", "text/html; charset=utf-8"},
+                 {"/app.js", "app.js", "text/javascript; charset=utf-8"},
+                 {"/style.css", "style.css", "text/css; charset=utf-8"}};
+#define N_WEB (sizeof(web_files) / sizeof(web_files[0]))
 
 struct srv {
     struct MHD_Daemon *d;
@@ -51,13 +61,17 @@ struct srv {
     pthread_mutex_t mu;
     struct conn *live;
     int32_t tok_role[3], tok_end; /* <|system|> <|user|> <|assistant|>, <|end|> */
+    atomic_ullong chat_n, chat_dropped;
+    pthread_mutex_t jmu; /* orders a chat job's done (resume) after its suspend */
+    char *web[N_WEB];    /* (web_len) the files, owned; NULL without web_dir */
+    size_t web_len[N_WEB];
 };
 
 struct conn {
     struct srv *v;
     struct MHD_Connection *c;
     struct conn *prev, *next; /* in v->live once a request is submitted */
-    enum route route;
+    enum http_route route;
     enum phase phase;
     double t_start;
     int too_big;
@@ -78,6 +92,14 @@ struct conn {
     int failed;         /* timeout or engine error */
     char fail_msg[200];
     char id[48];
+    /* /api/chat */
+    struct chat_request creq;
+    int creq_parsed;
+    struct chat_prep *prep;
+    struct chat_job job;
+    struct chat_stream cs;
+    int cs_init, page;
+    double t_prep; /* when the job was queued */
 };
 
 static double now_s(void)
@@ -167,6 +189,14 @@ static void conn_free(struct conn *k)
         oai_request_release(&k->req);
     if (k->stop_init)
         lm_stop_release(&k->stop);
+    if (k->cs_init)
+        chat_stream_release(&k->cs);
+    if (k->prep) {
+        chat_prep_release(k->prep);
+        free(k->prep);
+    }
+    if (k->creq_parsed)
+        chat_request_release(&k->creq);
     buf_release(&k->body);
     buf_release(&k->text);
     buf_release(&k->out);
@@ -291,12 +321,56 @@ static int finish_output(struct conn *k)
     return rc;
 }
 
-/* Move what the scheduler posted into output. Returns 1 when the request has
- * ended (output complete), 0 when it waits (the connection was suspended),
- * or a negative error (memory, or the server stopping). */
+/* ---- /api/chat: tokens -> events ------------------------------------------------ */
+
+/* The end of a chat answer: the rest of the markup, suggestions, done (or
+ * an error event). */
+static int finish_chat(struct conn *k)
+{
+    buf_reset(&k->piece);
+    int rc = tok_stream_flush(&k->ts, &k->piece);
+    rc = rc ? rc : chat_stream_feed(&k->cs, k->piece.data ? k->piece.data : "", k->piece.len);
+    rc = rc ? rc : chat_stream_finish(&k->cs);
+    k->ended = 1;
+    k->v->chat_dropped += (unsigned long long)k->cs.st.dropped_tags;
+    if (rc)
+        return rc;
+    if (k->failed) {
+        struct oai_error e;
+        oai_error_set(&e, 500, "server_error", NULL, NULL, "%s", k->fail_msg);
+        return chat_sse(&k->out, "error", oai_error_json(&e));
+    }
+    struct sched_req_info in;
+    sched_req_info(k->sr, &in);
+    const struct chat_stream_stats *st = &k->cs.st;
+    struct buf d;
+    buf_init(&d, 0);
+    rc = buf_printf(&d,
+                    "{\"finish\":\"%s\",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,"
+                    "\"cached_tokens\":%d,\"evidence_passages\":%zu},\"timings\":{\"retrieval_ms\":%.1f,"
+                    "\"hydrate_ms\":%.1f,\"ttft_ms\":%.1f,\"total_ms\":%.1f},\"citations\":%d,\"cards\":%d,"
+                    "\"compare\":%d,\"dropped_tags\":%d,\"bad_markup\":%d",
+                    k->finish ? k->finish : "stop", k->n_prompt, k->n_completion, in.n_cached,
+                    k->prep->ev.n, k->prep->retrieval_s * 1e3, k->prep->hydrate_s * 1e3,
+                    in.ttft_s >= 0 ? in.ttft_s * 1e3 : -1.0, (now_s() - k->t_start) * 1e3, st->n_citations,
+                    st->n_cards, st->n_compare, st->dropped_tags, st->bad_markup);
+    if (!rc && k->creq.conversation_id) /* validated: [A-Za-z0-9_.-] only */
+        rc = buf_printf(&d, ",\"conversation_id\":\"%s\"", k->creq.conversation_id);
+    rc = rc ? rc : buf_putc(&d, '}');
+    rc = rc ? rc : chat_sse(&k->out, "done", buf_detach(&d));
+    buf_release(&d);
+    return rc;
+}
+
+/* Move what the scheduler posted into output: text through stop strings
+ * (OpenAI routes) or through the markup parser into events (/api/chat).
+ * Returns 1 when the request has ended (output complete), 0 when it waits
+ * (the connection was suspended), or a negative error (memory, or the server
+ * stopping). */
 static int pump(struct conn *k)
 {
     int32_t toks[64];
+    int chat = k->route == R_API_CHAT;
     for (;;) {
         int n;
         enum sched_finish fin;
@@ -306,6 +380,11 @@ static int pump(struct conn *k)
             buf_reset(&k->piece);
             if (tok_stream_push(k->v->tk, &k->ts, toks[i], &k->piece))
                 continue; /* an id the tokenizer lacks (a larger model vocabulary): nothing to show */
+            if (chat) {
+                if (chat_stream_feed(&k->cs, k->piece.data ? k->piece.data : "", k->piece.len))
+                    return AISLE_ENOMEM;
+                continue;
+            }
             const char *p;
             size_t pl;
             int hit = lm_stop_push(&k->stop, k->piece.data ? k->piece.data : "", k->piece.len, &p, &pl);
@@ -317,8 +396,11 @@ static int pump(struct conn *k)
                 return finish_output(k) ? AISLE_ENOMEM : 1;
             }
         }
-        if (n > 0)
+        if (n > 0) {
+            if (chat && chat_stream_flush(&k->cs)) /* one text event per batch of tokens */
+                return AISLE_ENOMEM;
             continue;
+        }
         if (fin != SCHED_LIVE) {
             switch (fin) {
             case SCHED_FIN_LENGTH: k->finish = "length"; break;
@@ -333,7 +415,7 @@ static int pump(struct conn *k)
                 break;
             default: k->finish = "stop"; break;
             }
-            return finish_output(k) ? AISLE_ENOMEM : 1;
+            return (chat ? finish_chat(k) : finish_output(k)) ? AISLE_ENOMEM : 1;
         }
         return armed ? 0 : AISLE_EBUSY;
     }
@@ -422,6 +504,35 @@ static uint64_t seed_mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* The tokens that end an answer: EOS, EOT, <|end|> (those the vocabulary has). */
+static int eog_list(const struct srv *v, int32_t eog[3])
+{
+    int n = 0;
+    if (tok_eos(v->tk) >= 0)
+        eog[n++] = tok_eos(v->tk);
+    if (tok_eot(v->tk) >= 0)
+        eog[n++] = tok_eot(v->tk);
+    if (v->tok_end >= 0)
+        eog[n++] = v->tok_end;
+    return n;
+}
+
+/* Queue the 200 with the SSE reader. */
+static enum MHD_Result queue_sse(struct conn *k)
+{
+    k->phase = P_STREAM;
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_reader, k, NULL);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    count_status(k->v, 200);
+    enum MHD_Result q = MHD_queue_response(k->c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return q;
+}
+
 /* Parse, tokenize, check limits, submit; queue the SSE response or suspend. */
 static enum MHD_Result start_completion(struct conn *k)
 {
@@ -481,13 +592,7 @@ static enum MHD_Result start_completion(struct conn *k)
     sp.presence_penalty = (float)k->req.presence_penalty;
     sp.seed = k->req.has_seed ? k->req.seed : seed_mix((uint64_t)time(NULL) ^ (v->next_id << 20));
     int32_t eog[3];
-    int n_eog = 0;
-    if (tok_eos(v->tk) >= 0 && !k->req.ignore_eos)
-        eog[n_eog++] = tok_eos(v->tk);
-    if (tok_eot(v->tk) >= 0 && !k->req.ignore_eos)
-        eog[n_eog++] = tok_eot(v->tk);
-    if (v->tok_end >= 0 && !k->req.ignore_eos)
-        eog[n_eog++] = v->tok_end;
+    int n_eog = k->req.ignore_eos ? 0 : eog_list(v, eog);
     struct sched_params p = {.prompt = ids.ids, .n_prompt = (int)ids.len, .max_tokens = (int)mt, .sample = sp,
                              .eog = eog, .n_eog = n_eog, .timeout_s = v->o.request_timeout_s,
                              .notify = conn_notify, .notify_ctx = k};
@@ -519,17 +624,114 @@ static enum MHD_Result start_completion(struct conn *k)
         k->phase = P_WAIT;
         return MHD_YES; /* the caller pumps */
     }
-    k->phase = P_STREAM;
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_reader, k, NULL);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    MHD_add_response_header(r, "X-Accel-Buffering", "no");
-    count_status(v, 200);
-    enum MHD_Result q = MHD_queue_response(k->c, MHD_HTTP_OK, r);
-    MHD_destroy_response(r);
-    return q;
+    return queue_sse(k);
+}
+
+/* ---- /api/chat ------------------------------------------------------------------- */
+
+/* The retrieval worker's done (its thread): resume the connection, which
+ * start_chat suspended under the same lock, so the resume cannot come first. */
+static void chat_job_done(void *ctx)
+{
+    struct conn *k = ctx;
+    pthread_mutex_lock(&k->v->jmu);
+    MHD_resume_connection(k->c);
+    pthread_mutex_unlock(&k->v->jmu);
+}
+
+/* Validate the body and hand it to a retrieval worker, suspended meanwhile. */
+static enum MHD_Result start_chat(struct conn *k)
+{
+    struct srv *v = k->v;
+    struct oai_error e;
+    if (k->too_big) {
+        oai_error_set(&e, 413, NULL, "request_too_large", NULL, "the request body is larger than %zu bytes",
+                      v->o.max_body);
+        return respond_error(k, &e, 0);
+    }
+    if (!v->o.chat)
+        return fail(k, 503, "server_error", "no_store", NULL,
+                    "this server has no store: start it with aisle serve --db STORE");
+    struct chat_error ce;
+    int rc = chat_request_parse(&k->creq, k->body.data ? k->body.data : "", k->body.len, &ce);
+    if (rc) {
+        oai_error_set(&e, rc == AISLE_ENOMEM ? 500 : 400, rc == AISLE_ENOMEM ? "server_error" : NULL, ce.code,
+                      ce.param[0] ? ce.param : NULL, "%s", ce.message);
+        return respond_error(k, &e, 0);
+    }
+    k->creq_parsed = 1;
+    if (!(k->prep = malloc(sizeof(*k->prep))))
+        return fail(k, 500, "server_error", NULL, NULL, "out of memory");
+    chat_prep_init(k->prep);
+    k->job = (struct chat_job){.req = &k->creq, .out = k->prep, .done = chat_job_done, .ctx = k};
+    k->t_prep = now_s();
+    pthread_mutex_lock(&v->jmu);
+    rc = chat_pool_submit(v->o.chat, &k->job);
+    if (rc == 0) {
+        k->phase = P_PREP;
+        MHD_suspend_connection(k->c);
+    }
+    pthread_mutex_unlock(&v->jmu);
+    if (rc) {
+        oai_error_set(&e, 429, "rate_limit_exceeded", "queue_full", NULL,
+                      "the server is busy (its retrieval queue is full); retry after %d s", v->o.retry_after_s);
+        return respond_error(k, &e, v->o.retry_after_s);
+    }
+    return MHD_YES;
+}
+
+/* The worker is done: submit the prepared prompt and start the event stream. */
+static enum MHD_Result start_chat_stream(struct conn *k)
+{
+    struct srv *v = k->v;
+    struct chat_prep *pp = k->prep;
+    struct oai_error e;
+    if (atomic_load(&v->stopping))
+        return fail(k, 503, "server_error", NULL, NULL, "the server is shutting down");
+    if (pp->rc == AISLE_ENOTFOUND && pp->err_param) {
+        oai_error_set(&e, 400, NULL, "invalid_value", pp->err_param, "%s: %s", pp->err_param, pp->err);
+        return respond_error(k, &e, 0);
+    }
+    if (pp->rc)
+        return fail(k, 500, "server_error", NULL, NULL, pp->err);
+    int ctx = sched_max_ctx(v->s), n = (int)pp->prompt.ids.len;
+    if (n + 8 > ctx) {
+        oai_error_set(&e, 400, NULL, "context_length_exceeded", "messages",
+                      "the conversation and its evidence take %d tokens; this model's context is %d", n, ctx);
+        return respond_error(k, &e, 0);
+    }
+    int mt = ctx - n < v->o.chat_max_tokens ? ctx - n : v->o.chat_max_tokens;
+    struct lm_sample_params sp;
+    lm_sample_params_default(&sp);
+    sp.temperature = 0.7f; /* docs/CHAT.md: a little variety, mostly the likeliest words */
+    sp.top_p = 0.9f;
+    sp.seed = seed_mix((uint64_t)time(NULL) ^ (v->next_id << 20));
+    sp.mask = v->o.chat_mask;
+    sp.mask_ctx = v->o.chat_mask_ctx;
+    int32_t eog[3];
+    int n_eog = eog_list(v, eog);
+    struct sched_params p = {.prompt = pp->prompt.ids.ids, .n_prompt = n, .max_tokens = mt, .sample = sp,
+                             .eog = eog, .n_eog = n_eog, .timeout_s = v->o.request_timeout_s,
+                             .notify = conn_notify, .notify_ctx = k};
+    k->n_prompt = n;
+    int rc = sched_submit(v->s, &p, &k->sr);
+    if (rc == AISLE_EBUSY) {
+        oai_error_set(&e, 429, "rate_limit_exceeded", "queue_full", NULL,
+                      "the server is busy (its queue is full); retry after %d s", v->o.retry_after_s);
+        return respond_error(k, &e, v->o.retry_after_s);
+    }
+    if (rc) {
+        oai_error_set(&e, rc == AISLE_ETOOBIG ? 400 : 500, rc == AISLE_ETOOBIG ? NULL : "server_error",
+                      rc == AISLE_ETOOBIG ? "context_length_exceeded" : NULL, NULL, "cannot start the answer: %s",
+                      aisle_strerror(rc));
+        return respond_error(k, &e, 0);
+    }
+    live_add(k);
+    v->chat_n++;
+    tok_stream_init(&k->ts, 0);
+    chat_stream_init(&k->cs, pp, &k->out);
+    k->cs_init = 1;
+    return queue_sse(k);
 }
 
 /* WAIT phase: gather; answer when complete. */
@@ -555,18 +757,25 @@ static enum MHD_Result wait_completion(struct conn *k)
 
 /* ---- the access handler ----------------------------------------------------------- */
 
-static enum route route_of(const char *url, const char *method, int *bad_method)
+static enum http_route route_of(const char *url, const char *method, int *bad_method, int *page)
 {
     static const struct {
         const char *url, *method;
-        enum route r;
+        enum http_route r;
     } t[] = {{"/v1/chat/completions", "POST", R_CHAT}, {"/v1/completions", "POST", R_COMPLETION},
              {"/v1/models", "GET", R_MODELS},          {"/health", "GET", R_HEALTH},
-             {"/metrics", "GET", R_METRICS}};
+             {"/metrics", "GET", R_METRICS},           {"/api/chat", "POST", R_API_CHAT},
+             {"/api/products", "GET", R_PRODUCTS}};
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
         if (!strcmp(url, t[i].url)) {
             *bad_method = strcmp(method, t[i].method) != 0;
             return t[i].r;
+        }
+    for (size_t i = 0; i < N_WEB; i++)
+        if (!strcmp(url, web_files[i].url)) {
+            *bad_method = strcmp(method, "GET") != 0;
+            *page = (int)i;
+            return R_PAGE;
         }
     *bad_method = 0;
     return R_NONE;
@@ -579,6 +788,17 @@ static enum MHD_Result handle_get(struct conn *k)
         return respond(k, 200, strdup("{\"status\":\"ok\"}"), "application/json", 0);
     if (k->route == R_MODELS)
         return respond(k, 200, oai_models_json(v->model_name, v->created), "application/json", 0);
+    if (k->route == R_PRODUCTS)
+        return respond(k, 200, strdup(v->o.chat ? chat_pool_products_json(v->o.chat) : "[]"), "application/json",
+                       0);
+    if (k->route == R_PAGE) {
+        if (!v->web[k->page])
+            return fail(k, 404, NULL, "not_found", NULL, "this server has no web chat files (aisle serve --web DIR)");
+        char *copy = malloc(v->web_len[k->page] + 1);
+        if (copy)
+            memcpy(copy, v->web[k->page], v->web_len[k->page] + 1);
+        return respond(k, 200, copy, web_files[k->page].ctype, 0);
+    }
     struct sched_stats st;
     sched_stats_get(v->s, &st);
     struct metrics_http h = {.connections_open = v->n_conn, .responses_2xx = v->r2xx, .responses_4xx = v->r4xx,
@@ -610,7 +830,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         buf_init(&k->piece, 0);
         *con_cls = k;
         int bad_method;
-        k->route = route_of(url, method, &bad_method);
+        k->route = route_of(url, method, &bad_method, &k->page);
         if (bad_method)
             k->route = R_NONE, k->too_big = -1; /* answered 405 below */
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -639,6 +859,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             snprintf(msg, sizeof(msg), "no such endpoint: %.100s %.60s", method, url);
             return fail(k, 404, NULL, "not_found", NULL, msg);
         }
+        if (k->route == R_API_CHAT)
+            return start_chat(k);
         if (k->route == R_CHAT || k->route == R_COMPLETION) {
             enum MHD_Result r = start_completion(k);
             if (k->phase != P_WAIT)
@@ -646,6 +868,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         } else
             return handle_get(k);
     }
+    if (k->phase == P_PREP)
+        return start_chat_stream(k);
     if (k->phase == P_WAIT)
         return wait_completion(k);
     return MHD_YES;
@@ -658,6 +882,42 @@ static void quiet_logger(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
+static void free_web(struct srv *v)
+{
+    for (size_t i = 0; i < N_WEB; i++)
+        free(v->web[i]);
+}
+
+/* Read the web chat's files (each at most 1 MiB) into memory. */
+static int load_web(struct srv *v, const char *dir, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < N_WEB; i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, web_files[i].file);
+        FILE *f = fopen(path, "rb");
+        struct buf b;
+        buf_init(&b, 1 << 20);
+        char chunk[8192];
+        size_t n;
+        int rc = f ? 0 : AISLE_EIO;
+        while (!rc && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            rc = buf_append(&b, chunk, n);
+        if (!rc && f && ferror(f))
+            rc = AISLE_EIO;
+        rc = rc ? rc : buf_putc(&b, '\0');
+        if (f)
+            fclose(f);
+        if (rc) {
+            buf_release(&b);
+            snprintf(err, errlen, "%s: cannot read the web chat file (%s)", path, aisle_strerror(rc));
+            return AISLE_EIO;
+        }
+        v->web_len[i] = b.len - 1;
+        v->web[i] = buf_detach(&b);
+    }
+    return 0;
+}
+
 int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const struct srv_opts *o, char *err,
               size_t errlen)
 {
@@ -667,6 +927,7 @@ int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const str
         return AISLE_ENOMEM;
     }
     pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->jmu, NULL);
     v->s = s;
     v->tk = tk;
     v->o = *o;
@@ -688,6 +949,8 @@ int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const str
         v->o.threads = 2;
     if (v->o.retry_after_s <= 0)
         v->o.retry_after_s = 1;
+    if (v->o.chat_max_tokens <= 0)
+        v->o.chat_max_tokens = 256;
     v->created = wall_now();
     v->model_name = strdup(o->model_name ? o->model_name : "aisle");
     static const char *const roles[3] = {TOK_SYSTEM, TOK_USER, TOK_ASSISTANT};
@@ -705,6 +968,8 @@ int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const str
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (o->web_dir && (rc = load_web(v, o->web_dir, err, errlen)))
+        goto fail;
     if (inet_pton(AF_INET, v->o.host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)v->o.port);
@@ -735,8 +1000,10 @@ int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const str
     *out = v;
     return 0;
 fail:
+    free_web(v);
     free(v->model_name);
     pthread_mutex_destroy(&v->mu);
+    pthread_mutex_destroy(&v->jmu);
     free(v);
     return rc;
 }
@@ -751,6 +1018,10 @@ void srv_stop(struct srv *v)
     if (!v)
         return;
     atomic_store(&v->stopping, 1);
+    /* Chats waiting for retrieval are resumed by their workers' done; after
+     * this no new one starts. */
+    if (v->o.chat)
+        chat_pool_close(v->o.chat);
     /* Resume every suspended connection (MHD_stop_daemon refuses to run with
      * suspended ones): each then sees `stopping` and ends. */
     pthread_mutex_lock(&v->mu);
@@ -758,7 +1029,9 @@ void srv_stop(struct srv *v)
         sched_req_kick(k->sr);
     pthread_mutex_unlock(&v->mu);
     MHD_stop_daemon(v->d);
+    free_web(v);
     free(v->model_name);
     pthread_mutex_destroy(&v->mu);
+    pthread_mutex_destroy(&v->jmu);
     free(v);
 }

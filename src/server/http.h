@@ -17,8 +17,18 @@
  * timeout, connection count, queue depth (429 with Retry-After), max_tokens
  * and context length (400), per-request generation timeout.
  *
- * Ownership: struct srv borrows the scheduler and the tokenizer (both must
- * outlive it) and owns the daemon and every connection's state.
+ * The shopper chat (POST /api/chat, docs/CHAT.md) goes through the same
+ * phases with one more before them: the parsed request is handed to the
+ * retrieval pool (assist/chat.h) with the connection suspended, the worker's
+ * done callback resumes it, and the prepared prompt is submitted to the
+ * scheduler; tokens then pass through the markup parser into text, citation,
+ * card and compare events (chat_stream), then suggestions and done. GET /
+ * serves the web chat (web/index.html, app.js, style.css, read at start from
+ * srv_opts.web_dir) and GET /api/products its product-page selector.
+ *
+ * Ownership: struct srv borrows the scheduler, the tokenizer and the chat
+ * pool (all must outlive it; srv_stop closes the pool) and owns the daemon,
+ * the web files and every connection's state.
  *
  * THREAD SAFETY: srv_start/srv_stop from one thread; handlers run on MHD's
  * threads and the scheduler's notify on the scheduler thread.
@@ -26,11 +36,13 @@
 #ifndef AISLE_SERVER_HTTP_H
 #define AISLE_SERVER_HTTP_H
 
+#include "model/sample.h"
 #include "server/sched.h"
 
 #include <stddef.h>
 
 struct tok;
+struct chat_pool;
 
 struct srv_opts {
     const char *host;          /* IPv4 or IPv6 literal; NULL: 127.0.0.1 */
@@ -44,12 +56,18 @@ struct srv_opts {
     int default_max_tokens;    /* when a request gives none (capped by the context); 0: 512 */
     int threads;               /* MHD threads; 0: 2 */
     int retry_after_s;         /* Retry-After on 429; 0: 1 */
+    struct chat_pool *chat;    /* the shopper chat's retrieval pool; NULL: /api/chat answers 503 */
+    const char *web_dir;       /* index.html, app.js, style.css; NULL: GET / answers 404 */
+    int chat_max_tokens;       /* answer length of /api/chat (capped by the context); 0: 256 */
+    lm_mask_fn chat_mask;      /* tests: a mask hook on every /api/chat sampler (scripts the
+                                  model's output); NULL in aisle serve */
+    void *chat_mask_ctx;
 };
 
 struct srv;
 
-/* Bind and start serving. 0 with *out, or AISLE_EIO / AISLE_EINVAL /
- * AISLE_ENOMEM with detail in err. */
+/* Bind and start serving. 0 with *out, or AISLE_EIO (also: a web file
+ * missing from web_dir) / AISLE_EINVAL / AISLE_ENOMEM with detail in err. */
 int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const struct srv_opts *o, char *err,
               size_t errlen);
 /* The port bound. */

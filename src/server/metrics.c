@@ -67,6 +67,11 @@ int metrics_render(struct buf *o, const struct sched_stats *st, const struct met
                                   h->responses_2xx, h->responses_4xx, h->responses_429, h->responses_5xx);
         rc = rc ? rc : counter(o, "aisle_http_client_disconnects_total",
                                "Requests cancelled because the client went away.", h->client_gone);
+        rc = rc ? rc : counter(o, "aisle_chat_requests_total", "Shopper chat answers started (/api/chat).",
+                               h->chat_requests);
+        rc = rc ? rc : counter(o, "aisle_chat_dropped_tags_total",
+                               "Product ids in the model's tags that are not in the evidence (no card shown).",
+                               h->chat_dropped_tags);
     }
     return rc;
 }

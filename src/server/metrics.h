@@ -19,6 +19,8 @@ struct metrics_http {
     uint64_t connections_open; /* connections MHD holds now */
     uint64_t responses_2xx, responses_4xx, responses_5xx, responses_429;
     uint64_t client_gone; /* requests cancelled because the client disconnected */
+    uint64_t chat_requests;     /* /api/chat answers started */
+    uint64_t chat_dropped_tags; /* tags naming a product that is not in the evidence */
 };
 
 /* Append the page. 0 or AISLE_ENOMEM / AISLE_ETOOBIG (from out). */
