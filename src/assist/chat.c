@@ -12,6 +12,7 @@
 #include "assist/chat.h"
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "retrieval/hybrid.h"
 #include "retrieval/resolve.h"
 #include "retrieval/route.h"
@@ -96,6 +97,10 @@ static int opt_string(json_t *root, const char *key, size_t max, int is_id, char
 int chat_request_parse(struct chat_request *r, const char *body, size_t len, struct chat_error *e)
 {
     memset(r, 0, sizeof(*r));
+    size_t valid = utf8_valid_prefix(body, len);
+    if (valid < len)
+        return bad(e, "invalid_json", "", "the request body is not valid UTF-8 (byte %zu, 0x%02x)", valid,
+                   (unsigned char)body[valid]);
     json_error_t je;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)

@@ -533,16 +533,22 @@ static enum MHD_Result queue_sse(struct conn *k)
     return q;
 }
 
+/* 413 for a body that passed --max-body while it was read. */
+static enum MHD_Result respond_too_big(struct conn *k)
+{
+    struct oai_error e;
+    oai_error_set(&e, 413, NULL, "request_too_large", NULL, "the request body is larger than %zu bytes",
+                  k->v->o.max_body);
+    return respond_error(k, &e, 0);
+}
+
 /* Parse, tokenize, check limits, submit; queue the SSE response or suspend. */
 static enum MHD_Result start_completion(struct conn *k)
 {
     struct srv *v = k->v;
     struct oai_error e;
-    if (k->too_big) {
-        oai_error_set(&e, 413, NULL, "request_too_large", NULL, "the request body is larger than %zu bytes",
-                      v->o.max_body);
-        return respond_error(k, &e, 0);
-    }
+    if (k->too_big)
+        return respond_too_big(k);
     if (oai_parse(&k->req, k->route == R_CHAT ? OAI_CHAT : OAI_COMPLETION, k->body.data ? k->body.data : "",
                   k->body.len, &e))
         return respond_error(k, &e, 0);
@@ -644,11 +650,8 @@ static enum MHD_Result start_chat(struct conn *k)
 {
     struct srv *v = k->v;
     struct oai_error e;
-    if (k->too_big) {
-        oai_error_set(&e, 413, NULL, "request_too_large", NULL, "the request body is larger than %zu bytes",
-                      v->o.max_body);
-        return respond_error(k, &e, 0);
-    }
+    if (k->too_big)
+        return respond_too_big(k);
     if (!v->o.chat)
         return fail(k, 503, "server_error", "no_store", NULL,
                     "this server has no store: start it with aisle serve --db STORE");
@@ -802,7 +805,8 @@ static enum MHD_Result handle_get(struct conn *k)
     struct sched_stats st;
     sched_stats_get(v->s, &st);
     struct metrics_http h = {.connections_open = v->n_conn, .responses_2xx = v->r2xx, .responses_4xx = v->r4xx,
-                             .responses_5xx = v->r5xx, .responses_429 = v->r429, .client_gone = v->gone};
+                             .responses_5xx = v->r5xx, .responses_429 = v->r429, .client_gone = v->gone,
+                             .chat_requests = v->chat_n, .chat_dropped_tags = v->chat_dropped};
     struct buf b;
     buf_init(&b, 0);
     if (metrics_render(&b, &st, &h)) {

@@ -1,0 +1,495 @@
+/*
+ * chat_test.c — POST /api/chat end to end, in process: the real HTTP server
+ * on an ephemeral port, the real scheduler and a tiny random Llama with a real
+ * byte-level tokenizer (tinymodel.h), the retrieval worker pool over the demo
+ * store ingested into a temporary SQLite database, and libcurl as the client.
+ *
+ * A random model does not write markup, so the tests script what it says
+ * with srv_opts.chat_mask: at step i the mask leaves only token i of a
+ * scripted answer (then <|end|>) — the sampler, the scheduler, detokenizing,
+ * the markup parser and hydration all run as in production. The script names
+ * a real product of the evidence and two invented ids: the first must become
+ * a card whose price and stock equal what shop_offers reads from the store
+ * directly, the invented ones must become nothing but a count.
+ */
+#include <criterion/criterion.h>
+
+#include "assist/chat.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "server/http.h"
+#include "server/sched.h"
+#include "store/shop.h"
+#include "tok/tok.h"
+#include "../testutil.h"
+#include "tinymodel.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
+
+/* ---- the scripted model ------------------------------------------------------------- */
+
+struct script {
+    int32_t toks[1024];
+    int n;
+    atomic_int step;
+    int32_t end, filler; /* after the script: end (<|end|>), or filler while pacing */
+    int pace_ms;         /* sleep per token (a long, slow answer) */
+};
+
+static struct script script;
+
+static void script_mask(void *ctx, float *logits, int n)
+{
+    struct script *s = ctx;
+    int i = atomic_fetch_add(&s->step, 1);
+    int32_t want = i < s->n ? s->toks[i] : s->pace_ms ? s->filler : s->end;
+    if (s->pace_ms) {
+        struct timespec t = {0, (long)s->pace_ms * 1000000L};
+        nanosleep(&t, NULL);
+    }
+    for (int v = 0; v < n; v++)
+        if (v != want)
+            logits[v] = -INFINITY;
+}
+
+/* ---- fixture ------------------------------------------------------------------------- */
+
+static char *dir, *db;
+static struct lm_model *model;
+static struct tok *tk;
+static struct sched *sch;
+static struct chat_pool *pool;
+static struct srv *srv;
+static int port;
+
+static void setup_with(size_t max_body)
+{
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    dir = tu_tmpdir();
+    char *mp = tu_path(dir, "tiny.gguf");
+    struct tiny_spec ts = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 128, .vocab = 512,
+                           .ctx = 2048, .wtype = GGML_TYPE_F32, .seed = 5, .printable = 1};
+    cr_assert_eq(tiny_model_write(mp, &ts), 0);
+    char err[512];
+    struct lm_model_opts mo = {.nthreads = 1, .max_batch = 256};
+    cr_assert_eq(lm_model_load(&model, mp, &mo, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(tok_load_gguf(&tk, lm_model_gguf(model), err, sizeof(err)), 0, "%s", err);
+    free(mp);
+
+    db = tu_path(dir, "demo.db");
+    char *out;
+    const char *r = tu_root(), *d = "data/demo-store";
+    int st = tu_run(&out,
+                    "'%s' ingest -q --no-vectors --db '%s' --products %s/%s/products.jsonl.gz --reviews "
+                    "%s/%s/reviews.jsonl.gz --qa %s/%s/qa.jsonl.gz --offers %s/%s/offers.generated.jsonl.gz",
+                    tu_aisle(), db, r, d, r, d, r, d, r, d);
+    cr_assert_eq(st, 0, "ingest failed: %s", out);
+    free(out);
+
+    struct sched_opts so = {.policy = SCHED_CONTINUOUS, .max_running = 4, .step_tokens = 256, .queue_max = 16,
+                            .max_ctx = 2048, .prefix_cache = 1};
+    cr_assert_eq(sched_new(&sch, model, &so, err, sizeof(err)), 0, "%s", err);
+    char router[1024], web[1024];
+    snprintf(router, sizeof(router), "%s/models/router.bin", r);
+    snprintf(web, sizeof(web), "%s/web", r);
+    struct chat_pool_opts co = {.db = db, .router = router, .workers = 2, .tk = tk, .evidence_budget = 600};
+    cr_assert_eq(chat_pool_new(&pool, &co, err, sizeof(err)), 0, "%s", err);
+    memset(&script, 0, sizeof(script));
+    script.end = tok_find(tk, TOK_END, strlen(TOK_END));
+    script.filler = 'a'; /* the byte token of 'a' ... */
+    script.filler = tok_find(tk, "a", 1);
+    cr_assert_geq(script.end, 0);
+    struct srv_opts o = {.port = 0, .model_name = "tiny", .chat = pool, .web_dir = web, .chat_max_tokens = 400,
+                         .max_body = max_body, .chat_mask = script_mask, .chat_mask_ctx = &script};
+    cr_assert_eq(srv_start(&srv, sch, tk, &o, err, sizeof(err)), 0, "%s", err);
+    port = srv_port(srv);
+}
+
+static void setup(void)
+{
+    setup_with(0);
+}
+
+static void setup_small_body(void)
+{
+    setup_with(4096);
+}
+
+static void teardown(void)
+{
+    srv_stop(srv);
+    sched_free(sch);
+    chat_pool_free(pool);
+    tok_free(tk);
+    lm_model_free(model);
+    free(db);
+    tu_rmdir(dir);
+    curl_global_cleanup();
+}
+
+static void set_script(const char *text, int pace_ms)
+{
+    struct tok_ids ids;
+    tok_ids_init(&ids, 0);
+    cr_assert_eq(tok_encode(tk, NULL, text, strlen(text), 0, &ids), 0);
+    cr_assert_leq(ids.len, sizeof(script.toks) / sizeof(script.toks[0]));
+    memcpy(script.toks, ids.ids, ids.len * sizeof(int32_t));
+    script.n = (int)ids.len;
+    script.pace_ms = pace_ms;
+    atomic_store(&script.step, 0);
+    tok_ids_release(&ids);
+}
+
+/* ---- an HTTP client (libcurl) ---------------------------------------------------------- */
+
+struct resp {
+    long status;
+    struct buf body;
+    char ctype[128];
+    int abort_after_text; /* close the connection once a text event arrived */
+    int quiet;            /* on another thread: record the error instead of asserting */
+    CURLcode rc;
+};
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+{
+    struct resp *r = ud;
+    buf_append(&r->body, p, sz * n);
+    buf_putc(&r->body, '\0');
+    r->body.len--;
+    if (r->abort_after_text && strstr(r->body.data, "event: text\n"))
+        return 0; /* curl closes the connection: the client is gone */
+    return sz * n;
+}
+
+/* A request to path with body (NULL: GET); the whole response in *r. */
+static void request(struct resp *r, const char *path, const char *body, size_t blen)
+{
+    buf_init(&r->body, 0);
+    buf_puts(&r->body, "");
+    CURL *c = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)blen);
+    }
+    CURLcode rc = r->rc = curl_easy_perform(c);
+    cr_assert(r->quiet || rc == CURLE_OK || (r->abort_after_text && rc == CURLE_WRITE_ERROR), "curl: %s",
+              curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    char *ct = NULL;
+    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+    snprintf(r->ctype, sizeof(r->ctype), "%s", ct ? ct : "");
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+/* The SSE events of a response: names and their JSON, in order. */
+struct events {
+    char name[1024][16];
+    json_t *data[1024];
+    int n;
+};
+
+static void parse_events(const char *s, struct events *ev)
+{
+    ev->n = 0;
+    for (const char *p = strstr(s, "event: "); p; p = strstr(p, "event: ")) {
+        const char *nl = strchr(p, '\n');
+        cr_assert_not_null(nl);
+        cr_assert(!strncmp(nl, "\ndata: ", 7), "an event without data: %.60s", p);
+        const char *end = strstr(nl, "\n\n");
+        cr_assert_not_null(end, "an unterminated event");
+        cr_assert_lt(ev->n, 1024, "too many events");
+        snprintf(ev->name[ev->n], sizeof(ev->name[0]), "%.*s", (int)(nl - p - 7), p + 7);
+        json_error_t je;
+        ev->data[ev->n] = json_loadb(nl + 7, (size_t)(end - nl - 7), 0, &je);
+        cr_assert_not_null(ev->data[ev->n], "event %s: not JSON (%s)", ev->name[ev->n], je.text);
+        ev->n++;
+        p = end + 2;
+    }
+}
+
+static void free_events(struct events *ev)
+{
+    for (int i = 0; i < ev->n; i++)
+        json_decref(ev->data[i]);
+}
+
+static const char *first_product(void)
+{
+    static char id[64];
+    struct resp r = {0};
+    request(&r, "/api/products", NULL, 0);
+    cr_assert_eq(r.status, 200);
+    json_t *j = json_loads(r.body.data, 0, NULL);
+    cr_assert(json_is_array(j) && json_array_size(j) > 5, "/api/products: %s", r.body.data);
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(json_array_get(j, 0), "id")));
+    json_decref(j);
+    buf_release(&r.body);
+    return id;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+Test(chat, events_in_order_with_store_prices_and_invented_ids_dropped, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+    const char *pid = first_product();
+    char answer[512], body[512];
+    snprintf(answer, sizeof(answer),
+             "Good choice <product id=\"%s\"/> see [1]. Also <price id=\"B0FAKE0000\"/> and "
+             "<compare ids=\"%s,B0FAKE0001\"/> done \xc3\xa9t\xc3\xa9.",
+             pid, pid);
+    set_script(answer, 0);
+    snprintf(body, sizeof(body),
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"how much is it and is it in stock?\"}],"
+             "\"product_id\":\"%s\",\"conversation_id\":\"t-1\"}",
+             pid);
+    struct resp r = {0};
+    request(&r, "/api/chat", body, strlen(body));
+    cr_assert_eq(r.status, 200, "%s", r.body.data);
+    cr_assert(!strncmp(r.ctype, "text/event-stream", 17), "%s", r.ctype);
+    static struct events ev;
+    parse_events(r.body.data, &ev);
+
+    /* Order: text, card, text, citation, text..., suggestions, done (last). */
+    cr_assert_geq(ev.n, 6, "%s", r.body.data);
+    cr_assert_str_eq(ev.name[ev.n - 1], "done");
+    cr_assert_str_eq(ev.name[ev.n - 2], "suggestions");
+    int i_card = -1, i_cite = -1, n_cards = 0;
+    struct buf text;
+    buf_init(&text, 0);
+    buf_puts(&text, "");
+    for (int i = 0; i < ev.n - 2; i++) {
+        if (!strcmp(ev.name[i], "text"))
+            buf_puts(&text, json_string_value(json_object_get(ev.data[i], "text")));
+        else if (!strcmp(ev.name[i], "card"))
+            i_card = i, n_cards++;
+        else if (!strcmp(ev.name[i], "citation"))
+            i_cite = i;
+        else
+            cr_assert_fail("unexpected event %s before suggestions: %s", ev.name[i], r.body.data);
+    }
+    cr_assert_str_eq(ev.name[0], "text");
+    cr_assert_eq(n_cards, 1, "one card (the real product); none for invented ids: %s", r.body.data);
+    cr_assert(i_card > 0 && i_cite > i_card, "card then citation in the answer's order: %s", r.body.data);
+    cr_assert_str_eq(text.data, "Good choice  see . Also  and  done \xc3\xa9t\xc3\xa9.");
+    buf_release(&text);
+
+    /* The card carries the store's numbers, read directly here. */
+    json_t *card = ev.data[i_card];
+    struct shop *sh;
+    char err[256];
+    cr_assert_eq(shop_open_local(&sh, db, err, sizeof(err)), 0, "%s", err);
+    struct shop_offers so;
+    cr_assert_eq(shop_offers(sh, pid, &so, err, sizeof(err)), 0, "%s", err);
+    cr_assert_gt(so.n, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(card, "product_id")), pid);
+    cr_assert_str_eq(json_string_value(json_object_get(card, "tag")), "product");
+    cr_assert_eq(json_integer_value(json_object_get(card, "price_minor")), so.v[0].price_minor);
+    cr_assert_str_eq(json_string_value(json_object_get(card, "currency")), so.v[0].currency);
+    cr_assert_eq(json_integer_value(json_object_get(card, "stock")), so.v[0].stock);
+    cr_assert_str_eq(json_string_value(json_object_get(card, "seller")), so.v[0].seller);
+    cr_assert_str_eq(json_string_value(json_object_get(card, "as_of")), so.fresh.as_of);
+    cr_assert(json_is_false(json_object_get(card, "stale")));
+    char price[32];
+    snprintf(price, sizeof(price), "%lld.%02lld", (long long)(so.v[0].price_minor / 100),
+             (long long)(so.v[0].price_minor % 100));
+    if (!strcmp(so.v[0].currency, "USD"))
+        cr_assert_str_eq(json_string_value(json_object_get(card, "price")), price);
+    cr_assert_gt(strlen(json_string_value(json_object_get(card, "title"))), 5);
+    shop_close(sh);
+
+    /* The citation names a passage of the evidence. */
+    json_t *c = ev.data[i_cite];
+    cr_assert_eq(json_integer_value(json_object_get(c, "n")), 1);
+    cr_assert_gt(strlen(json_string_value(json_object_get(c, "id"))), 3);
+    cr_assert_gt(strlen(json_string_value(json_object_get(c, "snippet"))), 3);
+    cr_assert_not_null(json_string_value(json_object_get(c, "source")));
+
+    json_t *sug = json_object_get(ev.data[ev.n - 2], "suggestions");
+    cr_assert(json_is_array(sug) && json_array_size(sug) >= 1, "suggestions derived from the product");
+    cr_assert_not_null(strstr(json_string_value(json_object_get(json_array_get(sug, 0), "text")), "Learning"),
+                       "a suggestion names the product");
+
+    json_t *done = ev.data[ev.n - 1];
+    cr_assert_eq(json_integer_value(json_object_get(done, "dropped_tags")), 2, "the two invented ids");
+    cr_assert_eq(json_integer_value(json_object_get(done, "cards")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(done, "citations")), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(done, "conversation_id")), "t-1");
+    json_t *u = json_object_get(done, "usage");
+    cr_assert_gt(json_integer_value(json_object_get(u, "prompt_tokens")), 200);
+    cr_assert_eq(json_integer_value(json_object_get(u, "completion_tokens")), script.n, "the script (<|end|> not counted)");
+    cr_assert(json_is_number(json_object_get(json_object_get(done, "timings"), "retrieval_ms")));
+    free_events(&ev);
+    buf_release(&r.body);
+
+    /* The same question again: its prompt's prefix comes from the cache. */
+    atomic_store(&script.step, 0);
+    request(&r, "/api/chat", body, strlen(body));
+    parse_events(r.body.data, &ev);
+    cr_assert_gt(json_integer_value(json_object_get(json_object_get(ev.data[ev.n - 1], "usage"), "cached_tokens")),
+                 100);
+    free_events(&ev);
+    buf_release(&r.body);
+
+    request(&r, "/metrics", NULL, 0);
+    cr_assert_not_null(strstr(r.body.data, "aisle_chat_dropped_tags_total 4"), "%s", r.body.data);
+    cr_assert_not_null(strstr(r.body.data, "aisle_chat_requests_total 2"));
+    buf_release(&r.body);
+
+    /* The web chat is served. */
+    request(&r, "/", NULL, 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_not_null(strstr(r.body.data, "/app.js"));
+    buf_release(&r.body);
+}
+
+static void *long_chat(void *arg)
+{
+    struct resp *r = arg;
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"does it come in blue?\"}]}";
+    request(r, "/api/chat", body, strlen(body));
+    return NULL;
+}
+
+static void expect_400(const char *body, size_t len, int status, const char *param, const char *needle)
+{
+    struct resp r = {0};
+    request(&r, "/api/chat", body, len);
+    cr_assert_eq(r.status, status, "%s -> %ld %s", body, r.status, r.body.data);
+    json_t *j = json_loads(r.body.data, 0, NULL);
+    json_t *e = json_object_get(j, "error");
+    cr_assert_not_null(e, "not an error object: %s", r.body.data);
+    const char *p = json_string_value(json_object_get(e, "param"));
+    if (param)
+        cr_assert(p && !strcmp(p, param), "param '%s', want '%s': %s", p ? p : "(null)", param, r.body.data);
+    cr_assert_not_null(strstr(json_string_value(json_object_get(e, "message")), needle), "'%s' not in %s", needle,
+                       r.body.data);
+    json_decref(j);
+    buf_release(&r.body);
+}
+
+Test(chat, bad_requests_are_400_naming_the_field_while_a_chat_streams, .init = setup_small_body, .fini = teardown,
+     .timeout = 120)
+{
+    set_script("Let me see.", 4); /* then 'a' every 4 ms up to 400 tokens: ~1.6 s */
+    struct resp lr = {.quiet = 1};
+    pthread_t th;
+    pthread_create(&th, NULL, long_chat, &lr);
+    struct sched_stats st;
+    for (int i = 0; i < 500; i++) { /* until the long answer runs */
+        sched_stats_get(sch, &st);
+        if (st.running == 1)
+            break;
+        struct timespec t = {0, 5000000};
+        nanosleep(&t, NULL);
+    }
+    cr_assert_eq(st.running, 1);
+    static const struct {
+        const char *body, *param, *needle;
+    } cases[] = {
+        {"{\"messages\": [", NULL, "not valid JSON"},
+        {"[1,2]", NULL, "expected a JSON object"},
+        {"{}", "messages", "required"},
+        {"{\"messages\":\"hi\"}", "messages", "expected an array"},
+        {"{\"messages\":[]}", "messages", "1 to 64"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":5}]}", "messages[0].content", "expected a string"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"  \"}]}", "messages[0].content", "empty"},
+        {"{\"messages\":[{\"role\":\"bot\",\"content\":\"x\"}]}", "messages[0].role", "\"user\" or \"assistant\""},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"content\":\"y\"}]}",
+         "messages[1].role", "last message"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"product_id\":7}", "product_id",
+         "expected a string"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"product_id\":\"a b\"}", "product_id",
+         "only letters"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":true}", "stream", "unknown field"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"product_id\":\"B0NOSUCH99\"}", "product_id",
+         "no product"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_400(cases[i].body, strlen(cases[i].body), 400, cases[i].param, cases[i].needle);
+    const char bad_utf8[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}";
+    expect_400(bad_utf8, sizeof(bad_utf8) - 1, 400, NULL, "UTF-8");
+    size_t big = 64 * 1024;
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    memcpy(huge, "{\"messages\":[", 13);
+    huge[big] = '\0';
+    expect_400(huge, big, 413, NULL, "larger than 4096 bytes");
+    free(huge);
+
+    sched_stats_get(sch, &st);
+    cr_assert_eq(st.running, 1, "the long answer still streams after the bad requests");
+    pthread_join(th, NULL);
+    cr_assert_eq(lr.rc, CURLE_OK, "%s", curl_easy_strerror(lr.rc));
+    cr_assert_eq(lr.status, 200);
+    static struct events ev;
+    parse_events(lr.body.data, &ev);
+    cr_assert_str_eq(ev.name[ev.n - 1], "done", "%s", lr.body.data + (lr.body.len > 300 ? lr.body.len - 300 : 0));
+    cr_assert_str_eq(json_string_value(json_object_get(ev.data[ev.n - 1], "finish")), "length");
+    free_events(&ev);
+    buf_release(&lr.body);
+}
+
+Test(chat, a_client_that_leaves_frees_its_kv_blocks, .init = setup, .fini = teardown, .timeout = 120)
+{
+    set_script("Checking", 10); /* 400 tokens at 10 ms: 4 s if nobody left */
+    struct sched_stats s0, s1;
+    sched_stats_get(sch, &s0);
+    struct resp r = {.abort_after_text = 1};
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"is this good for kids?\"}]}";
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    request(&r, "/api/chat", body, strlen(body));
+    cr_assert_not_null(strstr(r.body.data, "event: text"));
+    int freed = 0;
+    for (int i = 0; i < 300 && !freed; i++) {
+        struct timespec t = {0, 10000000};
+        nanosleep(&t, NULL);
+        sched_stats_get(sch, &s1);
+        freed = s1.cancelled_total > s0.cancelled_total && s1.running == 0 && s1.kv_blocks_used == 0;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert(freed, "not freed: cancelled %llu -> %llu, running %d, blocks %d",
+              (unsigned long long)s0.cancelled_total, (unsigned long long)s1.cancelled_total, s1.running,
+              s1.kv_blocks_used);
+    cr_assert_lt(atomic_load(&script.step), 300, "the answer ran on after the client left");
+    buf_release(&r.body);
+}
+
+Test(chat, request_parser_names_fields)
+{
+    struct chat_request r;
+    struct chat_error e;
+    const char *ok = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"},"
+                     "{\"role\":\"user\",\"content\":\"c\"}],\"postcode\":\"94103\",\"conversation_id\":\"x.1\"}";
+    cr_assert_eq(chat_request_parse(&r, ok, strlen(ok), &e), 0, "%s", e.message);
+    cr_assert_eq(r.n_msgs, 3);
+    cr_assert_eq(r.msgs[1].role, PROMPT_ASSISTANT);
+    cr_assert_str_eq(r.postcode, "94103");
+    cr_assert_null(r.product_id);
+    chat_request_release(&r);
+    const char *dup = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"postcode\":\"1\",\"postcode\":\"2\"}";
+    cr_assert_eq(chat_request_parse(&r, dup, strlen(dup), &e), AISLE_EINVAL);
+    cr_assert_str_eq(e.code, "invalid_json");
+    const char *ctl = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"postcode\":\"1\\n2\"}";
+    cr_assert_eq(chat_request_parse(&r, ctl, strlen(ctl), &e), AISLE_EINVAL);
+    cr_assert_str_eq(e.param, "postcode");
+}
