@@ -42,4 +42,17 @@ void cli_progress_update(struct cli_progress *p, uint64_t records, uint64_t done
 void cli_progress_end(struct cli_progress *p);
 double cli_now(void);
 
+/* A status line of a long computation (rate, ETA) on stderr: on a terminal it
+ * rewrites itself at most every 0.5 s; into a file or pipe it is printed as a
+ * whole line at most every 10 s, so a log gets a readable trace and no
+ * carriage returns. final = 1 prints regardless (the last state). */
+struct cli_status {
+    double last;
+    int tty, drawn;
+};
+void cli_status_init(struct cli_status *st);
+void cli_status(struct cli_status *st, int final, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* End the line on a terminal (after the last cli_status). */
+void cli_status_end(struct cli_status *st);
+
 #endif

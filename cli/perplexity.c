@@ -154,7 +154,9 @@ static struct ngram *count_train(const char *dir, const struct corpus_manifest *
     struct ngram *g;
     char err[512], path[4096];
     uint64_t total = 0, done = 0;
-    double t0 = cli_now(), last = t0;
+    double t0 = cli_now();
+    struct cli_status st;
+    cli_status_init(&st);
     if (ngram_new(&g, man->vocab_size))
         cli_die("out of memory for the n-gram counts");
     for (int s = first; s < first + n; s++)
@@ -174,20 +176,18 @@ static struct ngram *count_train(const char *dir, const struct corpus_manifest *
                 size_t k = sh->n_tokens - i < CHUNK ? (size_t)(sh->n_tokens - i) : CHUNK;
                 rc = i ? ngram_add_cont(g, sh->tokens + i, k) : ngram_add(g, sh->tokens, k);
                 done += k;
-                double now = cli_now();
-                if (now - last >= 0.5) {
-                    last = now;
-                    double rate = (double)done / (now - t0), eta = (double)(total > done ? total - done : 0) / rate;
-                    fprintf(stderr, "\rn-grams (%s): %llu/%llu tokens  %.2fM tok/s  ETA %d:%02d   ", label,
-                            (unsigned long long)done, (unsigned long long)total, rate / 1e6, (int)(eta / 60),
-                            (int)eta % 60);
-                }
+                double dt = cli_now() - t0, rate = (double)done / (dt > 0 ? dt : 1e-9);
+                double eta = (double)(total > done ? total - done : 0) / rate;
+                cli_status(&st, done >= total, "n-grams (%s): %llu/%llu tokens  %.2fM tok/s  ETA %d:%02d", label,
+                           (unsigned long long)done, (unsigned long long)total, rate / 1e6, (int)(eta / 60),
+                           (int)eta % 60);
             }
             shard_close(sh);
             if (rc)
                 cli_die("%s: counting n-grams: %s", path, aisle_strerror(rc));
         }
     }
+    cli_status_end(&st);
     if (ngram_finish(g))
         cli_die("out of memory for the n-gram counts");
     return g;
@@ -283,7 +283,7 @@ static int corpus_mode(const char *dir, const char *model_path, int ctx, uint64_
     if (baselines) {
         double t0 = cli_now();
         pooled = count_train(dir, man, 0, man->n_sources, "all sources");
-        fprintf(stderr, "\rn-grams: %llu training tokens, %llu distinct pairs, discount %.4f, %.1f s\n",
+        fprintf(stderr, "n-grams: %llu training tokens, %llu distinct pairs, discount %.4f, %.1f s\n",
                 (unsigned long long)ngram_tokens(pooled), (unsigned long long)ngram_pairs(pooled),
                 ngram_discount(pooled), cli_now() - t0);
     }
@@ -307,7 +307,9 @@ static int corpus_mode(const char *dir, const char *model_path, int ctx, uint64_
                     res[s].name, n, ctx);
     }
 
-    double t0 = cli_now(), last = 0;
+    double t0 = cli_now();
+    struct cli_status st;
+    cli_status_init(&st);
     for (int s = 0; s < man->n_sources; s++) {
         struct src_result *r = &res[s];
         struct ngram *own = NULL;
@@ -318,16 +320,12 @@ static int corpus_mode(const char *dir, const char *model_path, int ctx, uint64_
             if (m) {
                 r->nll[M_MODEL] += score_window(&sc, t);
                 done_windows++;
-                double now = cli_now();
-                if (now - last >= 0.5 || done_windows == total_windows) {
-                    last = now;
-                    double dt = now - t0, rate = (double)done_windows * ctx / (dt > 0 ? dt : 1e-9);
-                    double eta = (double)(total_windows - done_windows) * ctx / rate;
-                    fprintf(stderr, "\r%s window %llu/%llu  ppl %.4f  %.0f tok/s  ETA %d:%02d   ", r->name,
-                            (unsigned long long)w + 1, (unsigned long long)r->windows,
-                            exp(r->nll[M_MODEL] / (double)((w + 1) * (uint64_t)(ctx - 1))), rate, (int)(eta / 60),
-                            (int)eta % 60);
-                }
+                double dt = cli_now() - t0, rate = (double)done_windows * ctx / (dt > 0 ? dt : 1e-9);
+                double eta = (double)(total_windows - done_windows) * ctx / rate;
+                cli_status(&st, done_windows == total_windows, "%s window %llu/%llu  ppl %.4f  %.0f tok/s  ETA %d:%02d",
+                           r->name, (unsigned long long)w + 1, (unsigned long long)r->windows,
+                           exp(r->nll[M_MODEL] / (double)((w + 1) * (uint64_t)(ctx - 1))), rate, (int)(eta / 60),
+                           (int)eta % 60);
             }
             for (int i = 1; own && i < ctx; i++) {
                 uint32_t a = (uint32_t)t[i - 1], b = (uint32_t)t[i];
@@ -339,8 +337,7 @@ static int corpus_mode(const char *dir, const char *model_path, int ctx, uint64_
         }
         ngram_free(own);
     }
-    if (m)
-        fprintf(stderr, "\n");
+    cli_status_end(&st);
 
     struct src_result *all = &res[man->n_sources];
     all->name = "all";
@@ -443,13 +440,19 @@ int cmd_perplexity(int argc, char **argv)
     scorer_init(&sc, m, ctx, f16);
     double nll = 0, t0 = cli_now();
     size_t scored = 0;
+    struct cli_status st;
+    cli_status_init(&st);
     for (size_t w = 0; w < nwin; w++) {
         nll += score_window(&sc, ids.ids + w * (size_t)ctx);
         scored += (size_t)ctx - 1;
-        fprintf(stderr, "\rwindow %zu/%zu  ppl %.4f", w + 1, nwin, exp(nll / (double)scored));
+        double el = cli_now() - t0, rate = (double)(w + 1) * ctx / (el > 0 ? el : 1e-9);
+        double eta = (double)(nwin - w - 1) * ctx / rate;
+        cli_status(&st, w + 1 == nwin, "window %zu/%zu  ppl %.4f  %.0f tok/s  ETA %d:%02d", w + 1, nwin,
+                   exp(nll / (double)scored), rate, (int)(eta / 60), (int)eta % 60);
     }
+    cli_status_end(&st);
     double dt = cli_now() - t0;
-    fprintf(stderr, "\n%zu tokens, %zu windows of %d, %zu scored, %.1f tok/s\n", ids.len, nwin, ctx, scored,
+    fprintf(stderr, "%zu tokens, %zu windows of %d, %zu scored, %.1f tok/s\n", ids.len, nwin, ctx, scored,
             (double)(nwin * (size_t)ctx) / dt);
     printf("ppl %.4f\n", exp(nll / (double)scored));
     scorer_release(&sc);

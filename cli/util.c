@@ -98,3 +98,35 @@ void cli_progress_end(struct cli_progress *p)
         fprintf(stderr, "\r\033[K");
     p->drawn = 0;
 }
+
+void cli_status_init(struct cli_status *st)
+{
+    st->last = cli_now();
+    st->tty = isatty(STDERR_FILENO);
+    st->drawn = 0;
+}
+
+void cli_status(struct cli_status *st, int final, const char *fmt, ...)
+{
+    double now = cli_now();
+    if (!final && now - st->last < (st->tty ? 0.5 : 10.0))
+        return;
+    st->last = now;
+    va_list ap;
+    va_start(ap, fmt);
+    if (st->tty)
+        fputs("\r\033[K", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (!st->tty)
+        fputc('\n', stderr);
+    st->drawn = 1;
+    fflush(stderr);
+}
+
+void cli_status_end(struct cli_status *st)
+{
+    if (st->tty && st->drawn)
+        fputc('\n', stderr);
+    st->drawn = 0;
+}

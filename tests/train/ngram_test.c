@@ -365,6 +365,9 @@ Test(lmeval_ppl, corpus_per_source_with_baselines, .timeout = 180)
     cr_assert_not_null(strstr(out, want), "%s", out);
     cr_assert_not_null(strstr(out, "tok/s  ETA"), "%s", out);
     cr_assert_not_null(strstr(out, "distinct pairs, discount"), "%s", out);
+    /* Into a pipe: whole lines (the final state at least), no carriage returns. */
+    cr_assert_null(strchr(out, '\r'), "%s", out);
+    cr_assert_not_null(strstr(out, "all sources): "), "%s", out);
     free(out);
 
     /* Windows longer than the model's context, and a model of another vocabulary. */
