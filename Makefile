@@ -5,7 +5,7 @@
 #   make asan       the same suite under ASan+UBSan (build-asan/)
 #   make fuzz       libFuzzer targets with clang (build-fuzz/), FUZZ_SECONDS each
 #   make bench      build and run the benchmarks in bench/
-#   make run        build, ingest the demo store, start Aisle on it
+#   make run        build, ingest the demo store, start the assistant on it (web chat on :8080)
 #
 # Every src/<subsystem>/*.c goes into one static library; cli/*.c make the one
 # program; tests/**/*_test.c make one Criterion binary. BUILD= picks the output
@@ -140,8 +140,13 @@ $(DEMO_DB): $(AISLE) $(wildcard $(DEMO_DIR)/*.jsonl.gz)
 
 demo-db: deps $(DEMO_DB)
 
+# The assistant on the demo store with the default model: the web chat at
+# http://127.0.0.1:$(RUN_PORT)/ and POST /api/chat (docs/CHAT.md); Ctrl-C stops it.
+RUN_MODEL ?= models/aisle-shopping-small.gguf
+RUN_PORT  ?= 8080
 run: deps $(AISLE) $(DEMO_DB)
-	$(AISLE) search --db $(DEMO_DB)
+	@echo "make run: starting Aisle; open http://127.0.0.1:$(RUN_PORT)/ in a browser (Ctrl-C stops it)"
+	AISLE_ROOT=$(abspath .) $(AISLE) serve --db $(DEMO_DB) --model $(RUN_MODEL) --host 127.0.0.1 --port $(RUN_PORT)
 
 clean:
 	rm -rf build build-asan build-fuzz var

@@ -16,8 +16,10 @@ libmicrohttpd-dev
 libcurl4-openssl-dev
 clang libclang-rt-14-dev
 gnuplot-nox
-openmpi-bin libopenmpi-dev"
+openmpi-bin libopenmpi-dev
+chromium"
 
+# chromium: the web chat's browser test (driven by playwright-core from npm).
 # Node.js runs the OpenAI-client and browser tests. It may come from outside
 # Debian (nodesource ships npm inside its nodejs package; Debian's separate npm
 # package would conflict with it), so it is asked for by command, not package.

@@ -375,7 +375,7 @@ static void short_title(char *out, size_t cap, const char *title)
     for (const char *s = title; *s && n + 1 < cap && n < 48; s++) {
         if (*s == ' ' && ++words == 6)
             break;
-        if (*s == ',' || *s == '(' || *s == '-' || *s == '|')
+        if (*s == ',' || *s == '(' || *s == '|')
             break;
         out[n++] = *s;
     }

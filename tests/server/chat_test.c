@@ -25,13 +25,17 @@
 #include "../testutil.h"
 #include "tinymodel.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- the scripted model ------------------------------------------------------------- */
 
@@ -492,4 +496,111 @@ Test(chat, request_parser_names_fields)
     const char *ctl = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"postcode\":\"1\\n2\"}";
     cr_assert_eq(chat_request_parse(&r, ctl, strlen(ctl), &e), AISLE_EINVAL);
     cr_assert_str_eq(e.param, "postcode");
+}
+
+/* ---- the web chat in a browser (tests/e2e/chat_ui.mjs: Chromium + playwright-core) ---- */
+
+static void need_playwright(void)
+{
+    char *out, nm[1024];
+    cr_assert_eq(tu_run(&out, "node --version"), 0, "node is needed: %s", out);
+    free(out);
+    snprintf(nm, sizeof(nm), "%s/tests/e2e/node_modules/playwright-core/package.json", tu_root());
+    if (access(nm, R_OK) != 0) {
+        int rc = tu_run(&out, "cd '%s' && npm ci --prefix tests/e2e --no-audit --no-fund", tu_root());
+        cr_assert_eq(rc, 0, "npm ci failed: %s", out);
+        free(out);
+    }
+}
+
+/* Run the browser script against the server on p; the screenshot goes to the
+ * test's temporary directory and must be a real image. */
+static void browse(int p, const char *product, const char *price)
+{
+    need_playwright();
+    char *shot = tu_path(dir, "chat.png"), *out;
+    int rc = tu_run(&out, "cd '%s' && timeout 120 node tests/e2e/chat_ui.mjs http://127.0.0.1:%d '%s' '%s' '%s'",
+                    tu_root(), p, product, price, shot);
+    cr_assert_eq(rc, 0, "the browser test failed:\n%s", out);
+    cr_assert_not_null(strstr(out, "ok ui"), "%s", out);
+    free(out);
+    FILE *f = fopen(shot, "rb");
+    cr_assert_not_null(f, "no screenshot");
+    unsigned char sig[8];
+    cr_assert_eq(fread(sig, 1, 8, f), 8);
+    fseek(f, 0, SEEK_END);
+    cr_assert_gt(ftell(f), 10000, "the screenshot is too small to show the page");
+    fclose(f);
+    cr_assert(!memcmp(sig, "\x89PNG", 4), "the screenshot is not a PNG");
+    free(shot);
+}
+
+Test(chat, web_chat_shows_the_store_price_in_a_browser, .init = setup, .fini = teardown, .timeout = 300)
+{
+    const char *pid = first_product();
+    char answer[256];
+    snprintf(answer, sizeof(answer), "Here it is: <product id=\"%s\"/> as the listing says [1].", pid);
+    set_script(answer, 0);
+    struct shop *sh;
+    struct shop_offers so;
+    char err[256], price[64];
+    cr_assert_eq(shop_open_local(&sh, db, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(shop_offers(sh, pid, &so, err, sizeof(err)), 0, "%s", err);
+    shop_close(sh);
+    cr_assert_str_eq(so.v[0].currency, "USD", "the demo store sells in dollars");
+    snprintf(price, sizeof(price), "%lld.%02lld USD", (long long)(so.v[0].price_minor / 100),
+             (long long)(so.v[0].price_minor % 100));
+    browse(port, pid, price);
+}
+
+/* `make run`'s server: the aisle program with the default model over the
+ * demo store; the page loads, the answer streams and ends (the v0 model
+ * rarely writes a product tag, so no card is required here). */
+Test(chat, aisle_serve_with_the_default_model_in_a_browser, .init = setup, .fini = teardown, .timeout = 300)
+{
+    const char *pid = first_product();
+    char mpath[1024], logp[1024], ps[16];
+    snprintf(mpath, sizeof(mpath), "%s/models/aisle-shopping-small.gguf", tu_root());
+    snprintf(logp, sizeof(logp), "%s/serve.log", dir);
+    int p;
+    /* A free port: bind 0, read it, close. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof(a);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    p = ntohs(a.sin_port);
+    close(fd);
+    snprintf(ps, sizeof(ps), "%d", p);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        FILE *f = freopen(logp, "w", stderr);
+        (void)f;
+        setenv("AISLE_ROOT", tu_root(), 1);
+        execl(tu_aisle(), tu_aisle(), "serve", "--db", db, "--model", mpath, "--port", ps, "--threads", "1",
+              "--chat-tokens", "64", (char *)NULL);
+        _exit(127);
+    }
+    int old = port, up = 0;
+    port = p;
+    for (int i = 0; i < 500 && !up; i++) {
+        struct timespec t = {0, 20000000};
+        nanosleep(&t, NULL);
+        CURL *c = curl_easy_init();
+        char url[128];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", p);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        up = curl_easy_perform(c) == CURLE_OK;
+        curl_easy_cleanup(c);
+    }
+    cr_assert(up, "aisle serve did not start on port %d", p);
+    browse(p, pid, "-");
+    port = old;
+    kill(child, SIGTERM);
+    int st;
+    cr_assert_eq(waitpid(child, &st, 0), child);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "aisle serve did not stop cleanly (status %d)", st);
 }

@@ -1,0 +1,56 @@
+// The web chat in a real browser: Debian's Chromium driven by playwright-core.
+// Run by tests/server/chat_test.c against a running server:
+//   node tests/e2e/chat_ui.mjs BASE_URL PRODUCT_ID EXPECTED_PRICE|- SCREENSHOT.png
+// Opens BASE_URL/?product=PRODUCT_ID, asks a question, waits for streamed text
+// and the end of the answer; with EXPECTED_PRICE ("12.99 USD") also for a
+// product card showing exactly that price and an "as of" time. Prints
+// "ok ui ..." and exits 0, or prints what went wrong and exits 1.
+import { chromium } from 'playwright-core';
+import { existsSync } from 'node:fs';
+
+const [base, product, price, shot] = process.argv.slice(2);
+if (!base || !product || !price || !shot) {
+  console.error('usage: chat_ui.mjs BASE_URL PRODUCT_ID EXPECTED_PRICE|- SCREENSHOT.png');
+  process.exit(2);
+}
+const exe = process.env.CHROMIUM || ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
+if (!exe) {
+  console.error('no chromium: scripts/install-deps.sh installs Debian\'s chromium');
+  process.exit(1);
+}
+// Chromium refuses to run as root with its sandbox (CI runs as root).
+const args = process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [];
+const browser = await chromium.launch({ executablePath: exe, headless: true, args });
+let status = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(`${base}/?product=${encodeURIComponent(product)}`);
+  await page.waitForFunction((id) => document.getElementById('product').value === id, product, { timeout: 15000 });
+  await page.fill('#q', 'How much is it, and is it in stock?');
+  await page.click('#send');
+  await page.waitForSelector('.msg.assistant .text', { timeout: 30000 });
+  await page.waitForSelector('.msg.assistant.complete', { timeout: 60000 });
+  const text = (await page.textContent('.msg.assistant .text')).trim();
+  if (!text) throw new Error('no streamed text');
+  let shown = '-';
+  if (price !== '-') {
+    const card = page.locator('.msg.assistant .card').first();
+    await card.waitFor({ timeout: 10000 });
+    shown = (await card.locator('.price').textContent()).trim();
+    if (shown !== price) throw new Error(`the card shows '${shown}', the store says '${price}'`);
+    const asof = await card.locator('.asof').textContent();
+    if (!/as of \d{4}-\d\d-\d\d/.test(asof)) throw new Error(`no as-of time on the card: '${asof}'`);
+  }
+  const chips = await page.locator('#suggestions button').count();
+  if (errors.length) throw new Error('page errors: ' + errors.join('; '));
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(`ok ui text=${JSON.stringify(text.slice(0, 80))} price=${shown} suggestions=${chips}`);
+} catch (e) {
+  console.log('FAIL ui: ' + (e && e.message ? e.message : e));
+  status = 1;
+} finally {
+  await browser.close();
+}
+process.exit(status);
