@@ -778,8 +778,9 @@ static int on_tag(struct chat_stream *cs, const struct markup_piece *pc)
         const struct chat_card *c = chat_prep_card(cs->prep, pc->ids[i], pc->id_lens[i]);
         if (c)
             cards[nc++] = c;
-        else
-            cs->st.dropped_tags++; /* an id that is not one of the evidence's products */
+        else if (cs->st.dropped_tags++ < 4) /* an id that is not one of the evidence's products */
+            snprintf(cs->st.dropped_ids[cs->st.dropped_tags - 1], sizeof(cs->st.dropped_ids[0]), "%.*s",
+                     (int)pc->id_lens[i], pc->ids[i]);
     }
     if (pc->tag == MARKUP_COMPARE) {
         if (nc < 2)
@@ -843,4 +844,23 @@ int chat_stream_finish(struct chat_stream *cs)
         json_array_append_new(arr, pid ? json_pack("{s:s, s:s}", "text", p->suggestions[i], "product_id", pid)
                                        : json_pack("{s:s}", "text", p->suggestions[i]));
     return chat_sse(cs->out, "suggestions", dump(arr ? json_pack("{s:o}", "suggestions", arr) : NULL));
+}
+
+char *chat_done_json(const struct chat_stream *cs, const struct chat_done *d)
+{
+    const struct chat_stream_stats *st = &cs->st;
+    json_t *ids = json_array();
+    for (int i = 0; ids && i < st->dropped_tags && i < 4; i++)
+        json_array_append_new(ids, json_string(st->dropped_ids[i]));
+    json_t *o = ids ? json_pack("{s:s, s:{s:i, s:i, s:i, s:I}, s:{s:f, s:f, s:f, s:f}, s:i, s:i, s:i, s:i, s:o, s:i}",
+                                "finish", d->finish, "usage", "prompt_tokens", d->prompt_tokens, "completion_tokens",
+                                d->completion_tokens, "cached_tokens", d->cached_tokens, "evidence_passages",
+                                (json_int_t)cs->prep->ev.n, "timings", "retrieval_ms", d->retrieval_ms, "hydrate_ms",
+                                d->hydrate_ms, "ttft_ms", d->ttft_ms, "total_ms", d->total_ms, "citations",
+                                st->n_citations, "cards", st->n_cards, "compare", st->n_compare, "dropped_tags",
+                                st->dropped_tags, "dropped_ids", ids, "bad_markup", st->bad_markup)
+                : NULL;
+    if (o && d->conversation_id)
+        json_object_set_new(o, "conversation_id", json_string(d->conversation_id));
+    return dump(o);
 }

@@ -153,7 +153,8 @@ const char *chat_pool_products_json(const struct chat_pool *p);
 
 struct chat_stream_stats {
     int n_text, n_citations, n_cards, n_compare;
-    int dropped_tags; /* tags naming products that are not in the evidence (no card) */
+    int dropped_tags; /* tag ids naming products that are not in the evidence (no card) */
+    char dropped_ids[4][MARKUP_MAX_ID_LEN + 1]; /* the first of them, for the done event */
     int bad_markup;   /* malformed tags and citations out of range, shown as text */
 };
 
@@ -175,6 +176,17 @@ int chat_stream_feed(struct chat_stream *cs, const char *s, size_t n);
 int chat_stream_flush(struct chat_stream *cs);
 /* End of the answer: the rest of the markup, `suggestions`. 0 or AISLE_ENOMEM. */
 int chat_stream_finish(struct chat_stream *cs);
+
+/* The done event's JSON (freed by the caller): finish ("stop"/"length"),
+ * usage, timings in ms, the stream's counts and the dropped ids;
+ * conversation_id may be NULL. NULL on allocation failure. */
+struct chat_done {
+    const char *finish;
+    int prompt_tokens, completion_tokens, cached_tokens;
+    double retrieval_ms, hydrate_ms, ttft_ms, total_ms;
+    const char *conversation_id;
+};
+char *chat_done_json(const struct chat_stream *cs, const struct chat_done *d);
 
 /* Append one SSE event "event: NAME\ndata: JSON\n\n" (json freed; NULL is
  * AISLE_ENOMEM). */

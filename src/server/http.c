@@ -16,6 +16,7 @@
 #include "server/http.h"
 
 #include "assist/chat.h"
+#include "assist/tagmask.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "model/sample.h"
@@ -64,6 +65,7 @@ struct srv {
     atomic_ullong chat_n, chat_dropped;
     pthread_mutex_t jmu; /* orders a chat job's done (resume) after its suspend */
     char *web[N_WEB];    /* (web_len) the files, owned; NULL without web_dir */
+    struct tagmask_vocab *tv; /* the tag-id constraint's token table; NULL: off */
     size_t web_len[N_WEB];
 };
 
@@ -99,6 +101,7 @@ struct conn {
     struct chat_job job;
     struct chat_stream cs;
     int cs_init, page;
+    struct tagmask *tm; /* this answer's tag-id constraint (shared with the scheduler) */
     double t_prep; /* when the job was queued */
 };
 
@@ -197,6 +200,7 @@ static void conn_free(struct conn *k)
     }
     if (k->creq_parsed)
         chat_request_release(&k->creq);
+    tagmask_unref(k->tm);
     buf_release(&k->body);
     buf_release(&k->text);
     buf_release(&k->out);
@@ -342,24 +346,12 @@ static int finish_chat(struct conn *k)
     }
     struct sched_req_info in;
     sched_req_info(k->sr, &in);
-    const struct chat_stream_stats *st = &k->cs.st;
-    struct buf d;
-    buf_init(&d, 0);
-    rc = buf_printf(&d,
-                    "{\"finish\":\"%s\",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,"
-                    "\"cached_tokens\":%d,\"evidence_passages\":%zu},\"timings\":{\"retrieval_ms\":%.1f,"
-                    "\"hydrate_ms\":%.1f,\"ttft_ms\":%.1f,\"total_ms\":%.1f},\"citations\":%d,\"cards\":%d,"
-                    "\"compare\":%d,\"dropped_tags\":%d,\"bad_markup\":%d",
-                    k->finish ? k->finish : "stop", k->n_prompt, k->n_completion, in.n_cached,
-                    k->prep->ev.n, k->prep->retrieval_s * 1e3, k->prep->hydrate_s * 1e3,
-                    in.ttft_s >= 0 ? in.ttft_s * 1e3 : -1.0, (now_s() - k->t_start) * 1e3, st->n_citations,
-                    st->n_cards, st->n_compare, st->dropped_tags, st->bad_markup);
-    if (!rc && k->creq.conversation_id) /* validated: [A-Za-z0-9_.-] only */
-        rc = buf_printf(&d, ",\"conversation_id\":\"%s\"", k->creq.conversation_id);
-    rc = rc ? rc : buf_putc(&d, '}');
-    rc = rc ? rc : chat_sse(&k->out, "done", buf_detach(&d));
-    buf_release(&d);
-    return rc;
+    struct chat_done d = {.finish = k->finish ? k->finish : "stop", .prompt_tokens = k->n_prompt,
+                          .completion_tokens = k->n_completion, .cached_tokens = in.n_cached,
+                          .retrieval_ms = k->prep->retrieval_s * 1e3, .hydrate_ms = k->prep->hydrate_s * 1e3,
+                          .ttft_ms = in.ttft_s >= 0 ? in.ttft_s * 1e3 : -1.0,
+                          .total_ms = (now_s() - k->t_start) * 1e3, .conversation_id = k->creq.conversation_id};
+    return chat_sse(&k->out, "done", chat_done_json(&k->cs, &d));
 }
 
 /* Move what the scheduler posted into output: text through stop strings
@@ -716,8 +708,24 @@ static enum MHD_Result start_chat_stream(struct conn *k)
     struct sched_params p = {.prompt = pp->prompt.ids.ids, .n_prompt = n, .max_tokens = mt, .sample = sp,
                              .eog = eog, .n_eog = n_eog, .timeout_s = v->o.request_timeout_s,
                              .notify = conn_notify, .notify_ctx = k};
+    if (v->tv) { /* tag ids limited to the products whose cards were prepared */
+        const char *ids[CHAT_MAX_CARDS];
+        for (size_t i = 0; i < pp->n_cards; i++)
+            ids[i] = pp->cards[i].product_id;
+        if (tagmask_new(&k->tm, v->tv, ids, pp->n_cards))
+            return fail(k, 500, "server_error", NULL, NULL, "out of memory");
+        tagmask_set_pre(k->tm, v->o.chat_mask, v->o.chat_mask_ctx);
+        p.sample.mask = tagmask_apply;
+        p.sample.mask_ctx = k->tm;
+        p.accept = tagmask_accept;
+        p.release = tagmask_release;
+        p.hook_ctx = k->tm;
+        tagmask_ref(k->tm); /* the scheduler's, dropped by release */
+    }
     k->n_prompt = n;
     int rc = sched_submit(v->s, &p, &k->sr);
+    if (rc && k->tm)
+        tagmask_unref(k->tm); /* never submitted: release will not run */
     if (rc == AISLE_EBUSY) {
         oai_error_set(&e, 429, "rate_limit_exceeded", "queue_full", NULL,
                       "the server is busy (its queue is full); retry after %d s", v->o.retry_after_s);
@@ -974,6 +982,10 @@ int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const str
     }
     if (o->web_dir && (rc = load_web(v, o->web_dir, err, errlen)))
         goto fail;
+    if (o->chat && !o->chat_free_ids && (rc = tagmask_vocab_new(&v->tv, tk))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (inet_pton(AF_INET, v->o.host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)v->o.port);
@@ -1004,6 +1016,7 @@ int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const str
     *out = v;
     return 0;
 fail:
+    tagmask_vocab_free(v->tv);
     free_web(v);
     free(v->model_name);
     pthread_mutex_destroy(&v->mu);
@@ -1033,6 +1046,7 @@ void srv_stop(struct srv *v)
         sched_req_kick(k->sr);
     pthread_mutex_unlock(&v->mu);
     MHD_stop_daemon(v->d);
+    tagmask_vocab_free(v->tv); /* masks the scheduler still holds keep it */
     free_web(v);
     free(v->model_name);
     pthread_mutex_destroy(&v->mu);

@@ -62,6 +62,8 @@ struct srv_opts {
     lm_mask_fn chat_mask;      /* tests: a mask hook on every /api/chat sampler (scripts the
                                   model's output); NULL in aisle serve */
     void *chat_mask_ctx;
+    int chat_free_ids;         /* 1: no tag-id constraint (assist/tagmask.h), so tags may name any id
+                                  and unknown ones are dropped (tests of that path) */
 };
 
 struct srv;

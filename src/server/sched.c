@@ -55,6 +55,9 @@ struct sched_req {
     sched_notify_fn notify;
     void *notify_ctx;
     char err[160];
+    void (*accept)(void *, int32_t); /* sched_params' hooks: the scheduler thread's alone */
+    void (*release)(void *);
+    void *hook_ctx;
 };
 
 struct sched {
@@ -241,6 +244,9 @@ int sched_submit(struct sched *s, const struct sched_params *p, struct sched_req
     if (p->n_eog)
         memcpy(r->eog, p->eog, (size_t)p->n_eog * sizeof(int32_t));
     r->n_eog = p->n_eog;
+    r->accept = p->accept;
+    r->release = p->release;
+    r->hook_ctx = p->hook_ctx;
     r->n_toks = r->n_prompt = p->n_prompt;
     r->max_tokens = p->max_tokens;
     r->seq = -1;
@@ -306,6 +312,8 @@ static void finish(struct sched *s, struct sched_req *r, enum sched_finish fin, 
         snprintf(r->err, sizeof(r->err), "%s", err);
     req_wake_locked(r);
     pthread_mutex_unlock(&r->mu);
+    if (r->release) /* the mask and accept never run for r again */
+        r->release(r->hook_ctx);
     req_unref(r);
 }
 
@@ -618,6 +626,8 @@ static void step(struct sched *s)
             continue;
         }
         lm_sampler_accept(r->smp, tok);
+        if (r->accept)
+            r->accept(r->hook_ctx, tok);
         r->toks[r->n_toks++] = tok;
         pthread_mutex_lock(&r->mu);
         int first = r->n_gen == 0;

@@ -90,6 +90,16 @@ struct sched_params {
     double timeout_s; /* from submission; <= 0: none */
     sched_notify_fn notify;
     void *notify_ctx;
+    /* Optional hooks for a stateful logit mask (constrained markup): accept
+     * sees every token sampled for the request, in order (after the mask,
+     * before the token is posted; not the EOG token that ends it); release
+     * runs once when the scheduler drops the request (any finish), after
+     * which neither the mask nor accept is called again, so hook_ctx and the
+     * mask's context may be freed there. Both on the scheduler thread; release
+     * runs only for a request that sched_submit accepted. */
+    void (*accept)(void *hook_ctx, int32_t tok);
+    void (*release)(void *hook_ctx);
+    void *hook_ctx;
 };
 
 struct sched;

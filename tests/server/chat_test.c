@@ -45,6 +45,7 @@ struct script {
     atomic_int step;
     int32_t end, filler; /* after the script: end (<|end|>), or filler while pacing */
     int pace_ms;         /* sleep per token (a long, slow answer) */
+    int soft;            /* 1: only favour the scripted token (+50), so other masks still rule */
 };
 
 static struct script script;
@@ -57,6 +58,10 @@ static void script_mask(void *ctx, float *logits, int n)
     if (s->pace_ms) {
         struct timespec t = {0, (long)s->pace_ms * 1000000L};
         nanosleep(&t, NULL);
+    }
+    if (s->soft) {
+        logits[want] += 50.0f;
+        return;
     }
     for (int v = 0; v < n; v++)
         if (v != want)
@@ -73,7 +78,7 @@ static struct chat_pool *pool;
 static struct srv *srv;
 static int port;
 
-static void setup_with(size_t max_body)
+static void setup_with(size_t max_body, int free_ids)
 {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -112,19 +117,26 @@ static void setup_with(size_t max_body)
     script.filler = tok_find(tk, "a", 1);
     cr_assert_geq(script.end, 0);
     struct srv_opts o = {.port = 0, .model_name = "tiny", .chat = pool, .web_dir = web, .chat_max_tokens = 400,
-                         .max_body = max_body, .chat_mask = script_mask, .chat_mask_ctx = &script};
+                         .max_body = max_body, .chat_mask = script_mask, .chat_mask_ctx = &script,
+                         .chat_free_ids = free_ids};
     cr_assert_eq(srv_start(&srv, sch, tk, &o, err, sizeof(err)), 0, "%s", err);
     port = srv_port(srv);
 }
 
 static void setup(void)
 {
-    setup_with(0);
+    setup_with(0, 0);
+}
+
+/* Tags may name any id (no tag-id constraint): the drop path. */
+static void setup_free_ids(void)
+{
+    setup_with(0, 1);
 }
 
 static void setup_small_body(void)
 {
-    setup_with(4096);
+    setup_with(4096, 0);
 }
 
 static void teardown(void)
@@ -141,6 +153,7 @@ static void teardown(void)
 
 static void set_script(const char *text, int pace_ms)
 {
+    script.soft = 0;
     struct tok_ids ids;
     tok_ids_init(&ids, 0);
     cr_assert_eq(tok_encode(tk, NULL, text, strlen(text), 0, &ids), 0);
@@ -251,7 +264,7 @@ static const char *first_product(void)
 
 /* ---- tests ------------------------------------------------------------------------------- */
 
-Test(chat, events_in_order_with_store_prices_and_invented_ids_dropped, .init = setup, .fini = teardown,
+Test(chat, events_in_order_with_store_prices_and_invented_ids_dropped, .init = setup_free_ids, .fini = teardown,
      .timeout = 120)
 {
     const char *pid = first_product();
@@ -603,4 +616,41 @@ Test(chat, aisle_serve_with_the_default_model_in_a_browser, .init = setup, .fini
     int st;
     cr_assert_eq(waitpid(child, &st, 0), child);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "aisle serve did not stop cleanly (status %d)", st);
+}
+
+/* With the tag-id constraint (the default), a model that starts an invented
+ * id is steered into one of the evidence's products: the scripted id is only
+ * favoured, the constraint forbids it, and the tag still ends as a card. */
+Test(chat, tag_ids_are_constrained_to_the_evidence_products, .init = setup, .fini = teardown, .timeout = 120)
+{
+    const char *pid = first_product();
+    set_script("See <product id=\"B0FAKE0000\"/> ok.", 0);
+    script.soft = 1;
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"what is this?\"}],\"product_id\":\"%s\"}", pid);
+    struct resp r = {0};
+    request(&r, "/api/chat", body, strlen(body));
+    cr_assert_eq(r.status, 200, "%s", r.body.data);
+    static struct events ev;
+    parse_events(r.body.data, &ev);
+    cr_assert_str_eq(ev.name[ev.n - 1], "done", "%s", r.body.data);
+    json_t *done = ev.data[ev.n - 1];
+    cr_assert_eq(json_integer_value(json_object_get(done, "dropped_tags")), 0, "%s", r.body.data);
+    cr_assert_geq(json_integer_value(json_object_get(done, "cards")), 1, "the tag still became a card: %s",
+                  r.body.data);
+    int cards = 0;
+    for (int i = 0; i < ev.n; i++)
+        if (!strcmp(ev.name[i], "card")) {
+            const char *id = json_string_value(json_object_get(ev.data[i], "product_id"));
+            cr_assert(id && strlen(id) == 10, "a card for a real product: %s", r.body.data);
+            cr_assert(json_is_integer(json_object_get(ev.data[i], "price_minor")) ||
+                          json_is_null(json_object_get(ev.data[i], "price")),
+                      "%s", r.body.data);
+            cards++;
+        }
+    cr_assert_eq(cards, 1);
+    cr_assert_null(strstr(r.body.data, "FAKE"), "the invented id appears nowhere: %s", r.body.data);
+    free_events(&ev);
+    buf_release(&r.body);
 }
