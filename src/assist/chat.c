@@ -21,6 +21,7 @@
 #include "store/store.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -672,7 +673,7 @@ int chat_sse(struct buf *out, const char *name, char *json)
 
 static char *dump(json_t *o)
 {
-    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(o);
     return s;
 }
@@ -846,6 +847,11 @@ int chat_stream_finish(struct chat_stream *cs)
     return chat_sse(cs->out, "suggestions", dump(arr ? json_pack("{s:o}", "suggestions", arr) : NULL));
 }
 
+static double round1(double x)
+{
+    return floor(x * 10 + 0.5) / 10; /* 0.1 ms is plenty */
+}
+
 char *chat_done_json(const struct chat_stream *cs, const struct chat_done *d)
 {
     const struct chat_stream_stats *st = &cs->st;
@@ -855,8 +861,9 @@ char *chat_done_json(const struct chat_stream *cs, const struct chat_done *d)
     json_t *o = ids ? json_pack("{s:s, s:{s:i, s:i, s:i, s:I}, s:{s:f, s:f, s:f, s:f}, s:i, s:i, s:i, s:i, s:o, s:i}",
                                 "finish", d->finish, "usage", "prompt_tokens", d->prompt_tokens, "completion_tokens",
                                 d->completion_tokens, "cached_tokens", d->cached_tokens, "evidence_passages",
-                                (json_int_t)cs->prep->ev.n, "timings", "retrieval_ms", d->retrieval_ms, "hydrate_ms",
-                                d->hydrate_ms, "ttft_ms", d->ttft_ms, "total_ms", d->total_ms, "citations",
+                                (json_int_t)cs->prep->ev.n, "timings", "retrieval_ms", round1(d->retrieval_ms),
+                                "hydrate_ms", round1(d->hydrate_ms), "ttft_ms", round1(d->ttft_ms), "total_ms",
+                                round1(d->total_ms), "citations",
                                 st->n_citations, "cards", st->n_cards, "compare", st->n_compare, "dropped_tags",
                                 st->dropped_tags, "dropped_ids", ids, "bad_markup", st->bad_markup)
                 : NULL;
