@@ -372,14 +372,19 @@ static int add_card(struct worker *w, struct chat_prep *p, const char *id, const
 /* A title cut to its first words, for a suggestion. */
 static void short_title(char *out, size_t cap, const char *title)
 {
-    size_t n = 0, words = 0;
-    for (const char *s = title; *s && n + 1 < cap && n < 48; s++) {
+    size_t n = 0, words = 0, last_space = 0;
+    const char *s = title;
+    for (; *s && n + 1 < cap && n < 48; s++) {
         if (*s == ' ' && ++words == 6)
             break;
         if (*s == ',' || *s == '(' || *s == '|')
             break;
+        if (*s == ' ')
+            last_space = n;
         out[n++] = *s;
     }
+    if (*s && *s != ' ' && *s != ',' && *s != '(' && *s != '|' && last_space > 0)
+        n = last_space; /* cut by length: end at a whole word */
     while (n > 0 && ((unsigned char)out[n - 1] & 0xc0) == 0x80) /* never end inside a character */
         n--;
     if (n > 0 && (unsigned char)out[n - 1] >= 0xc0)

@@ -700,7 +700,7 @@ static enum MHD_Result start_chat_stream(struct conn *k)
     lm_sample_params_default(&sp);
     sp.temperature = 0.7f; /* docs/CHAT.md: a little variety, mostly the likeliest words */
     sp.top_p = 0.9f;
-    sp.seed = seed_mix((uint64_t)time(NULL) ^ (v->next_id << 20));
+    sp.seed = seed_mix((uint64_t)time(NULL) ^ (++v->next_id << 20)); /* a new draw per answer */
     sp.mask = v->o.chat_mask;
     sp.mask_ctx = v->o.chat_mask_ctx;
     int32_t eog[3];
