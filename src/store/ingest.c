@@ -2,10 +2,19 @@
  * ingest.c — parse, validate and upsert merchant records; see ingest.h.
  *
  * Each kind has a parse_* function that turns one JSON object into the store's
- * record struct or fails with "field: what" in ctx->msg, writing nothing. CSV
+ * record struct (a struct rec) or fails with "field: what" in ctx->msg. CSV
  * product rows are first mapped to the same JSON shape, so one validator serves
- * both formats. Item arrays (bullets, attributes, answers...) live in the
- * context, allocated once per file, so no record allocates them.
+ * both formats.
+ *
+ * A file loads in two threads: a parser thread reads, splits, parses and
+ * validates records into batches (struct batch) and the calling thread only
+ * writes them to the store, in file order, so reports, counts and the database
+ * are those of a one-thread load. A bounded set of batches circulates between
+ * them (full ones to the writer, empty ones back); the parser frees its JSON
+ * objects itself when a batch comes back. Item arrays (bullets, attributes,
+ * answers...) live in each batch's pools, allocated once per file, so no record
+ * allocates them. Invariants: only the parser touches the context (struct ctx)
+ * and the input; only the writer touches the store.
  */
 #include "store/ingest.h"
 #include "core/buf.h"
@@ -18,14 +27,39 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#define REC_ID 24 /* a derived id: prefix, 16 hex digits, NUL */
+
+/* What a record asks of the store; one per parse_* outcome. */
+enum rec_op { OP_PRODUCT, OP_REVIEW, OP_QUESTION, OP_ANSWERS, OP_OFFER, OP_ORDER };
+
+/* One record, parsed (or failed) by the parser thread, written by the writer.
+ * Strings are borrowed from obj and the batch's pools. */
+struct rec {
+    int rc;          /* 0: write it; else why it is bad (AISLE_EFORMAT, AISLE_EIO...), in msg */
+    int header;      /* rc is about a CSV header: never skipped */
+    enum rec_op op;
+    uint64_t line;   /* its line (AISLE_EIO: the last line read) */
+    uint64_t offset; /* bytes of the file read after it, for progress */
+    json_t *obj;     /* owned: freed by the parser when the batch comes back */
+    union {
+        struct store_product p;
+        struct store_review r;
+        struct store_question q; /* OP_QUESTION and OP_ANSWERS (answers to add to q.id) */
+        struct store_offer o;
+        struct store_order ord;
+    } u;
+    char id[REC_ID];  /* derived id */
+    char msg[512];    /* "field: what" when rc != 0 */
+};
+
 struct ctx {
-    struct store *s;
     enum ingest_kind kind;
     const struct ingest_opts *o;
     const char *path;
@@ -39,7 +73,7 @@ struct ctx {
     struct store_answer *answers;
     struct store_order_line *lines;
     struct store_order_event *events;
-    char idbuf[64];            /* derived ids */
+    char *idbuf;               /* (REC_ID) derived id of the current record, in its struct rec */
     char nowbuf[32];
     /* CSV */
     struct csv csv;
@@ -295,7 +329,7 @@ static const char *derive_id(struct ctx *c, char prefix, const char *a, const ch
         const char *p = parts[i] ? parts[i] : "";
         h = hset_hash(h, p, strlen(p) + 1);
     }
-    snprintf(c->idbuf, sizeof(c->idbuf), "%c%016llx", prefix, (unsigned long long)h);
+    snprintf(c->idbuf, REC_ID, "%c%016llx", prefix, (unsigned long long)h);
     return c->idbuf;
 }
 
@@ -313,7 +347,7 @@ static int check_unique(struct ctx *c, const char *field, const char *key, const
 
 /* ---- products ---- */
 
-static int parse_product(struct ctx *c, json_t *obj)
+static int parse_product(struct ctx *c, json_t *obj, struct rec *out)
 {
     struct store_product p = {0};
     int rc;
@@ -409,12 +443,14 @@ static int parse_product(struct ctx *c, json_t *obj)
     p.attrs = c->attrs;
     if ((rc = check_unique(c, "id", p.id, "id")))
         return rc;
-    return store_upsert_product(c->s, &p);
+    out->op = OP_PRODUCT;
+    out->u.p = p;
+    return 0;
 }
 
 /* ---- reviews ---- */
 
-static int parse_review(struct ctx *c, json_t *obj)
+static int parse_review(struct ctx *c, json_t *obj, struct rec *out)
 {
     struct store_review r = {0};
     int rc;
@@ -447,7 +483,9 @@ static int parse_review(struct ctx *c, json_t *obj)
         if (hset_put(&c->seen, r.id, c->line | DERIVED) < 0)
             return bad(c, "id: out of memory");
     }
-    return store_upsert_review(c->s, &r);
+    out->op = OP_REVIEW;
+    out->u.r = r;
+    return 0;
 }
 
 /* ---- community Q&A ---- */
@@ -484,7 +522,7 @@ static int parse_answer(struct ctx *c, json_t *v, const char *field, struct stor
     return 0;
 }
 
-static int parse_qa(struct ctx *c, json_t *obj)
+static int parse_qa(struct ctx *c, json_t *obj, struct rec *out)
 {
     struct store_question q = {0};
     int rc;
@@ -519,8 +557,13 @@ static int parse_qa(struct ctx *c, json_t *obj)
                 q.nanswers++;
         }
     }
-    if (q.id)
-        return (rc = check_unique(c, "id", q.id, "id")) ? rc : store_upsert_question(c->s, &q);
+    out->op = OP_QUESTION;
+    if (q.id) {
+        if ((rc = check_unique(c, "id", q.id, "id")))
+            return rc;
+        out->u.q = q;
+        return 0;
+    }
 
     /* No id: the question is identified by product and text. Files with one line
      * per answer repeat the question; later lines add their answer to it. */
@@ -535,16 +578,15 @@ static int parse_qa(struct ctx *c, json_t *obj)
                      (unsigned long long)hset_hash(HSET_FNV_SEED, q.answers[i].text, strlen(q.answers[i].text)));
             hset_put(&c->seen_answers, key, c->line);
         }
-        return store_upsert_question(c->s, &q);
+        out->u.q = q;
+        return 0;
     }
     if (!(first & DERIVED))
         return bad(c, "id: question matches the one with id given at line %llu", (unsigned long long)first);
-    char qid[64];
-    snprintf(qid, sizeof(qid), "%s", q.id);
     for (size_t i = 0; i < q.nanswers; i++) {
         char key[96];
         uint64_t at;
-        snprintf(key, sizeof(key), "%s/%016llx", qid,
+        snprintf(key, sizeof(key), "%s/%016llx", q.id,
                  (unsigned long long)hset_hash(HSET_FNV_SEED, q.answers[i].text, strlen(q.answers[i].text)));
         if (hset_get(&c->seen_answers, key, &at))
             return bad(c, "answer: duplicate record (same product_id, question and answer as line %llu)",
@@ -552,12 +594,13 @@ static int parse_qa(struct ctx *c, json_t *obj)
     }
     for (size_t i = 0; i < q.nanswers; i++) {
         char key[96];
-        snprintf(key, sizeof(key), "%s/%016llx", qid,
+        snprintf(key, sizeof(key), "%s/%016llx", q.id,
                  (unsigned long long)hset_hash(HSET_FNV_SEED, q.answers[i].text, strlen(q.answers[i].text)));
         hset_put(&c->seen_answers, key, c->line);
-        if ((rc = store_append_answer(c->s, qid, q.product_id, q.question, &q.answers[i])))
-            return rc;
     }
+    /* The question was upserted by its first line: these answers join it. */
+    out->op = OP_ANSWERS;
+    out->u.q = q;
     return 0;
 }
 
@@ -596,7 +639,7 @@ static int check_offer(struct ctx *c, json_t *obj, struct store_offer *out)
     return 0;
 }
 
-static int parse_offer(struct ctx *c, json_t *obj)
+static int parse_offer(struct ctx *c, json_t *obj, struct rec *out)
 {
     struct store_offer o;
     int rc = check_offer(c, obj, &o);
@@ -610,7 +653,9 @@ static int parse_offer(struct ctx *c, json_t *obj)
                    o.product_id, o.seller, (unsigned long long)first);
     if (hset_put(&c->seen, key, c->line) < 0)
         return bad(c, "product_id: out of memory");
-    return store_upsert_offer(c->s, &o);
+    out->op = OP_OFFER;
+    out->u.o = o;
+    return 0;
 }
 
 /* ---- orders ---- */
@@ -674,7 +719,7 @@ static int check_order(struct ctx *c, json_t *obj, struct store_order *out)
     return 0;
 }
 
-static int parse_order(struct ctx *c, json_t *obj)
+static int parse_order(struct ctx *c, json_t *obj, struct rec *out)
 {
     struct store_order o;
     int rc = check_order(c, obj, &o);
@@ -682,7 +727,9 @@ static int parse_order(struct ctx *c, json_t *obj)
         return rc;
     if ((rc = check_unique(c, "id", o.id, "id")))
         return rc;
-    return store_upsert_order(c->s, &o);
+    out->op = OP_ORDER;
+    out->u.ord = o;
+    return 0;
 }
 
 /* ---- CSV products: header mapping ---- */
@@ -1002,14 +1049,34 @@ static int next_record(struct ctx *c, struct lineio *in, json_t **out)
     return 0;
 }
 
-static int parse_record(struct ctx *c, json_t *obj)
+static int parse_record(struct ctx *c, json_t *obj, struct rec *out)
 {
     switch (c->kind) {
-    case INGEST_PRODUCTS: return parse_product(c, obj);
-    case INGEST_REVIEWS: return parse_review(c, obj);
-    case INGEST_QA: return parse_qa(c, obj);
-    case INGEST_OFFERS: return parse_offer(c, obj);
-    case INGEST_ORDERS: return parse_order(c, obj);
+    case INGEST_PRODUCTS: return parse_product(c, obj, out);
+    case INGEST_REVIEWS: return parse_review(c, obj, out);
+    case INGEST_QA: return parse_qa(c, obj, out);
+    case INGEST_OFFERS: return parse_offer(c, obj, out);
+    case INGEST_ORDERS: return parse_order(c, obj, out);
+    }
+    return AISLE_EINVAL;
+}
+
+/* Write one parsed record (the writer thread). */
+static int write_record(struct store *s, const struct rec *r)
+{
+    switch (r->op) {
+    case OP_PRODUCT: return store_upsert_product(s, &r->u.p);
+    case OP_REVIEW: return store_upsert_review(s, &r->u.r);
+    case OP_QUESTION: return store_upsert_question(s, &r->u.q);
+    case OP_ANSWERS:
+        for (size_t i = 0; i < r->u.q.nanswers; i++) {
+            int rc = store_append_answer(s, r->u.q.id, r->u.q.product_id, r->u.q.question, &r->u.q.answers[i]);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    case OP_OFFER: return store_upsert_offer(s, &r->u.o);
+    case OP_ORDER: return store_upsert_order(s, &r->u.ord);
     }
     return AISLE_EINVAL;
 }
@@ -1074,36 +1141,256 @@ int ingest_check_order(struct ingest_checker *k, json_t *obj, struct store_order
     return check_order(&k->c, obj, out);
 }
 
+/* ---- the two-thread load ---- */
+
+#define BATCH_RECS 128                    /* records per batch */
+#define BATCH_POOL (4 * INGEST_MAX_ITEMS) /* entries per item pool; a record may use INGEST_MAX_ITEMS */
+#define NBATCHES 8                        /* batches in flight: the queue's bound */
+
+struct batch {
+    struct batch *next; /* queue link */
+    size_t n;           /* records in recs */
+    int last;           /* the parser's final batch: end of file or a record that stops the load */
+    struct rec recs[BATCH_RECS];
+    /* item pools, each (BATCH_POOL); a record's arrays point into them */
+    const char **bullets;
+    struct store_attr *attrs;
+    struct store_answer *answers;
+    struct store_order_line *lines;
+    struct store_order_event *events;
+    size_t nbullets, nattrs, nanswers, nlines, nevents; /* used */
+};
+
+struct pipe {
+    struct ctx *c;
+    struct lineio *in;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct batch *full, *full_tail; /* parser -> writer, in file order */
+    struct batch *empty;            /* writer -> parser */
+    int stop;                       /* the writer gave up: the parser ends */
+};
+
+/* Free the batch's JSON objects and empty it. */
+static void batch_reset(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        json_decref(b->recs[i].obj);
+    b->n = 0;
+    b->last = 0;
+    b->next = NULL;
+    b->nbullets = b->nattrs = b->nanswers = b->nlines = b->nevents = 0;
+}
+
+static void batch_free(struct batch *b)
+{
+    if (!b)
+        return;
+    batch_reset(b);
+    free(b->bullets);
+    free(b->attrs);
+    free(b->answers);
+    free(b->lines);
+    free(b->events);
+    free(b);
+}
+
+static struct batch *batch_new(void)
+{
+    struct batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->bullets = calloc(BATCH_POOL, sizeof(*b->bullets));
+    b->attrs = calloc(BATCH_POOL, sizeof(*b->attrs));
+    b->answers = calloc(BATCH_POOL, sizeof(*b->answers));
+    b->lines = calloc(BATCH_POOL, sizeof(*b->lines));
+    b->events = calloc(BATCH_POOL, sizeof(*b->events));
+    if (!b->bullets || !b->attrs || !b->answers || !b->lines || !b->events) {
+        batch_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* 1 when the next record may not fit: a record uses up to INGEST_MAX_ITEMS of a pool. */
+static int batch_full(const struct batch *b)
+{
+    size_t room = BATCH_POOL - INGEST_MAX_ITEMS;
+    return b->n == BATCH_RECS || b->nbullets > room || b->nattrs > room || b->nanswers > room ||
+           b->nlines > room || b->nevents > room;
+}
+
+/* Parser side: hand b to the writer, then wait for an empty batch (NULL when
+ * the writer has stopped, or b was the last). */
+static struct batch *pipe_send(struct pipe *pp, struct batch *b)
+{
+    pthread_mutex_lock(&pp->mu);
+    if (pp->full_tail)
+        pp->full_tail->next = b;
+    else
+        pp->full = b;
+    pp->full_tail = b;
+    int last = b->last;
+    pthread_cond_broadcast(&pp->cv);
+    struct batch *e = NULL;
+    while (!last && !pp->stop && !pp->empty)
+        pthread_cond_wait(&pp->cv, &pp->mu);
+    if (!last && !pp->stop) {
+        e = pp->empty;
+        pp->empty = e->next;
+    }
+    pthread_mutex_unlock(&pp->mu);
+    if (e)
+        batch_reset(e); /* its JSON was allocated here: free it here too */
+    return e;
+}
+
+/* Writer side: the next full batch, in file order. */
+static struct batch *pipe_recv(struct pipe *pp)
+{
+    pthread_mutex_lock(&pp->mu);
+    while (!pp->full)
+        pthread_cond_wait(&pp->cv, &pp->mu);
+    struct batch *b = pp->full;
+    pp->full = b->next;
+    if (!pp->full)
+        pp->full_tail = NULL;
+    pthread_mutex_unlock(&pp->mu);
+    return b;
+}
+
+/* Writer side: give a written batch back; with stop, tell the parser to end. */
+static void pipe_return(struct pipe *pp, struct batch *b, int stop)
+{
+    pthread_mutex_lock(&pp->mu);
+    if (b) {
+        b->next = pp->empty;
+        pp->empty = b;
+    }
+    pp->stop |= stop;
+    pthread_cond_broadcast(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
+}
+
+/* A record that stops the load (the writer reports it and rolls back). */
+static int rec_fatal(const struct ctx *c, const struct rec *r)
+{
+    return r->rc && (r->header || r->rc != AISLE_EFORMAT || !c->o->skip_bad || (c->is_csv && r->line == 0));
+}
+
+/* The parser thread: read, parse and validate every record into batches. */
+static void *parser_main(void *arg)
+{
+    struct pipe *pp = arg;
+    struct ctx *c = pp->c;
+    struct batch *b;
+    pthread_mutex_lock(&pp->mu);
+    b = pp->empty;
+    pp->empty = b->next;
+    pthread_mutex_unlock(&pp->mu);
+    b->next = NULL;
+    if (c->is_csv) {
+        struct rec *r = &b->recs[0];
+        int rc = csv_header(c);
+        if (rc) {
+            memset(r, 0, offsetof(struct rec, msg));
+            r->rc = rc;
+            r->header = 1;
+            r->line = c->line;
+            memcpy(r->msg, c->msg, sizeof(r->msg));
+            b->n = 1;
+            b->last = 1;
+            pipe_send(pp, b);
+            return NULL;
+        }
+    }
+    for (;;) {
+        if (batch_full(b) && !(b = pipe_send(pp, b)))
+            return NULL;
+        struct rec *r = &b->recs[b->n];
+        memset(r, 0, offsetof(struct rec, msg));
+        c->bullets = b->bullets + b->nbullets;
+        c->attrs = b->attrs + b->nattrs;
+        c->answers = b->answers + b->nanswers;
+        c->lines = b->lines + b->nlines;
+        c->events = b->events + b->nevents;
+        c->idbuf = r->id;
+        c->msg[0] = '\0';
+        json_t *obj;
+        int rc = next_record(c, pp->in, &obj);
+        if (rc == AISLE_EEOF) {
+            b->last = 1;
+            pipe_send(pp, b);
+            return NULL;
+        }
+        b->n++;
+        r->line = c->line;
+        r->offset = lineio_offset(pp->in);
+        if (rc == 0) {
+            r->obj = obj;
+            rc = parse_record(c, obj, r);
+        }
+        r->rc = rc;
+        if (rc) {
+            memcpy(r->msg, c->msg, sizeof(r->msg));
+            if (rec_fatal(c, r)) {
+                b->last = 1;
+                pipe_send(pp, b);
+                return NULL;
+            }
+            continue;
+        }
+        switch (r->op) {
+        case OP_PRODUCT:
+            b->nbullets += r->u.p.nbullets;
+            b->nattrs += r->u.p.nattrs;
+            break;
+        case OP_QUESTION:
+        case OP_ANSWERS: b->nanswers += r->u.q.nanswers; break;
+        case OP_ORDER:
+            b->nlines += r->u.ord.nlines;
+            b->nevents += r->u.ord.nevents;
+            break;
+        default: break;
+        }
+    }
+}
+
 int ingest_file(struct store *s, enum ingest_kind kind, const char *path, const struct ingest_opts *opts,
                 struct ingest_stats *stats, char *err, size_t errlen)
 {
     struct ctx c;
     struct lineio in;
+    struct pipe pp;
     struct ingest_stats st = {0, 0};
-    int rc, in_tx = 0, in_open = 0;
+    int rc, in_tx = 0, in_open = 0, started = 0;
 
     memset(&c, 0, sizeof(c));
-    c.s = s;
+    memset(&pp, 0, sizeof(pp));
     c.kind = kind;
     c.o = opts;
     c.path = path;
     hset_init(&c.seen);
     hset_init(&c.seen_answers);
+    pthread_mutex_init(&pp.mu, NULL);
+    pthread_cond_init(&pp.cv, NULL);
+    pp.c = &c;
+    pp.in = &in;
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(c.nowbuf, sizeof(c.nowbuf), "%Y-%m-%dT%H:%M:%SZ", &tm);
     c.is_csv = opts->format_csv > 0 || (opts->format_csv < 0 && (ends_with(path, ".csv") || ends_with(path, ".csv.gz")));
 
-    c.bullets = calloc(INGEST_MAX_ITEMS, sizeof(*c.bullets));
-    c.attrs = calloc(INGEST_MAX_ITEMS, sizeof(*c.attrs));
-    c.answers = calloc(INGEST_MAX_ITEMS, sizeof(*c.answers));
-    c.lines = calloc(INGEST_MAX_ITEMS, sizeof(*c.lines));
-    c.events = calloc(INGEST_MAX_ITEMS, sizeof(*c.events));
-    if (!c.bullets || !c.attrs || !c.answers || !c.lines || !c.events) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        rc = AISLE_ENOMEM;
-        goto done;
+    for (int i = 0; i < NBATCHES; i++) {
+        struct batch *b = batch_new();
+        if (!b) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            rc = AISLE_ENOMEM;
+            goto done;
+        }
+        b->next = pp.empty;
+        pp.empty = b;
     }
     if (c.is_csv && kind != INGEST_PRODUCTS) {
         snprintf(err, errlen, "%s: CSV is read for products only; give %s as JSON Lines", path,
@@ -1117,6 +1404,7 @@ int ingest_file(struct store *s, enum ingest_kind kind, const char *path, const 
         goto done;
     }
     in_open = 1;
+    uint64_t file_size = in.file_size;
     if (c.is_csv && (rc = csv_init(&c.csv, &in))) {
         snprintf(err, errlen, "%s: out of memory", path);
         goto done;
@@ -1126,48 +1414,49 @@ int ingest_file(struct store *s, enum ingest_kind kind, const char *path, const 
         goto done;
     }
     in_tx = 1;
-    if (c.is_csv && (rc = csv_header(&c))) {
-        if (c.line) /* line 0: the file has no line at all */
-            snprintf(err, errlen, "%s:%llu: %s", path, (unsigned long long)c.line, c.msg);
-        else
-            snprintf(err, errlen, "%s: %s", path, c.msg);
+    pthread_t parser;
+    if (pthread_create(&parser, NULL, parser_main, &pp)) {
+        snprintf(err, errlen, "%s: cannot start the parser thread", path);
+        rc = AISLE_ENOMEM;
         goto done;
     }
+    started = 1;
 
-    for (;;) {
-        json_t *obj;
-        c.msg[0] = '\0';
-        rc = next_record(&c, &in, &obj);
-        if (rc == AISLE_EEOF) {
-            rc = 0;
-            break;
-        }
-        if (rc == 0) {
-            rc = parse_record(&c, obj);
-            if (rc && !c.msg[0]) /* the store failed: its message, and the field is the record */
-                snprintf(c.msg, sizeof(c.msg), "%s", store_errmsg(s));
-            json_decref(obj);
-        }
-        if (rc == 0) {
-            st.loaded++;
-        } else if ((rc == AISLE_EFORMAT || rc == AISLE_ENOTFOUND) && opts->skip_bad &&
-                   !(c.is_csv && c.line == 0)) {
-            st.skipped++;
-            if (opts->on_skip) {
-                char m[sizeof(c.msg) + 512];
-                snprintf(m, sizeof(m), "%s:%llu: %s", path, (unsigned long long)c.line, c.msg);
-                opts->on_skip(opts->ctx, m);
+    for (int last = 0; !last;) {
+        struct batch *b = pipe_recv(&pp);
+        last = b->last;
+        for (size_t i = 0; i < b->n; i++) {
+            struct rec *r = &b->recs[i];
+            const char *msg = r->msg;
+            rc = r->rc;
+            if (rc == 0 && (rc = write_record(s, r)))
+                msg = store_errmsg(s); /* the store failed: its message, and the field is the record */
+            if (rc == 0) {
+                st.loaded++;
+            } else if ((rc == AISLE_EFORMAT || rc == AISLE_ENOTFOUND) && opts->skip_bad && !r->header &&
+                       !(c.is_csv && r->line == 0)) {
+                st.skipped++;
+                if (opts->on_skip) {
+                    char m[sizeof(r->msg) + 512];
+                    snprintf(m, sizeof(m), "%s:%llu: %s", path, (unsigned long long)r->line, msg);
+                    opts->on_skip(opts->ctx, m);
+                }
+            } else {
+                if (r->header && !r->line) /* line 0: the file has no line at all */
+                    snprintf(err, errlen, "%s: %s", path, msg);
+                else if (rc == AISLE_EIO) /* the file itself: truncated gzip, read error */
+                    snprintf(err, errlen, "%s: %s (after line %llu)", path, msg, (unsigned long long)r->line);
+                else
+                    snprintf(err, errlen, "%s:%llu: %s", path, (unsigned long long)r->line, msg);
+                pipe_return(&pp, b, 1);
+                goto done;
             }
-        } else {
-            if (rc == AISLE_EIO) /* the file itself: truncated gzip, read error */
-                snprintf(err, errlen, "%s: %s (after line %llu)", path, c.msg, (unsigned long long)in.lineno);
-            else
-                snprintf(err, errlen, "%s:%llu: %s", path, (unsigned long long)c.line, c.msg);
-            goto done;
+            if (opts->progress && ((st.loaded + st.skipped) & 255) == 0)
+                opts->progress(opts->ctx, st.loaded + st.skipped, r->offset, file_size);
         }
-        if (opts->progress && ((st.loaded + st.skipped) & 255) == 0)
-            opts->progress(opts->ctx, st.loaded + st.skipped, lineio_offset(&in), in.file_size);
+        pipe_return(&pp, b, 0);
     }
+    rc = 0;
     if (st.loaded == 0 && st.skipped == 0) {
         snprintf(err, errlen, "%s: empty file: no records", path);
         rc = AISLE_EFORMAT;
@@ -1179,9 +1468,11 @@ int ingest_file(struct store *s, enum ingest_kind kind, const char *path, const 
     }
     in_tx = 0;
     if (opts->progress)
-        opts->progress(opts->ctx, st.loaded + st.skipped, in.file_size, in.file_size);
+        opts->progress(opts->ctx, st.loaded + st.skipped, file_size, file_size);
     *stats = st;
 done:
+    if (started)
+        pthread_join(parser, NULL);
     if (in_tx)
         store_rollback(s);
     if (c.is_csv && in_open)
@@ -1193,11 +1484,18 @@ done:
             free(c.colnames[i]);
     free(c.colnames);
     free(c.colmap);
-    free(c.bullets);
-    free(c.attrs);
-    free(c.answers);
-    free(c.lines);
-    free(c.events);
+    while (pp.full) {
+        struct batch *b = pp.full;
+        pp.full = b->next;
+        batch_free(b);
+    }
+    while (pp.empty) {
+        struct batch *b = pp.empty;
+        pp.empty = b->next;
+        batch_free(b);
+    }
+    pthread_mutex_destroy(&pp.mu);
+    pthread_cond_destroy(&pp.cv);
     hset_release(&c.seen);
     hset_release(&c.seen_answers);
     return rc;

@@ -9,7 +9,12 @@
  * Upserts are by id, so loading the same file twice leaves the same database.
  * The input format is documented in docs/DATA.md.
  *
- * THREAD SAFETY: uses the caller's store; one ingest per store at a time.
+ * ingest_file() reads and parses in a thread of its own while the calling
+ * thread writes, so a load uses two cores; callbacks (progress, on_skip) run
+ * in the calling thread.
+ *
+ * THREAD SAFETY: uses the caller's store, from the calling thread only; one
+ * ingest per store at a time.
  */
 #ifndef AISLE_STORE_INGEST_H
 #define AISLE_STORE_INGEST_H
