@@ -750,7 +750,23 @@ int chat_stream_flush(struct chat_stream *cs)
 {
     if (!cs->text.len)
         return 0;
-    int rc = chat_sse(cs->out, "text", dump(json_pack("{s:s%}", "text", cs->text.data, cs->text.len)));
+    /* The model may write bytes that are not UTF-8 (tok_stream passes them
+     * through): each becomes U+FFFD, as JSON needs. */
+    struct buf clean;
+    buf_init(&clean, 0);
+    int rc = 0;
+    for (size_t at = 0; at < cs->text.len && !rc;) {
+        size_t ok = utf8_valid_prefix(cs->text.data + at, cs->text.len - at);
+        rc = buf_append(&clean, cs->text.data + at, ok);
+        at += ok;
+        if (!rc && at < cs->text.len) {
+            rc = buf_append(&clean, "\xef\xbf\xbd", 3);
+            at++;
+        }
+    }
+    rc = rc ? rc
+            : chat_sse(cs->out, "text", dump(json_pack("{s:s%}", "text", clean.data ? clean.data : "", clean.len)));
+    buf_release(&clean);
     buf_reset(&cs->text);
     cs->st.n_text += rc == 0;
     return rc;
