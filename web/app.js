@@ -64,7 +64,7 @@ function handle(view, name, data, answer) {
       view.noted.add(data.n);
       const li = el('li', null, '[' + data.n + '] (' + data.source + (data.product_id ? ', ' + data.product_id : '') +
         (data.as_of ? ', as of ' + data.as_of : '') + ') ' + data.snippet);
-      section(view, 'notes', 'ol', 'notes').appendChild(li);
+      section(view, 'notes', 'ul', 'notes').appendChild(li);
     }
   } else if (name === 'card') {
     section(view, 'cards', 'div', 'cards').appendChild(cardElement(data));
