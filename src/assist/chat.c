@@ -751,13 +751,20 @@ int chat_stream_flush(struct chat_stream *cs)
     if (!cs->text.len)
         return 0;
     /* The model may write bytes that are not UTF-8 (tok_stream passes them
-     * through): each becomes U+FFFD, as JSON needs. */
+     * through): each becomes U+FFFD, as JSON needs, and so do control
+     * characters other than tab and newlines (NUL included). */
     struct buf clean;
     buf_init(&clean, 0);
     int rc = 0;
     for (size_t at = 0; at < cs->text.len && !rc;) {
         size_t ok = utf8_valid_prefix(cs->text.data + at, cs->text.len - at);
-        rc = buf_append(&clean, cs->text.data + at, ok);
+        for (size_t i = 0; i < ok && !rc; i++) {
+            unsigned char c = (unsigned char)cs->text.data[at + i];
+            if (c >= 0x20 || c == '\t' || c == '\n' || c == '\r')
+                rc = buf_putc(&clean, (char)c);
+            else
+                rc = buf_append(&clean, "\xef\xbf\xbd", 3);
+        }
         at += ok;
         if (!rc && at < cs->text.len) {
             rc = buf_append(&clean, "\xef\xbf\xbd", 3);
