@@ -29,6 +29,7 @@
 
 enum stmt_id {
     S_PRODUCT_EXISTS,
+    S_PRODUCT_NEW,
     S_PRODUCT_UPSERT,
     S_PASSAGE_LAST_CATALOG,
     S_PASSAGE_LAST_ONE,
@@ -38,7 +39,9 @@ enum stmt_id {
     S_FTS_FILL_CATALOG,
     S_FTS_FILL_REVIEW,
     S_FTS_FILL_QA,
+    S_REVIEW_NEW,
     S_REVIEW_UPSERT,
+    S_QUESTION_NEW,
     S_QUESTION_UPSERT,
     S_ANSWER_DEL,
     S_ANSWER_INS,
@@ -57,6 +60,12 @@ enum stmt_id {
 
 static const char *const stmt_sql[S_COUNT_] = {
     [S_PRODUCT_EXISTS] = "SELECT 1 FROM products WHERE id=?1",
+    /* Each *_NEW inserts a row whose id is not there yet and does nothing
+     * otherwise; the *_UPSERT after it (same parameters) replaces an existing
+     * one. A first load so knows, without a lookup, that nothing hangs off
+     * the row yet (passages, answers) and skips their deletes. */
+    [S_PRODUCT_NEW] = "INSERT INTO products(id,title,brand,category,bullets,description,attributes,updated_at)"
+                      " VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(id) DO NOTHING",
     [S_PRODUCT_UPSERT] =
         "INSERT INTO products(id,title,brand,category,bullets,description,attributes,updated_at)"
         " VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(id) DO UPDATE SET title=excluded.title,"
@@ -81,11 +90,15 @@ static const char *const stmt_sql[S_COUNT_] = {
                           " SELECT id, aux, text FROM passages WHERE id>=?1 AND source='review' ORDER BY id",
     [S_FTS_FILL_QA] = "INSERT INTO qa_fts(rowid, question, answer)"
                       " SELECT id, aux, text FROM passages WHERE id>=?1 AND source='qa' ORDER BY id",
+    [S_REVIEW_NEW] = "INSERT INTO reviews(id,product_id,rating,title,helpful_votes,date,author)"
+                     " VALUES(?1,?2,?3,?4,?5,?6,?7) ON CONFLICT(id) DO NOTHING",
     [S_REVIEW_UPSERT] =
         "INSERT INTO reviews(id,product_id,rating,title,helpful_votes,date,author)"
         " VALUES(?1,?2,?3,?4,?5,?6,?7) ON CONFLICT(id) DO UPDATE SET product_id=excluded.product_id,"
         " rating=excluded.rating, title=excluded.title,"
         " helpful_votes=excluded.helpful_votes, date=excluded.date, author=excluded.author",
+    [S_QUESTION_NEW] = "INSERT INTO questions(id,product_id,question,votes,date) VALUES(?1,?2,?3,?4,?5)"
+                       " ON CONFLICT(id) DO NOTHING",
     [S_QUESTION_UPSERT] =
         "INSERT INTO questions(id,product_id,question,votes,date) VALUES(?1,?2,?3,?4,?5)"
         " ON CONFLICT(id) DO UPDATE SET product_id=excluded.product_id, question=excluded.question,"
@@ -467,7 +480,7 @@ static int store_fts_flush(struct store *s, int at_commit)
 /* Delete the passages of ref_id from one source (or, with source NULL, its
  * catalog passages). The AFTER DELETE trigger takes them out of the FTS index,
  * which is only right for indexed passages, so pending ones are indexed first.
- * A first load finds nothing and runs only the lookup. */
+ * Called only for rows that were already there (see the *_NEW statements). */
 static int del_passages(struct store *s, const char *ref_id, const char *source, enum fts_id fts)
 {
     sqlite3_stmt *st = stmt(s, source ? S_PASSAGE_LAST_ONE : S_PASSAGE_LAST_CATALOG);
@@ -611,23 +624,27 @@ int store_upsert_product(struct store *s, const struct store_product *p)
 
     char now[32];
     now_iso(now);
-    sqlite3_stmt *st = stmt(s, S_PRODUCT_UPSERT);
-    if (!st) {
-        rc = AISLE_EDB;
-        goto out;
+    int pass;
+    for (pass = 0; pass < 2; pass++) {
+        sqlite3_stmt *st = stmt(s, pass ? S_PRODUCT_UPSERT : S_PRODUCT_NEW);
+        if (!st) {
+            rc = AISLE_EDB;
+            goto out;
+        }
+        bind_text(st, 1, p->id);
+        bind_text(st, 2, p->title);
+        bind_text(st, 3, p->brand);
+        bind_text(st, 4, p->category);
+        bind_text(st, 5, bullets.data);
+        bind_text(st, 6, p->description);
+        bind_text(st, 7, attrs.data);
+        bind_text(st, 8, now);
+        if ((rc = step_done(s, st, "upsert product")))
+            goto out;
+        if (!pass && sqlite3_changes(s->db))
+            break; /* a new product: no passages to replace */
     }
-    bind_text(st, 1, p->id);
-    bind_text(st, 2, p->title);
-    bind_text(st, 3, p->brand);
-    bind_text(st, 4, p->category);
-    bind_text(st, 5, bullets.data);
-    bind_text(st, 6, p->description);
-    bind_text(st, 7, attrs.data);
-    bind_text(st, 8, now);
-    if ((rc = step_done(s, st, "upsert product")))
-        goto out;
-
-    if ((rc = del_passages(s, p->id, NULL, FTS_CATALOG)))
+    if (pass && (rc = del_passages(s, p->id, NULL, FTS_CATALOG)))
         goto out;
     if (p->brand)
         buf_puts(&meta, p->brand);
@@ -665,22 +682,27 @@ int store_upsert_review(struct store *s, const struct store_review *r)
     int rc = require_product(s, r->product_id, "review");
     if (rc)
         return rc;
-    sqlite3_stmt *st = stmt(s, S_REVIEW_UPSERT);
-    if (!st)
-        return AISLE_EDB;
-    bind_text(st, 1, r->id);
-    bind_text(st, 2, r->product_id);
-    if (r->has_rating)
-        sqlite3_bind_double(st, 3, r->rating);
-    else
-        sqlite3_bind_null(st, 3);
-    bind_text(st, 4, r->title);
-    bind_opt_int(st, 5, r->helpful_votes);
-    bind_text(st, 6, r->date);
-    bind_text(st, 7, r->author);
-    if ((rc = step_done(s, st, "upsert review")))
-        return rc;
-    if ((rc = del_passages(s, r->id, "review", FTS_REVIEW)))
+    int pass;
+    for (pass = 0; pass < 2; pass++) {
+        sqlite3_stmt *st = stmt(s, pass ? S_REVIEW_UPSERT : S_REVIEW_NEW);
+        if (!st)
+            return AISLE_EDB;
+        bind_text(st, 1, r->id);
+        bind_text(st, 2, r->product_id);
+        if (r->has_rating)
+            sqlite3_bind_double(st, 3, r->rating);
+        else
+            sqlite3_bind_null(st, 3);
+        bind_text(st, 4, r->title);
+        bind_opt_int(st, 5, r->helpful_votes);
+        bind_text(st, 6, r->date);
+        bind_text(st, 7, r->author);
+        if ((rc = step_done(s, st, "upsert review")))
+            return rc;
+        if (!pass && sqlite3_changes(s->db))
+            break; /* a new review: no passage to replace */
+    }
+    if (pass && (rc = del_passages(s, r->id, "review", FTS_REVIEW)))
         return rc;
     /* The text is stored here only (the reviews row has none). */
     return add_passage(s, r->product_id, "review", r->id, 0, r->text, -1, r->title);
@@ -707,23 +729,31 @@ int store_upsert_question(struct store *s, const struct store_question *q)
     int rc = require_product(s, q->product_id, "question");
     if (rc)
         return rc;
-    sqlite3_stmt *st = stmt(s, S_QUESTION_UPSERT);
-    if (!st)
-        return AISLE_EDB;
-    bind_text(st, 1, q->id);
-    bind_text(st, 2, q->product_id);
-    bind_text(st, 3, q->question);
-    bind_opt_int(st, 4, q->votes);
-    bind_text(st, 5, q->date);
-    if ((rc = step_done(s, st, "upsert question")))
-        return rc;
-    if (!(st = stmt(s, S_ANSWER_DEL)))
-        return AISLE_EDB;
-    bind_text(st, 1, q->id);
-    if ((rc = step_done(s, st, "delete answers")))
-        return rc;
-    if ((rc = del_passages(s, q->id, "qa", FTS_QA)))
-        return rc;
+    int pass;
+    for (pass = 0; pass < 2; pass++) {
+        sqlite3_stmt *st = stmt(s, pass ? S_QUESTION_UPSERT : S_QUESTION_NEW);
+        if (!st)
+            return AISLE_EDB;
+        bind_text(st, 1, q->id);
+        bind_text(st, 2, q->product_id);
+        bind_text(st, 3, q->question);
+        bind_opt_int(st, 4, q->votes);
+        bind_text(st, 5, q->date);
+        if ((rc = step_done(s, st, "upsert question")))
+            return rc;
+        if (!pass && sqlite3_changes(s->db))
+            break; /* a new question: no answers or passages to replace */
+    }
+    if (pass) {
+        sqlite3_stmt *st = stmt(s, S_ANSWER_DEL);
+        if (!st)
+            return AISLE_EDB;
+        bind_text(st, 1, q->id);
+        if ((rc = step_done(s, st, "delete answers")))
+            return rc;
+        if ((rc = del_passages(s, q->id, "qa", FTS_QA)))
+            return rc;
+    }
     for (size_t i = 0; i < q->nanswers; i++)
         if ((rc = insert_answer(s, q->id, q->product_id, q->question, (int)i, &q->answers[i])))
             return rc;

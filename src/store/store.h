@@ -30,7 +30,7 @@
 struct sqlite3;
 struct store;
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 enum store_open_flags {
     STORE_READONLY = 1 << 0, /* open an existing database read-only */
