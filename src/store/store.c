@@ -389,14 +389,33 @@ int store_product_exists(struct store *s, const char *id)
     return db_fail(s, "look up product");
 }
 
+static int unknown_product(struct store *s, const char *id, const char *what)
+{
+    return fail(s, AISLE_ENOTFOUND, "%s names unknown product \"%s\" (load products first)", what, id);
+}
+
 static int require_product(struct store *s, const char *id, const char *what)
 {
     int rc = store_product_exists(s, id);
     if (rc < 0)
         return rc;
-    if (rc == 0)
-        return fail(s, AISLE_ENOTFOUND, "%s names unknown product \"%s\" (load products first)", what, id);
-    return 0;
+    return rc ? 0 : unknown_product(s, id, what);
+}
+
+/* Step the insert or upsert of a row whose foreign key names product id: the
+ * key's check is the lookup (no SELECT of our own per row), and its failure,
+ * which undoes the statement, is the unknown product. */
+static int step_naming_product(struct store *s, sqlite3_stmt *st, const char *id, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    rc = sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_FOREIGNKEY ? unknown_product(s, id, what)
+                                                                          : db_fail(s, what);
+    sqlite3_reset(st);
+    return rc;
 }
 
 static void now_iso(char out[32])
@@ -686,10 +705,7 @@ out:
 
 int store_upsert_review(struct store *s, const struct store_review *r)
 {
-    int rc = require_product(s, r->product_id, "review");
-    if (rc)
-        return rc;
-    int pass;
+    int rc, pass;
     for (pass = 0; pass < 2; pass++) {
         sqlite3_stmt *st = stmt(s, pass ? S_REVIEW_UPSERT : S_REVIEW_NEW);
         if (!st)
@@ -704,7 +720,7 @@ int store_upsert_review(struct store *s, const struct store_review *r)
         bind_opt_int(st, 5, r->helpful_votes);
         bind_text(st, 6, r->date);
         bind_text(st, 7, r->author);
-        if ((rc = step_done(s, st, "upsert review")))
+        if ((rc = step_naming_product(s, st, r->product_id, "review")))
             return rc;
         if (!pass && sqlite3_changes(s->db))
             break; /* a new review: no passage to replace */
@@ -733,10 +749,7 @@ static int insert_answer(struct store *s, const char *q_id, const char *product_
 
 int store_upsert_question(struct store *s, const struct store_question *q)
 {
-    int rc = require_product(s, q->product_id, "question");
-    if (rc)
-        return rc;
-    int pass;
+    int rc, pass;
     for (pass = 0; pass < 2; pass++) {
         sqlite3_stmt *st = stmt(s, pass ? S_QUESTION_UPSERT : S_QUESTION_NEW);
         if (!st)
@@ -746,7 +759,7 @@ int store_upsert_question(struct store *s, const struct store_question *q)
         bind_text(st, 3, q->question);
         bind_opt_int(st, 4, q->votes);
         bind_text(st, 5, q->date);
-        if ((rc = step_done(s, st, "upsert question")))
+        if ((rc = step_naming_product(s, st, q->product_id, "question")))
             return rc;
         if (!pass && sqlite3_changes(s->db))
             break; /* a new question: no answers or passages to replace */
@@ -783,9 +796,6 @@ int store_append_answer(struct store *s, const char *q_id, const char *product_i
 
 int store_upsert_offer(struct store *s, const struct store_offer *o)
 {
-    int rc = require_product(s, o->product_id, "offer");
-    if (rc)
-        return rc;
     sqlite3_stmt *st = stmt(s, S_OFFER_UPSERT);
     if (!st)
         return AISLE_EDB;
@@ -796,7 +806,7 @@ int store_upsert_offer(struct store *s, const struct store_offer *o)
     sqlite3_bind_int64(st, 5, o->stock);
     bind_opt_int(st, 6, o->delivery_days);
     bind_text(st, 7, o->updated_at);
-    return step_done(s, st, "upsert offer");
+    return step_naming_product(s, st, o->product_id, "offer");
 }
 
 int store_upsert_order(struct store *s, const struct store_order *o)
