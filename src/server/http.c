@@ -632,9 +632,10 @@ static enum MHD_Result start_completion(struct conn *k)
 static void chat_job_done(void *ctx)
 {
     struct conn *k = ctx;
-    pthread_mutex_lock(&k->v->jmu);
+    struct srv *v = k->v; /* once resumed, k may be freed by an MHD thread at any moment */
+    pthread_mutex_lock(&v->jmu);
     MHD_resume_connection(k->c);
-    pthread_mutex_unlock(&k->v->jmu);
+    pthread_mutex_unlock(&v->jmu);
 }
 
 /* Validate the body and hand it to a retrieval worker, suspended meanwhile. */
