@@ -26,7 +26,7 @@
 
 static const char usage_text[] =
     "usage: aisle model info FILE\n"
-    "       aisle model convert --type f16|q8_0|q4_0 IN OUT\n"
+    "       aisle model convert --type f32|f16|q8_0|q4_0 IN OUT\n"
     "\n"
     "Inspect and convert GGUF model files (the format of llama.cpp and Ollama).\n"
     "Run 'aisle model info --help' or 'aisle model convert --help' for details.\n";
@@ -43,7 +43,7 @@ static const char info_usage[] =
     "  -h, --help   this help\n";
 
 static const char convert_usage[] =
-    "usage: aisle model convert --type f16|q8_0|q4_0 IN OUT\n"
+    "usage: aisle model convert --type f32|f16|q8_0|q4_0 IN OUT\n"
     "\n"
     "Write a copy of the GGUF model IN to OUT with its weight matrices (tensors\n"
     "of 2 or more dimensions) converted to TYPE and its 1-D tensors (norms) as\n"
@@ -52,7 +52,8 @@ static const char convert_usage[] =
     "general.file_type. Input tensors may be f32, f16, bf16, q8_0, q4_0, q4_K or\n"
     "q6_K. OUT is replaced atomically.\n"
     "\n"
-    "  --type T     f16, q8_0 or q4_0\n"
+    "  --type T     f32 (dequantize: exactly the values the quantized file\n"
+    "               holds), f16, q8_0 or q4_0\n"
     "  -h, --help   this help\n";
 
 /* ---- info ------------------------------------------------------------------ */
@@ -278,14 +279,16 @@ static int model_convert(int argc, char **argv)
         cli_usage_error("model convert", "--type is required");
     enum ggml_type want;
     uint32_t ftype;
-    if (!strcmp(type_name, "f16"))
+    if (!strcmp(type_name, "f32"))
+        want = GGML_TYPE_F32, ftype = LLAMA_FTYPE_ALL_F32;
+    else if (!strcmp(type_name, "f16"))
         want = GGML_TYPE_F16, ftype = LLAMA_FTYPE_MOSTLY_F16;
     else if (!strcmp(type_name, "q8_0"))
         want = GGML_TYPE_Q8_0, ftype = LLAMA_FTYPE_MOSTLY_Q8_0;
     else if (!strcmp(type_name, "q4_0"))
         want = GGML_TYPE_Q4_0, ftype = LLAMA_FTYPE_MOSTLY_Q4_0;
     else
-        cli_usage_error("model convert", "--type must be f16, q8_0 or q4_0, not '%s'", type_name);
+        cli_usage_error("model convert", "--type must be f32, f16, q8_0 or q4_0, not '%s'", type_name);
     if (argc - optind != 2)
         cli_usage_error("model convert", "expected IN and OUT");
     const char *in = argv[optind], *outp = argv[optind + 1];

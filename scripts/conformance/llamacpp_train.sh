@@ -53,4 +53,31 @@ for t in f32 q8_0; do
     echo "  $ok"
     [ "$ok" = ok ] || status=1
 done
+
+# The shipped default models (Q8_0, our BPE and chat tokens embedded): the
+# same rule, the reference being the file's own weights dequantized to F32
+# (`aisle model convert --type f32`), on the token ids our tokenizer gives a
+# shopper's question in the model's chat format.
+for m in models/aisle-shopping-small.gguf models/aisle-shopping-small-base.gguf; do
+    [ -f "$m" ] || continue
+    n=$(basename "$m" .gguf)
+    q=$("$a" tokenize --model "$m" --ids "<|user|>
+will this crisper drawer fit my frigidaire?<|end|>
+<|assistant|>
+" | tr ' ' ',')
+    "$a" model convert --type f32 "$m" "$tmp/$n-f32.gguf" >/dev/null
+    "$tmp/ref" "$bins" "$m" "$q" >"$tmp/ref-$n.txt"
+    "$a" logits --model "$m" --ids "$q" --kv-f16 >"$tmp/aisle-$n.txt"
+    "$a" logits --model "$tmp/$n-f32.gguf" --ids "$q" --kv-f16 >"$tmp/exact-$n.txt"
+    dd=$(rel "$tmp/aisle-$n.txt" "$tmp/ref-$n.txt")
+    ea=$(rel "$tmp/aisle-$n.txt" "$tmp/exact-$n.txt")
+    el=$(rel "$tmp/ref-$n.txt" "$tmp/exact-$n.txt")
+    a1=$(argmax "$tmp/aisle-$n.txt")
+    a2=$(argmax "$tmp/ref-$n.txt")
+    ok=$(awk -v a="$ea" -v l="$el" 'BEGIN { print (a <= 1.5 * l || a < 1e-3) ? "ok" : "FAIL" }')
+    [ "$a1" = "$a2" ] || ok=FAIL
+    echo "$m ($(echo "$q" | tr ',' '\n' | wc -l) tokens): aisle vs llama.cpp $dd; from F32: aisle $ea, llama.cpp $el; argmax $a1 vs $a2"
+    echo "  $ok"
+    [ "$ok" = ok ] || status=1
+done
 exit $status

@@ -211,6 +211,30 @@ Test(model_cli, convert_quantizes_matrices_and_keeps_norms_f32)
         cr_assert_eq(memcmp(gguf_tensor(a, i)->data, gguf_tensor(b, i)->data, gguf_tensor(a, i)->nbytes), 0);
     gguf_close(a);
     gguf_close(b);
+    /* --type f32 dequantizes: exactly the values the Q8_0 file holds */
+    snprintf(outp, sizeof(outp), "%s/deq.gguf", dir);
+    snprintf(args, sizeof(args), "model convert --type f32 '%s' '%s'", in, outp);
+    cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(gguf_open(&a, in, err, sizeof(err)), 0);
+    cr_assert_eq(gguf_open(&b, outp, err, sizeof(err)), 0);
+    uint32_t ft;
+    cr_assert_eq(gguf_get_u32(b, LLAMA_KEY_FILE_TYPE, &ft), 0);
+    cr_assert_eq(ft, LLAMA_FTYPE_ALL_F32);
+    for (size_t i = 0; i < gguf_n_tensors(a); i++) {
+        const struct gguf_tensor *ta = gguf_tensor(a, i), *tb = gguf_find_tensor(b, ta->name);
+        cr_assert_eq(tb->type, GGML_TYPE_F32, "%s", ta->name);
+        int64_t ne0 = ta->ne[0], rows = ta->ne[1] * ta->ne[2] * ta->ne[3];
+        float y[128];
+        for (int64_t r = 0; r < rows; r++) {
+            cr_assert_eq(ggml_dequantize_row(ta->type, (const uint8_t *)ta->data + r * (int64_t)ggml_row_size(ta->type, ne0),
+                                             y, ne0),
+                         0);
+            cr_assert_eq(memcmp(y, (const float *)tb->data + r * ne0, (size_t)ne0 * sizeof(float)), 0, "%s row %lld",
+                         ta->name, (long long)r);
+        }
+    }
+    gguf_close(a);
+    gguf_close(b);
     cr_assert_eq(run("model convert --type q5_1 a b", out, sizeof(out)), 2);
-    cr_assert(strstr(out, "--type must be f16, q8_0 or q4_0"), "%s", out);
+    cr_assert(strstr(out, "--type must be f32, f16, q8_0 or q4_0"), "%s", out);
 }
