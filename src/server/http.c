@@ -805,7 +805,8 @@ static enum MHD_Result handle_get(struct conn *k)
                        0);
     if (k->route == R_PAGE) {
         if (!v->web[k->page])
-            return fail(k, 404, NULL, "not_found", NULL, "this server has no web chat files (aisle serve --web DIR)");
+            return fail(k, 404, NULL, "not_found", NULL,
+                        "this server has no web chat: start it with aisle serve --db STORE");
         char *copy = malloc(v->web_len[k->page] + 1);
         if (copy)
             memcpy(copy, v->web[k->page], v->web_len[k->page] + 1);

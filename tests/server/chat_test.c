@@ -352,7 +352,8 @@ Test(chat, events_in_order_with_store_prices_and_invented_ids_dropped, .init = s
     cr_assert_str_eq(json_string_value(json_object_get(done, "conversation_id")), "t-1");
     json_t *u = json_object_get(done, "usage");
     cr_assert_gt(json_integer_value(json_object_get(u, "prompt_tokens")), 200);
-    cr_assert_eq(json_integer_value(json_object_get(u, "completion_tokens")), script.n, "the script (<|end|> not counted)");
+    cr_assert_eq(json_integer_value(json_object_get(u, "completion_tokens")), script.n,
+                 "the script (<|end|> not counted)");
     cr_assert(json_is_number(json_object_get(json_object_get(done, "timings"), "retrieval_ms")));
     free_events(&ev);
     buf_release(&r.body);
