@@ -655,3 +655,35 @@ Test(chat, tag_ids_are_constrained_to_the_evidence_products, .init = setup, .fin
     free_events(&ev);
     buf_release(&r.body);
 }
+
+/* A follow-up without a product page finds the product of the earlier turn:
+ * the favoured tag can only name a product of the evidence (the mask), and
+ * it names the one the first question asked about. */
+Test(chat, a_follow_up_resolves_the_earlier_product, .init = setup, .fini = teardown, .timeout = 120)
+{
+    const char *pid = first_product();
+    char answer[128], body[512];
+    snprintf(answer, sizeof(answer), "It is <price id=\"%s\"/> now.", pid);
+    set_script(answer, 0);
+    script.soft = 1;
+    snprintf(body, sizeof(body),
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"tell me about %s\"},"
+             "{\"role\":\"assistant\",\"content\":\"It is a toy cash register.\"},"
+             "{\"role\":\"user\",\"content\":\"how much is it?\"}]}",
+             pid);
+    struct resp r = {0};
+    request(&r, "/api/chat", body, strlen(body));
+    cr_assert_eq(r.status, 200, "%s", r.body.data);
+    static struct events ev;
+    parse_events(r.body.data, &ev);
+    int cards = 0;
+    for (int i = 0; i < ev.n; i++)
+        if (!strcmp(ev.name[i], "card")) {
+            cr_assert_str_eq(json_string_value(json_object_get(ev.data[i], "product_id")), pid, "%s", r.body.data);
+            cr_assert_str_eq(json_string_value(json_object_get(ev.data[i], "tag")), "price");
+            cards++;
+        }
+    cr_assert_eq(cards, 1, "%s", r.body.data);
+    free_events(&ev);
+    buf_release(&r.body);
+}
