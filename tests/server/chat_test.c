@@ -248,6 +248,15 @@ static void free_events(struct events *ev)
         json_decref(ev->data[i]);
 }
 
+/* POST body to /api/chat; a 200 event stream, its events in *ev. */
+static void chat_events(struct resp *r, const char *body, struct events *ev)
+{
+    request(r, "/api/chat", body, strlen(body));
+    cr_assert_eq(r->status, 200, "%s", r->body.data);
+    cr_assert(!strncmp(r->ctype, "text/event-stream", 17), "%s", r->ctype);
+    parse_events(r->body.data, ev);
+}
+
 static const char *first_product(void)
 {
     static char id[64];
@@ -279,11 +288,8 @@ Test(chat, events_in_order_with_store_prices_and_invented_ids_dropped, .init = s
              "\"product_id\":\"%s\",\"conversation_id\":\"t-1\"}",
              pid);
     struct resp r = {0};
-    request(&r, "/api/chat", body, strlen(body));
-    cr_assert_eq(r.status, 200, "%s", r.body.data);
-    cr_assert(!strncmp(r.ctype, "text/event-stream", 17), "%s", r.ctype);
     static struct events ev;
-    parse_events(r.body.data, &ev);
+    chat_events(&r, body, &ev);
 
     /* Order: text, card, text, citation, text..., suggestions, done (last). */
     cr_assert_geq(ev.n, 6, "%s", r.body.data);
@@ -360,8 +366,7 @@ Test(chat, events_in_order_with_store_prices_and_invented_ids_dropped, .init = s
 
     /* The same question again: its prompt's prefix comes from the cache. */
     atomic_store(&script.step, 0);
-    request(&r, "/api/chat", body, strlen(body));
-    parse_events(r.body.data, &ev);
+    chat_events(&r, body, &ev);
     cr_assert_gt(json_integer_value(json_object_get(json_object_get(ev.data[ev.n - 1], "usage"), "cached_tokens")),
                  100);
     free_events(&ev);
@@ -631,10 +636,8 @@ Test(chat, tag_ids_are_constrained_to_the_evidence_products, .init = setup, .fin
     snprintf(body, sizeof(body),
              "{\"messages\":[{\"role\":\"user\",\"content\":\"what is this?\"}],\"product_id\":\"%s\"}", pid);
     struct resp r = {0};
-    request(&r, "/api/chat", body, strlen(body));
-    cr_assert_eq(r.status, 200, "%s", r.body.data);
     static struct events ev;
-    parse_events(r.body.data, &ev);
+    chat_events(&r, body, &ev);
     cr_assert_str_eq(ev.name[ev.n - 1], "done", "%s", r.body.data);
     json_t *done = ev.data[ev.n - 1];
     cr_assert_eq(json_integer_value(json_object_get(done, "dropped_tags")), 0, "%s", r.body.data);
@@ -672,10 +675,8 @@ Test(chat, a_follow_up_resolves_the_earlier_product, .init = setup, .fini = tear
              "{\"role\":\"user\",\"content\":\"how much is it?\"}]}",
              pid);
     struct resp r = {0};
-    request(&r, "/api/chat", body, strlen(body));
-    cr_assert_eq(r.status, 200, "%s", r.body.data);
     static struct events ev;
-    parse_events(r.body.data, &ev);
+    chat_events(&r, body, &ev);
     int cards = 0;
     for (int i = 0; i < ev.n; i++)
         if (!strcmp(ev.name[i], "card")) {
