@@ -102,7 +102,6 @@ struct conn {
     struct chat_stream cs;
     int cs_init, page;
     struct tagmask *tm; /* this answer's tag-id constraint (shared with the scheduler) */
-    double t_prep; /* when the job was queued */
 };
 
 static double now_s(void)
@@ -660,7 +659,6 @@ static enum MHD_Result start_chat(struct conn *k)
         return fail(k, 500, "server_error", NULL, NULL, "out of memory");
     chat_prep_init(k->prep);
     k->job = (struct chat_job){.req = &k->creq, .out = k->prep, .done = chat_job_done, .ctx = k};
-    k->t_prep = now_s();
     pthread_mutex_lock(&v->jmu);
     rc = chat_pool_submit(v->o.chat, &k->job);
     if (rc == 0) {
