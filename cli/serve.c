@@ -38,6 +38,9 @@ static const char usage_text[] =
     "  --router MODEL        the source router (default: $AISLE_ROUTER, else\n"
     "                        models/router.bin when present, else keywords)\n"
     "  --workers N           retrieval threads for /api/chat (default 2)\n"
+    "  --shop-url URL        live offers, delivery and orders from the merchant's HTTP\n"
+    "                        API (docs/STORE_API.md); default: the store's own tables\n"
+    "  --shop-key KEY        the API's bearer key\n"
     "  --chat-tokens N       longest /api/chat answer in tokens (default 256)\n"
     "  --evidence-tokens N   evidence budget (default: a third of the context, at most 1024)\n"
     "  --name NAME           the model id clients name (default: FILE's base name)\n"
@@ -97,7 +100,7 @@ int cmd_serve(int argc, char **argv)
     }
     enum { O_MODEL = 256, O_DB, O_NAME, O_HOST, O_PORT, O_PAR, O_KVB, O_CTX, O_STEP, O_QUEUE, O_POLICY, O_NOPC,
            O_MAXTOK, O_BODY, O_CONNS, O_CTO, O_RTO, O_REQTO, O_THREADS, O_HTHREADS, O_KVF16, O_WEB, O_ROUTER,
-           O_WORKERS, O_CHATTOK, O_EVTOK };
+           O_WORKERS, O_CHATTOK, O_EVTOK, O_SHOPURL, O_SHOPKEY };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},     {"db", required_argument, NULL, O_DB},
         {"name", required_argument, NULL, O_NAME},       {"host", required_argument, NULL, O_HOST},
@@ -112,10 +115,12 @@ int cmd_serve(int argc, char **argv)
         {"kv-f16", no_argument, NULL, O_KVF16},          {"web", required_argument, NULL, O_WEB},
         {"router", required_argument, NULL, O_ROUTER},   {"workers", required_argument, NULL, O_WORKERS},
         {"chat-tokens", required_argument, NULL, O_CHATTOK}, {"evidence-tokens", required_argument, NULL, O_EVTOK},
+        {"shop-url", required_argument, NULL, O_SHOPURL}, {"shop-key", required_argument, NULL, O_SHOPKEY},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL, *db = NULL, *name = NULL, *web = NULL, *router = getenv("AISLE_ROUTER");
     int workers = 2;
+    struct shop_http_opts shop = {0};
     long ev_tokens = 0;
     struct sched_opts so = {.policy = SCHED_CONTINUOUS, .prefix_cache = 1};
     struct srv_opts ho = {.port = 8080};
@@ -153,6 +158,8 @@ int cmd_serve(int argc, char **argv)
         case O_WORKERS: workers = (int)eng_long("serve", "--workers", optarg, 1, 64); break;
         case O_CHATTOK: ho.chat_max_tokens = (int)eng_long("serve", "--chat-tokens", optarg, 1, 1 << 20); break;
         case O_EVTOK: ev_tokens = eng_long("serve", "--evidence-tokens", optarg, 16, 1 << 20); break;
+        case O_SHOPURL: shop.base_url = optarg; break;
+        case O_SHOPKEY: shop.api_key = optarg; break;
         default: cli_usage_error("serve", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
@@ -206,7 +213,8 @@ int cmd_serve(int argc, char **argv)
         long ctx = sched_max_ctx(s);
         struct chat_pool_opts co = {.db = db, .router = router, .workers = workers, .tk = tk,
                                     .evidence_budget = (size_t)(ev_tokens ? ev_tokens
-                                                                           : ctx / 3 < 1024 ? ctx / 3 : 1024)};
+                                                                           : ctx / 3 < 1024 ? ctx / 3 : 1024),
+                                    .shop_http = shop.base_url ? &shop : NULL};
         if (chat_pool_new(&pool, &co, err, sizeof(err)))
             cli_die("%s", err);
         ho.chat = pool;

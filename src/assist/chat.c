@@ -564,7 +564,8 @@ int chat_pool_new(struct chat_pool **out, const struct chat_pool_opts *o, char *
         w->pool = p;
         tok_ids_init(&w->scratch, 0);
         if ((rc = store_open(&w->st, o->db, STORE_READONLY, err, errlen)) ||
-            (rc = shop_open_local(&w->shop, o->db, err, errlen)))
+            (rc = o->shop_http ? shop_open_http(&w->shop, o->shop_http, err, errlen)
+                               : shop_open_local(&w->shop, o->db, err, errlen)))
             goto fail;
         rc = hybrid_open(&w->hy, w->st, NULL, err, errlen);
         if (rc && rc != AISLE_ENOTFOUND) /* no vectors: BM25 alone */

@@ -124,6 +124,8 @@ struct chat_pool_opts {
     const struct tok *tk;   /* the model's tokenizer (counts evidence tokens, builds the prompt) */
     size_t evidence_budget; /* tokens; 0: EVIDENCE_DEFAULT_BUDGET */
     size_t max_passages;    /* 0: EVIDENCE_DEFAULT_MAX */
+    const struct shop_http_opts *shop_http; /* live facts and cards from the merchant's API
+                                               (docs/STORE_API.md); NULL: the store's own tables */
 };
 
 struct chat_job {

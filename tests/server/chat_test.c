@@ -27,6 +27,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <microhttpd.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -78,7 +79,7 @@ static struct chat_pool *pool;
 static struct srv *srv;
 static int port;
 
-static void setup_with(size_t max_body, int free_ids)
+static void setup_with(size_t max_body, int free_ids, const struct shop_http_opts *shop_http)
 {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -109,7 +110,9 @@ static void setup_with(size_t max_body, int free_ids)
     char router[1024], web[1024];
     snprintf(router, sizeof(router), "%s/models/router.bin", r);
     snprintf(web, sizeof(web), "%s/web", r);
-    struct chat_pool_opts co = {.db = db, .router = router, .workers = 2, .tk = tk, .evidence_budget = 600};
+    /* One worker with a merchant API: the last good answer it keeps is per worker. */
+    struct chat_pool_opts co = {.db = db, .router = router, .workers = shop_http ? 1 : 2, .tk = tk,
+                                .evidence_budget = 600, .shop_http = shop_http};
     cr_assert_eq(chat_pool_new(&pool, &co, err, sizeof(err)), 0, "%s", err);
     memset(&script, 0, sizeof(script));
     script.end = tok_find(tk, TOK_END, strlen(TOK_END));
@@ -125,18 +128,18 @@ static void setup_with(size_t max_body, int free_ids)
 
 static void setup(void)
 {
-    setup_with(0, 0);
+    setup_with(0, 0, NULL);
 }
 
 /* Tags may name any id (no tag-id constraint): the drop path. */
 static void setup_free_ids(void)
 {
-    setup_with(0, 1);
+    setup_with(0, 1, NULL);
 }
 
 static void setup_small_body(void)
 {
-    setup_with(4096, 0);
+    setup_with(4096, 0, NULL);
 }
 
 static void teardown(void)
@@ -687,4 +690,107 @@ Test(chat, a_follow_up_resolves_the_earlier_product, .init = setup, .fini = tear
     cr_assert_eq(cards, 1, "%s", r.body.data);
     free_events(&ev);
     buf_release(&r.body);
+}
+
+/* ---- cards from a merchant's API (a real local HTTP server), fresh then stale ---- */
+
+static atomic_int merchant_down;
+static struct MHD_Daemon *merchant_d;
+
+/* GET /products/ID/offers: one partner offer at 12.34 USD; 500 when down. */
+static enum MHD_Result merchant_handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                        const char *version, const char *upload, size_t *upload_size, void **state)
+{
+    (void)cls, (void)method, (void)version, (void)upload, (void)upload_size;
+    if (!*state) {
+        *state = (void *)1;
+        return MHD_YES;
+    }
+    char body[512], id[64] = "";
+    unsigned status = 200;
+    if (atomic_load(&merchant_down)) {
+        status = 500;
+        snprintf(body, sizeof(body), "{\"error\": \"down\"}");
+    } else if (sscanf(url, "/products/%63[^/]/offers", id) == 1) {
+        snprintf(body, sizeof(body),
+                 "{\"product_id\": \"%s\", \"offers\": [{\"product_id\": \"%s\", \"seller\": \"Partner\","
+                 " \"price\": \"12.34\", \"currency\": \"USD\", \"stock\": 5, \"delivery_days\": 3,"
+                 " \"updated_at\": \"2026-11-20T09:00:00Z\"}]}",
+                 id, id);
+    } else {
+        status = 404;
+        snprintf(body, sizeof(body), "{\"error\": \"not found\"}");
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void setup_merchant(void)
+{
+    atomic_store(&merchant_down, 0);
+    merchant_d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
+                                  merchant_handler, NULL, MHD_OPTION_END);
+    cr_assert_not_null(merchant_d);
+    static char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/",
+             MHD_get_daemon_info(merchant_d, MHD_DAEMON_INFO_BIND_PORT)->port);
+    static struct shop_http_opts ho;
+    ho = (struct shop_http_opts){.base_url = url, .timeout_ms = 500, .connect_timeout_ms = 200, .retries = 1,
+                                 .backoff_ms = 10};
+    setup_with(0, 0, &ho);
+}
+
+static void teardown_merchant(void)
+{
+    teardown();
+    MHD_stop_daemon(merchant_d);
+}
+
+/* The card of the answer to a question on page pid. */
+static json_t *ask_for_card(const char *pid)
+{
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"what does it cost?\"}],\"product_id\":\"%s\"}", pid);
+    atomic_store(&script.step, 0);
+    struct resp r = {0};
+    static struct events ev;
+    chat_events(&r, body, &ev);
+    json_t *card = NULL;
+    for (int i = 0; i < ev.n; i++)
+        if (!strcmp(ev.name[i], "card"))
+            card = json_incref(ev.data[i]);
+    cr_assert_not_null(card, "no card: %s", r.body.data);
+    free_events(&ev);
+    buf_release(&r.body);
+    return card;
+}
+
+Test(chat, merchant_api_cards_fresh_then_marked_stale, .init = setup_merchant, .fini = teardown_merchant,
+     .timeout = 120)
+{
+    const char *pid = first_product();
+    char answer[128];
+    snprintf(answer, sizeof(answer), "Here: <product id=\"%s\"/>.", pid);
+    set_script(answer, 0);
+    json_t *c = ask_for_card(pid);
+    cr_assert_str_eq(json_string_value(json_object_get(c, "price")), "12.34", "the merchant's price, not the store's");
+    cr_assert_str_eq(json_string_value(json_object_get(c, "seller")), "Partner");
+    cr_assert_str_eq(json_string_value(json_object_get(c, "source")), "merchant");
+    cr_assert(json_is_false(json_object_get(c, "stale")));
+    char as_of[64];
+    snprintf(as_of, sizeof(as_of), "%s", json_string_value(json_object_get(c, "as_of")));
+    json_decref(c);
+
+    atomic_store(&merchant_down, 1); /* the API fails: the last good answer, marked stale */
+    c = ask_for_card(pid);
+    cr_assert_str_eq(json_string_value(json_object_get(c, "price")), "12.34");
+    cr_assert(json_is_true(json_object_get(c, "stale")), "a card from the last good answer is stale");
+    const char *stale_as_of = json_string_value(json_object_get(c, "as_of"));
+    cr_assert(stale_as_of && strlen(stale_as_of) == 20 && stale_as_of[10] == 'T',
+              "when the last good answer was fetched (fresh: %s)", as_of);
+    json_decref(c);
 }
