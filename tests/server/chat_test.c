@@ -529,8 +529,14 @@ static void need_playwright(void)
     free(out);
     snprintf(nm, sizeof(nm), "%s/tests/e2e/node_modules/playwright-core/package.json", tu_root());
     if (access(nm, R_OK) != 0) {
-        int rc = tu_run(&out, "cd '%s' && npm ci --prefix tests/e2e --no-audit --no-fund", tu_root());
-        cr_assert_eq(rc, 0, "npm ci failed: %s", out);
+        /* Under the lock e2e_test.c takes too (tests run in parallel), and with npm install,
+         * which adds what is missing without removing what another test may be running. */
+        int rc = tu_run(&out,
+                        "cd '%s' && flock /tmp/aisle-e2e-npm.lock sh -c 'test -f "
+                        "tests/e2e/node_modules/playwright-core/package.json || npm install --prefix tests/e2e "
+                        "--no-audit --no-fund'",
+                        tu_root());
+        cr_assert_eq(rc, 0, "npm install failed: %s", out);
         free(out);
     }
 }

@@ -71,7 +71,11 @@ Test(e2e, openai_node_client, .timeout = 600)
     char nm[1024];
     snprintf(nm, sizeof(nm), "%s/tests/e2e/node_modules/openai/package.json", tu_root());
     if (access(nm, R_OK) != 0) {
-        int rc = tu_run(&out, "cd '%s' && npm ci --prefix tests/e2e --no-audit --no-fund", tu_root());
+        /* Under a lock: chat_test.c's browser tests install into the same node_modules. */
+        int rc = tu_run(&out,
+                        "cd '%s' && flock /tmp/aisle-e2e-npm.lock sh -c 'test -f "
+                        "tests/e2e/node_modules/openai/package.json || npm ci --prefix tests/e2e --no-audit --no-fund'",
+                        tu_root());
         cr_assert_eq(rc, 0, "npm ci failed: %s", out);
         free(out);
     }
