@@ -666,6 +666,8 @@ static enum MHD_Result start_chat(struct conn *k)
         MHD_suspend_connection(k->c);
     }
     pthread_mutex_unlock(&v->jmu);
+    if (rc && atomic_load(&v->stopping)) /* the pool is closed */
+        return fail(k, 503, "server_error", NULL, NULL, "the server is shutting down");
     if (rc) {
         oai_error_set(&e, 429, "rate_limit_exceeded", "queue_full", NULL,
                       "the server is busy (its retrieval queue is full); retry after %d s", v->o.retry_after_s);
