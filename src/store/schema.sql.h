@@ -132,6 +132,5 @@ static const char *const store_migrations[] = {
     /* 3: no query reads reviews or questions by product (evidence and search
      * go through passages_product), and nothing deletes a product, so these
      * indexes only cost a random insert per row of a bulk load. */
-    "DROP INDEX IF EXISTS reviews_product;\n"
-    "DROP INDEX IF EXISTS questions_product;\n",
+    "DROP INDEX IF EXISTS reviews_product; DROP INDEX IF EXISTS questions_product;\n",
 };
