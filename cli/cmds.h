@@ -25,6 +25,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_route(int argc, char **argv);
 int cmd_evidence(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
+int cmd_feedback(int argc, char **argv);
 /* `aisle eval answers` (cli/eval_answers.c), routed by cmd_eval. */
 int eval_answers(int argc, char **argv);
 
@@ -48,6 +49,7 @@ int eval_answers(int argc, char **argv);
     X("eval", cmd_eval, "evaluate retrieval (BM25, dense, hybrid) on the shared dev sets (eval retrieval); a model's answers (eval answers)") \
     X("route", cmd_route, "train, evaluate and ask the source router (route train|eval|top|ask)") \
     X("evidence", cmd_evidence, "the evidence (passages, sources, citation ids) the assistant would use") \
-    X("sft", cmd_sft, "build instruction-tuning examples in the prompt format (sft build); train with train --sft")
+    X("sft", cmd_sft, "build instruction-tuning examples in the prompt format (sft build); train with train --sft") \
+    X("feedback", cmd_feedback, "shoppers' votes on chat answers as KTO/DPO JSON Lines (feedback export), counts (feedback stats)")
 
 #endif

@@ -9,15 +9,18 @@
 #include "core/error.h"
 #include "server/http.h"
 #include "server/sched.h"
+#include "store/answers.h"
 #include "tok/tok.h"
 
 #include <getopt.h>
+#include <jansson.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage_text[] =
@@ -38,6 +41,9 @@ static const char usage_text[] =
     "  --router MODEL        the source router (default: $AISLE_ROUTER, else\n"
     "                        models/router.bin when present, else keywords)\n"
     "  --workers N           retrieval threads for /api/chat (default 2)\n"
+    "  --feedback-db FILE    where answers and votes are stored (default: the store's\n"
+    "                        name with -answers.db, e.g. var/demo-answers.db)\n"
+    "  --no-store-answers    keep nothing: no answer_id in done, POST /api/feedback 503\n"
     "  --shop-url URL        live offers, delivery and orders from the merchant's HTTP\n"
     "                        API (docs/STORE_API.md); default: the store's own tables\n"
     "  --shop-key KEY        the API's bearer key\n"
@@ -100,7 +106,7 @@ int cmd_serve(int argc, char **argv)
     }
     enum { O_MODEL = 256, O_DB, O_NAME, O_HOST, O_PORT, O_PAR, O_KVB, O_CTX, O_STEP, O_QUEUE, O_POLICY, O_NOPC,
            O_MAXTOK, O_BODY, O_CONNS, O_CTO, O_RTO, O_REQTO, O_THREADS, O_HTHREADS, O_KVF16, O_WEB, O_ROUTER,
-           O_WORKERS, O_CHATTOK, O_EVTOK, O_SHOPURL, O_SHOPKEY };
+           O_WORKERS, O_CHATTOK, O_EVTOK, O_SHOPURL, O_SHOPKEY, O_FBDB, O_NOSTORE };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},     {"db", required_argument, NULL, O_DB},
         {"name", required_argument, NULL, O_NAME},       {"host", required_argument, NULL, O_HOST},
@@ -116,10 +122,12 @@ int cmd_serve(int argc, char **argv)
         {"router", required_argument, NULL, O_ROUTER},   {"workers", required_argument, NULL, O_WORKERS},
         {"chat-tokens", required_argument, NULL, O_CHATTOK}, {"evidence-tokens", required_argument, NULL, O_EVTOK},
         {"shop-url", required_argument, NULL, O_SHOPURL}, {"shop-key", required_argument, NULL, O_SHOPKEY},
+        {"feedback-db", required_argument, NULL, O_FBDB}, {"no-store-answers", no_argument, NULL, O_NOSTORE},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL, *db = NULL, *name = NULL, *web = NULL, *router = getenv("AISLE_ROUTER");
-    int workers = 2;
+    const char *fbdb = NULL;
+    int workers = 2, no_store = 0;
     struct shop_http_opts shop = {0};
     long ev_tokens = 0;
     struct sched_opts so = {.policy = SCHED_CONTINUOUS, .prefix_cache = 1};
@@ -160,6 +168,8 @@ int cmd_serve(int argc, char **argv)
         case O_EVTOK: ev_tokens = eng_long("serve", "--evidence-tokens", optarg, 16, 1 << 20); break;
         case O_SHOPURL: shop.base_url = optarg; break;
         case O_SHOPKEY: shop.api_key = optarg; break;
+        case O_FBDB: fbdb = optarg; break;
+        case O_NOSTORE: no_store = 1; break;
         default: cli_usage_error("serve", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
@@ -220,6 +230,29 @@ int cmd_serve(int argc, char **argv)
         ho.chat = pool;
         ho.web_dir = web;
     }
+    struct answers *answers = NULL;
+    char fbbuf[4096], *meta = NULL;
+    if (db && !no_store) {
+        if (!fbdb) { /* var/demo.db -> var/demo-answers.db */
+            size_t n = strlen(db);
+            if (n > 3 && !strcmp(db + n - 3, ".db"))
+                n -= 3;
+            if ((size_t)snprintf(fbbuf, sizeof(fbbuf), "%.*s-answers.db", (int)n, db) >= sizeof(fbbuf))
+                cli_die("%s: path too long", db);
+            fbdb = fbbuf;
+        }
+        if (answers_open(&answers, fbdb, 1, 0, err, sizeof(err)))
+            cli_die("%s", err);
+        struct stat stm;
+        json_t *mo = json_pack("{s:s, s:I, s:I, s:i, s:i}", "file", path, "bytes",
+                               (json_int_t)(stat(path, &stm) == 0 ? stm.st_size : -1), "mtime",
+                               (json_int_t)(stat(path, &stm) == 0 ? stm.st_mtime : -1), "ctx", (int)sched_max_ctx(s),
+                               "vocab", (int)tok_n_vocab(tk));
+        meta = mo ? json_dumps(mo, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(mo);
+        ho.answers = answers;
+        ho.model_meta = meta;
+    }
     struct srv *v;
     if (srv_start(&v, s, tk, &ho, err, sizeof(err)))
         cli_die("%s", err);
@@ -229,12 +262,16 @@ int cmd_serve(int argc, char **argv)
     if (db)
         fprintf(stderr, "aisle serve: shopper chat over %s (router %s, %d retrieval workers): open http://%s:%d/\n",
                 db, router ? router : "keywords", workers, ho.host ? ho.host : "127.0.0.1", srv_port(v));
+    if (answers)
+        fprintf(stderr, "aisle serve: answers and votes stored in %s (--no-store-answers: off)\n", fbdb);
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "aisle serve: signal %d, stopping\n", sig);
     srv_stop(v);
     sched_free(s);
     chat_pool_free(pool);
+    answers_close(answers);
+    free(meta);
     free(pcopy);
     tok_free(tk);
     lm_model_free(m);

@@ -46,6 +46,51 @@ function addMessage(role) {
   return { m, t, cards: null, notes: null, noted: new Set() };
 }
 
+// 👍/👎 under an answer: disabled until its done event names the stored answer;
+// the recorded vote is highlighted once the server said ok (POST /api/feedback).
+function voteBar(view) {
+  const bar = el('div', 'vote');
+  const up = el('button', 'vote-up', '👍'), down = el('button', 'vote-down', '👎');
+  const note = el('span', 'vote-note');
+  const box = el('div', 'vote-comment');
+  const comment = el('input');
+  comment.maxLength = 1000;
+  comment.placeholder = 'What was wrong? (optional)';
+  const sendComment = el('button', 'vote-send', 'Send');
+  box.append(comment, sendComment);
+  box.hidden = true;
+  for (const [b, label] of [[up, 'good answer'], [down, 'bad answer']]) {
+    b.type = 'button';
+    b.title = label;
+    b.setAttribute('aria-label', label);
+    b.disabled = true;
+  }
+  sendComment.type = 'button';
+  async function vote(rating, text) {
+    const body = { answer_id: bar.dataset.answerId, rating };
+    if (text) body.comment = text;
+    note.textContent = '…';
+    try {
+      const r = await fetch('/api/feedback', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+                                               body: JSON.stringify(body) });
+      const j = await r.json().catch(() => null);
+      if (!r.ok || !j || !j.ok) throw new Error(j && j.error ? j.error.message : 'HTTP ' + r.status);
+      up.classList.toggle('chosen', rating === 'up');
+      down.classList.toggle('chosen', rating === 'down');
+      bar.dataset.vote = rating;
+      note.textContent = rating === 'up' ? 'Thanks!' : (text ? 'Thanks for telling us.' : 'Thanks. Tell us more?');
+    } catch (e) {
+      note.textContent = 'Vote not saved: ' + e.message;
+    }
+  }
+  up.addEventListener('click', () => { box.hidden = true; vote('up'); });
+  down.addEventListener('click', () => { box.hidden = false; vote('down'); });
+  sendComment.addEventListener('click', () => { vote('down', comment.value.trim()); box.hidden = true; });
+  bar.append(up, down, note, box);
+  view.m.appendChild(bar);
+  return bar;
+}
+
 function section(view, key, tag, cls) {
   if (!view[key]) { view[key] = el(tag, cls); view.m.appendChild(view[key]); }
   return view[key];
@@ -86,6 +131,11 @@ function handle(view, name, data, answer) {
     view.m.appendChild(el('div', 'done', u.prompt_tokens + ' prompt tokens (' + u.cached_tokens + ' cached), ' +
       u.completion_tokens + ' answer tokens · retrieval ' + t.retrieval_ms.toFixed(0) + ' ms · first token ' +
       t.ttft_ms.toFixed(0) + ' ms' + (data.dropped_tags ? ' · ' + data.dropped_tags + ' unknown product tags dropped' : '')));
+    if (data.answer_id && view.vote) {
+      view.vote.dataset.answerId = data.answer_id;
+      for (const b of view.vote.querySelectorAll('.vote-up, .vote-down')) b.disabled = false;
+      view.m.appendChild(view.vote); // below the answer's footer
+    }
     view.m.classList.add('complete');
   } else if (name === 'error') {
     view.m.appendChild(el('div', 'err', data.error ? data.error.message : 'error'));
@@ -101,6 +151,7 @@ async function ask(question) {
   addMessage('user').t.textContent = question;
   turns.push({ role: 'user', content: question });
   const view = addMessage('assistant');
+  view.vote = voteBar(view);
   const answer = { text: '' };
   const body = { messages: turns, conversation_id: conversationId };
   if ($('product').value) body.product_id = $('product').value;

@@ -95,9 +95,12 @@ static int opt_string(json_t *root, const char *key, size_t max, int is_id, char
     return 0;
 }
 
-int chat_request_parse(struct chat_request *r, const char *body, size_t len, struct chat_error *e)
+/* The body as a JSON object with only the known fields: 0 with *out (decref
+ * it), or AISLE_EINVAL with e set (invalid UTF-8, not JSON, duplicate keys,
+ * not an object, an unknown field). */
+static int load_object(const char *body, size_t len, const char *const *known, size_t n_known, json_t **out,
+                       struct chat_error *e)
 {
-    memset(r, 0, sizeof(*r));
     size_t valid = utf8_valid_prefix(body, len);
     if (valid < len)
         return bad(e, "invalid_json", "", "the request body is not valid UTF-8 (byte %zu, 0x%02x)", valid,
@@ -107,27 +110,39 @@ int chat_request_parse(struct chat_request *r, const char *body, size_t len, str
     if (!root)
         return bad(e, "invalid_json", "", "the request body is not valid JSON: %s (line %d, column %d)", je.text,
                    je.line, je.column);
-    int rc = 0;
     if (!json_is_object(root)) {
-        rc = bad(e, "invalid_type", "", "the request body: expected a JSON object, got %s", json_kind(root));
-        goto out;
+        int rc = bad(e, "invalid_type", "", "the request body: expected a JSON object, got %s", json_kind(root));
+        json_decref(root);
+        return rc;
     }
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val)
     {
-        static const char *const known[] = {"messages", "product_id", "postcode", "conversation_id"};
         int ok = 0;
-        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        for (size_t i = 0; i < n_known; i++)
             ok |= !strcmp(key, known[i]);
         if (!ok) {
-            char p[sizeof(e->param)];
+            char p[sizeof(e->param)], list[200] = "";
             snprintf(p, sizeof(p), "%s", key);
-            rc = bad(e, "unknown_parameter", p,
-                     "%.40s: unknown field (known: messages, product_id, postcode, conversation_id)", key);
-            goto out;
+            for (size_t i = 0, n = 0; i < n_known && n < sizeof(list); i++)
+                n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", known[i]);
+            json_decref(root);
+            return bad(e, "unknown_parameter", p, "%.40s: unknown field (known: %s)", key, list);
         }
     }
+    *out = root;
+    return 0;
+}
+
+int chat_request_parse(struct chat_request *r, const char *body, size_t len, struct chat_error *e)
+{
+    memset(r, 0, sizeof(*r));
+    static const char *const known[] = {"messages", "product_id", "postcode", "conversation_id"};
+    json_t *root = NULL;
+    int rc = load_object(body, len, known, sizeof(known) / sizeof(known[0]), &root, e);
+    if (rc)
+        return rc;
     json_t *msgs = json_object_get(root, "messages");
     if (!msgs) {
         rc = bad(e, "missing_required_parameter", "messages", "messages: required");
@@ -155,6 +170,8 @@ int chat_request_parse(struct chat_request *r, const char *body, size_t len, str
             rc = bad(e, "invalid_type", p, "%s: expected an object, got %s", p, json_kind(m));
             goto out;
         }
+        const char *key;
+        json_t *val;
         json_object_foreach(m, key, val)
         {
             if (strcmp(key, "role") && strcmp(key, "content")) {
@@ -235,6 +252,57 @@ void chat_request_release(struct chat_request *r)
     free(r->postcode);
     free(r->conversation_id);
     memset(r, 0, sizeof(*r));
+}
+
+int chat_feedback_parse(struct chat_feedback *r, const char *body, size_t len, struct chat_error *e)
+{
+    memset(r, 0, sizeof(*r));
+    static const char *const known[] = {"answer_id", "rating", "comment"};
+    json_t *root = NULL;
+    int rc = load_object(body, len, known, sizeof(known) / sizeof(known[0]), &root, e);
+    if (rc)
+        return rc;
+    json_t *id = json_object_get(root, "answer_id"), *rating = json_object_get(root, "rating"),
+           *comment = json_object_get(root, "comment");
+    if (!id)
+        rc = bad(e, "missing_required_parameter", "answer_id", "answer_id: required");
+    else if (!json_is_string(id))
+        rc = bad(e, "invalid_type", "answer_id", "answer_id: expected a string, got %s", json_kind(id));
+    else if (json_string_length(id) != CHAT_ANSWER_ID_LEN ||
+             strspn(json_string_value(id), "0123456789abcdef") != CHAT_ANSWER_ID_LEN)
+        rc = bad(e, "invalid_value", "answer_id", "answer_id: expected %d lowercase hex characters (the done event's)",
+                 CHAT_ANSWER_ID_LEN);
+    else if (!rating)
+        rc = bad(e, "missing_required_parameter", "rating", "rating: required");
+    else if (!json_is_string(rating))
+        rc = bad(e, "invalid_type", "rating", "rating: expected \"up\" or \"down\", got %s", json_kind(rating));
+    else if (strcmp(json_string_value(rating), "up") && strcmp(json_string_value(rating), "down"))
+        rc = bad(e, "invalid_value", "rating", "rating: expected \"up\" or \"down\", got \"%.20s\"",
+                 json_string_value(rating));
+    else if (comment && !json_is_null(comment) && !json_is_string(comment))
+        rc = bad(e, "invalid_type", "comment", "comment: expected a string, got %s", json_kind(comment));
+    else if (comment && json_is_string(comment) && json_string_length(comment) > CHAT_MAX_COMMENT)
+        rc = bad(e, "invalid_value", "comment", "comment: at most %d bytes, got %zu", CHAT_MAX_COMMENT,
+                 json_string_length(comment));
+    else if (comment && json_is_string(comment) && memchr(json_string_value(comment), 0, json_string_length(comment)))
+        rc = bad(e, "invalid_value", "comment", "comment: NUL characters are not allowed");
+    if (!rc) {
+        memcpy(r->answer_id, json_string_value(id), CHAT_ANSWER_ID_LEN + 1);
+        r->rating = strcmp(json_string_value(rating), "up") ? -1 : 1;
+        if (comment && json_is_string(comment) && json_string_length(comment) > 0 &&
+            !(r->comment = strdup(json_string_value(comment)))) {
+            rc = AISLE_ENOMEM;
+            bad(e, "server_error", "", "out of memory");
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
+void chat_feedback_release(struct chat_feedback *r)
+{
+    free(r->comment);
+    r->comment = NULL;
 }
 
 /* ---- prepared answers ---------------------------------------------------------------- */
@@ -898,5 +966,7 @@ char *chat_done_json(const struct chat_stream *cs, const struct chat_done *d)
                 : NULL;
     if (o && d->conversation_id)
         json_object_set_new(o, "conversation_id", json_string(d->conversation_id));
+    if (o && d->answer_id)
+        json_object_set_new(o, "answer_id", json_string(d->answer_id));
     return dump(o);
 }

@@ -77,6 +77,23 @@ struct chat_error {
 int chat_request_parse(struct chat_request *r, const char *body, size_t len, struct chat_error *e);
 void chat_request_release(struct chat_request *r);
 
+/* ---- a vote on an answer (POST /api/feedback) ---- */
+
+#define CHAT_ANSWER_ID_LEN 32  /* hex characters of an answer id (store/answers.h) */
+#define CHAT_MAX_COMMENT 1000  /* bytes of a vote's comment */
+
+struct chat_feedback {
+    char answer_id[CHAT_ANSWER_ID_LEN + 1];
+    int rating;    /* +1 up, -1 down */
+    char *comment; /* owned, or NULL (absent, null or empty) */
+};
+
+/* Parse and validate {"answer_id", "rating": "up"|"down", "comment"} with the
+ * same strictness and errors as chat_request_parse. 0 with *r filled
+ * (release it), AISLE_EINVAL with *e, or AISLE_ENOMEM. */
+int chat_feedback_parse(struct chat_feedback *r, const char *body, size_t len, struct chat_error *e);
+void chat_feedback_release(struct chat_feedback *r);
+
 /* ---- what a worker prepares ---- */
 
 struct chat_card {
@@ -187,6 +204,7 @@ struct chat_done {
     int prompt_tokens, completion_tokens, cached_tokens;
     double retrieval_ms, hydrate_ms, ttft_ms, total_ms;
     const char *conversation_id;
+    const char *answer_id; /* the stored answer's id, or NULL (not stored) */
 };
 char *chat_done_json(const struct chat_stream *cs, const struct chat_done *d);
 

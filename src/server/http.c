@@ -22,10 +22,12 @@
 #include "model/sample.h"
 #include "server/metrics.h"
 #include "server/openai.h"
+#include "store/answers.h"
 #include "tok/tok.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -35,10 +37,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
-enum http_route { R_NONE, R_CHAT, R_COMPLETION, R_MODELS, R_HEALTH, R_METRICS, R_API_CHAT, R_PRODUCTS, R_PAGE };
-/* P_PREP: /api/chat waits (suspended) for its retrieval worker. */
-enum phase { P_BODY, P_PREP, P_STREAM, P_WAIT, P_DONE };
+enum http_route { R_NONE, R_CHAT, R_COMPLETION, R_MODELS, R_HEALTH, R_METRICS, R_API_CHAT, R_PRODUCTS, R_PAGE, R_FEEDBACK };
+/* P_PREP: /api/chat waits (suspended) for its retrieval worker; P_VOTE:
+ * /api/feedback waits (suspended) for the answers writer's commit. */
+enum phase { P_BODY, P_PREP, P_STREAM, P_WAIT, P_DONE, P_VOTE };
+/* A chat answer's storage: not asked, being written (suspended), written. */
+enum { A_NONE, A_WRITING, A_WRITTEN };
 
 /* The web chat's files, read once at start. */
 static const struct {
@@ -63,6 +69,8 @@ struct srv {
     struct conn *live;
     int32_t tok_role[3], tok_end; /* <|system|> <|user|> <|assistant|>, <|end|> */
     atomic_ullong chat_n, chat_dropped;
+    atomic_ullong a_stored, a_up, a_down, a_errors;
+    atomic_int a_inflight; /* answers and votes handed to the writer, not yet reported */
     pthread_mutex_t jmu; /* orders a chat job's done (resume) after its suspend */
     char *web[N_WEB];    /* (web_len) the files, owned; NULL without web_dir */
     struct tagmask_vocab *tv; /* the tag-id constraint's token table; NULL: off */
@@ -102,6 +110,18 @@ struct conn {
     struct chat_stream cs;
     int cs_init, page;
     struct tagmask *tm; /* this answer's tag-id constraint (shared with the scheduler) */
+    /* the answer's record for the answers database, and votes */
+    struct buf raw;     /* the model's output as generated, markup included */
+    struct buf evlog;   /* SSE bytes already handed to MHD */
+    struct lm_sample_params sp;
+    int max_tokens;
+    struct chat_done dn;    /* the done event's numbers, kept for after the commit */
+    struct answer_rec arec;
+    char *a_json[5];        /* owned: messages, evidence, sampling, usage, events */
+    struct answers_job ajob;
+    atomic_int a_state;     /* A_NONE, A_WRITING, A_WRITTEN */
+    struct chat_feedback fb;
+    int fb_parsed;
 };
 
 static double now_s(void)
@@ -199,6 +219,12 @@ static void conn_free(struct conn *k)
     }
     if (k->creq_parsed)
         chat_request_release(&k->creq);
+    if (k->fb_parsed)
+        chat_feedback_release(&k->fb);
+    for (size_t i = 0; i < sizeof(k->a_json) / sizeof(k->a_json[0]); i++)
+        free(k->a_json[i]);
+    buf_release(&k->raw);
+    buf_release(&k->evlog);
     tagmask_unref(k->tm);
     buf_release(&k->body);
     buf_release(&k->text);
@@ -326,12 +352,129 @@ static int finish_output(struct conn *k)
 
 /* ---- /api/chat: tokens -> events ------------------------------------------------ */
 
-/* The end of a chat answer: the rest of the markup, suggestions, done (or
- * an error event). */
+/* The answers writer's report (its thread): count, mark the connection and
+ * resume it, under the lock its handler held while suspending it. */
+static void answer_job_done(void *ctx)
+{
+    struct conn *k = ctx;
+    struct srv *v = k->v; /* once resumed, k may be freed by an MHD thread at any moment */
+    if (k->ajob.rc)
+        v->a_errors++;
+    else if (k->ajob.kind == ANSWERS_JOB_ANSWER)
+        v->a_stored++;
+    else if (k->ajob.rating > 0)
+        v->a_up++;
+    else
+        v->a_down++;
+    pthread_mutex_lock(&v->jmu);
+    atomic_store(&k->a_state, A_WRITTEN);
+    MHD_resume_connection(k->c);
+    pthread_mutex_unlock(&v->jmu);
+    v->a_inflight--;
+}
+
+/* Hand a job to the answers writer with the connection suspended: 1 when
+ * queued (answer_job_done resumes it), 0 when not (the server is stopping or
+ * the writer's queue is full). */
+static int submit_answers_job(struct conn *k)
+{
+    struct srv *v = k->v;
+    k->ajob.done = answer_job_done;
+    k->ajob.ctx = k;
+    v->a_inflight++; /* before `stopping` is read: srv_stop waits for it to reach 0 */
+    if (atomic_load(&v->stopping)) {
+        v->a_inflight--;
+        return 0;
+    }
+    pthread_mutex_lock(&v->jmu);
+    atomic_store(&k->a_state, A_WRITING);
+    int rc = answers_submit(v->o.answers, &k->ajob);
+    if (rc == 0)
+        MHD_suspend_connection(k->c);
+    else
+        atomic_store(&k->a_state, A_NONE);
+    pthread_mutex_unlock(&v->jmu);
+    if (rc)
+        v->a_inflight--;
+    return rc == 0;
+}
+
+static char *dump_json(json_t *o)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(o);
+    return s;
+}
+
+/* The answer with its context, as the answers database keeps it: the JSON
+ * parts are made here (a few KiB, microseconds); the write is the writer's.
+ * 0 or AISLE_ENOMEM. */
+static int answer_record(struct conn *k)
+{
+    struct srv *v = k->v;
+    const struct chat_prep *pp = k->prep;
+    json_t *msgs = json_array(), *ev = json_array();
+    for (size_t i = 0; msgs && i < k->creq.n_msgs; i++)
+        json_array_append_new(msgs, json_pack("{s:s, s:s}", "role",
+                                              k->creq.msgs[i].role == PROMPT_USER ? "user" : "assistant", "content",
+                                              k->creq.msgs[i].content));
+    for (size_t i = 0; ev && i < pp->ev.n; i++) {
+        const struct evidence_passage *e = &pp->ev.v[i];
+        json_array_append_new(ev, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s?, s:b}", "n", e->cite, "id", e->id,
+                                            "source", e->source, "product_id", e->product_id, "text", e->text,
+                                            "as_of", e->as_of[0] ? e->as_of : NULL, "stale", e->stale));
+    }
+    k->a_json[0] = dump_json(msgs);
+    k->a_json[1] = dump_json(ev);
+    k->a_json[2] = dump_json(json_pack("{s:f, s:f, s:I, s:i}", "temperature", (double)k->sp.temperature, "top_p",
+                                       (double)k->sp.top_p, "seed", (json_int_t)k->sp.seed, "max_tokens",
+                                       k->max_tokens));
+    k->a_json[3] = chat_done_json(&k->cs, &k->dn);
+    if ((k->a_json[4] = malloc(k->evlog.len + k->out.len + 1))) { /* sent, then still to send */
+        if (k->evlog.len)
+            memcpy(k->a_json[4], k->evlog.data, k->evlog.len);
+        if (k->out.len)
+            memcpy(k->a_json[4] + k->evlog.len, k->out.data + k->out_off, k->out.len - k->out_off);
+        k->a_json[4][k->evlog.len + k->out.len - k->out_off] = 0;
+    }
+    for (size_t i = 0; i < sizeof(k->a_json) / sizeof(k->a_json[0]); i++)
+        if (!k->a_json[i])
+            return AISLE_ENOMEM;
+    struct answer_rec *r = &k->arec;
+    answers_new_id(r->id);
+    r->conversation_id = k->creq.conversation_id;
+    r->product_id = k->creq.product_id;
+    r->postcode = k->creq.postcode;
+    r->model = v->model_name;
+    r->model_meta = v->o.model_meta;
+    r->messages = k->a_json[0];
+    r->evidence = k->a_json[1];
+    r->prompt = pp->prompt.text.data ? pp->prompt.text.data : "";
+    r->prompt_tokens = k->n_prompt;
+    r->output = k->raw.data ? k->raw.data : "";
+    r->events = k->a_json[4];
+    r->sampling = k->a_json[2];
+    r->usage = k->a_json[3];
+    k->ajob = (struct answers_job){.kind = ANSWERS_JOB_ANSWER, .rec = r};
+    return 0;
+}
+
+/* The done event, with the answer's id once it is stored. */
+static int emit_done(struct conn *k)
+{
+    k->ended = 1;
+    k->dn.total_ms = (now_s() - k->t_start) * 1e3;
+    k->dn.answer_id = atomic_load(&k->a_state) == A_WRITTEN && k->ajob.rc == 0 ? k->arec.id : NULL;
+    return chat_sse(&k->out, "done", chat_done_json(&k->cs, &k->dn));
+}
+
+/* The end of a chat answer: the rest of the markup, suggestions, then done
+ * (or an error event) — after the answer is stored, when it is. */
 static int finish_chat(struct conn *k)
 {
     buf_reset(&k->piece);
     int rc = tok_stream_flush(&k->ts, &k->piece);
+    rc = rc ? rc : buf_append(&k->raw, k->piece.data ? k->piece.data : "", k->piece.len);
     rc = rc ? rc : chat_stream_feed(&k->cs, k->piece.data ? k->piece.data : "", k->piece.len);
     rc = rc ? rc : chat_stream_finish(&k->cs);
     k->ended = 1;
@@ -345,12 +488,21 @@ static int finish_chat(struct conn *k)
     }
     struct sched_req_info in;
     sched_req_info(k->sr, &in);
-    struct chat_done d = {.finish = k->finish ? k->finish : "stop", .prompt_tokens = k->n_prompt,
-                          .completion_tokens = k->n_completion, .cached_tokens = in.n_cached,
-                          .retrieval_ms = k->prep->retrieval_s * 1e3, .hydrate_ms = k->prep->hydrate_s * 1e3,
-                          .ttft_ms = in.ttft_s >= 0 ? in.ttft_s * 1e3 : -1.0,
-                          .total_ms = (now_s() - k->t_start) * 1e3, .conversation_id = k->creq.conversation_id};
-    return chat_sse(&k->out, "done", chat_done_json(&k->cs, &d));
+    k->dn = (struct chat_done){.finish = k->finish ? k->finish : "stop", .prompt_tokens = k->n_prompt,
+                               .completion_tokens = k->n_completion, .cached_tokens = in.n_cached,
+                               .retrieval_ms = k->prep->retrieval_s * 1e3, .hydrate_ms = k->prep->hydrate_s * 1e3,
+                               .ttft_ms = in.ttft_s >= 0 ? in.ttft_s * 1e3 : -1.0,
+                               .total_ms = (now_s() - k->t_start) * 1e3, .conversation_id = k->creq.conversation_id};
+    if (k->v->o.answers) {
+        if (answer_record(k)) {
+            k->v->a_errors++;
+        } else if (submit_answers_job(k)) {
+            k->ended = 0; /* done follows the commit (sse_reader) */
+            return 0;
+        } else if (!atomic_load(&k->v->stopping))
+            k->v->a_errors++; /* the writer's queue is full: this answer is not kept */
+    }
+    return emit_done(k);
 }
 
 /* Move what the scheduler posted into output: text through stop strings
@@ -372,7 +524,8 @@ static int pump(struct conn *k)
             if (tok_stream_push(k->v->tk, &k->ts, toks[i], &k->piece))
                 continue; /* an id the tokenizer lacks (a larger model vocabulary): nothing to show */
             if (chat) {
-                if (chat_stream_feed(&k->cs, k->piece.data ? k->piece.data : "", k->piece.len))
+                if (buf_append(&k->raw, k->piece.data ? k->piece.data : "", k->piece.len) ||
+                    chat_stream_feed(&k->cs, k->piece.data ? k->piece.data : "", k->piece.len))
                     return AISLE_ENOMEM;
                 continue;
             }
@@ -427,10 +580,21 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
             k->out_off += n;
             return (ssize_t)n;
         }
+        if (k->route == R_API_CHAT && k->v->o.answers && atomic_load(&k->a_state) == A_NONE && k->out.len &&
+            buf_append(&k->evlog, k->out.data, k->out.len)) /* the events shown, for the answer's record */
+            return MHD_CONTENT_READER_END_WITH_ERROR;
         buf_reset(&k->out);
         k->out_off = 0;
         if (k->ended)
             return MHD_CONTENT_READER_END_OF_STREAM;
+        int as = atomic_load(&k->a_state);
+        if (as == A_WRITING)
+            return 0; /* suspended until the answers writer reports */
+        if (as == A_WRITTEN) {
+            if (emit_done(k))
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            continue;
+        }
         if (atomic_load(&k->v->stopping))
             return MHD_CONTENT_READER_END_WITH_ERROR;
         if (client_gone(k)) {
@@ -704,6 +868,8 @@ static enum MHD_Result start_chat_stream(struct conn *k)
     sp.seed = seed_mix((uint64_t)time(NULL) ^ (++v->next_id << 20)); /* a new draw per answer */
     sp.mask = v->o.chat_mask;
     sp.mask_ctx = v->o.chat_mask_ctx;
+    k->sp = sp;
+    k->max_tokens = mt;
     int32_t eog[3];
     int n_eog = eog_list(v, eog);
     struct sched_params p = {.prompt = pp->prompt.ids.ids, .n_prompt = n, .max_tokens = mt, .sample = sp,
@@ -767,6 +933,54 @@ static enum MHD_Result wait_completion(struct conn *k)
                    "application/json", 0);
 }
 
+/* ---- /api/feedback ------------------------------------------------------------- */
+
+/* Validate a vote and hand it to the answers writer, suspended meanwhile. */
+static enum MHD_Result start_feedback(struct conn *k)
+{
+    struct srv *v = k->v;
+    struct oai_error e;
+    if (k->too_big)
+        return respond_too_big(k);
+    if (!v->o.answers)
+        return fail(k, 503, "server_error", "answers_not_stored", NULL,
+                    "this server does not store answers (started with --no-store-answers, or without --db)");
+    struct chat_error ce;
+    int rc = chat_feedback_parse(&k->fb, k->body.data ? k->body.data : "", k->body.len, &ce);
+    if (rc) {
+        oai_error_set(&e, rc == AISLE_ENOMEM ? 500 : 400, rc == AISLE_ENOMEM ? "server_error" : NULL, ce.code,
+                      ce.param[0] ? ce.param : NULL, "%s", ce.message);
+        return respond_error(k, &e, 0);
+    }
+    k->fb_parsed = 1;
+    k->ajob = (struct answers_job){.kind = ANSWERS_JOB_VOTE, .answer_id = k->fb.answer_id, .rating = k->fb.rating,
+                                   .comment = k->fb.comment};
+    if (submit_answers_job(k)) {
+        k->phase = P_VOTE;
+        return MHD_YES;
+    }
+    if (atomic_load(&v->stopping))
+        return fail(k, 503, "server_error", NULL, NULL, "the server is shutting down");
+    oai_error_set(&e, 429, "rate_limit_exceeded", "queue_full", NULL,
+                  "the server is busy (its answers queue is full); retry after %d s", v->o.retry_after_s);
+    return respond_error(k, &e, v->o.retry_after_s);
+}
+
+/* The writer reported the vote: 200 after the commit, 404 for an unknown answer. */
+static enum MHD_Result finish_feedback(struct conn *k)
+{
+    if (atomic_load(&k->a_state) != A_WRITTEN)
+        return MHD_YES;
+    if (k->ajob.rc == AISLE_ENOTFOUND)
+        return fail(k, 404, NULL, "not_found", "answer_id", k->ajob.err);
+    if (k->ajob.rc)
+        return fail(k, 500, "server_error", NULL, NULL, k->ajob.err);
+    char body[128];
+    snprintf(body, sizeof(body), "{\"ok\":true,\"answer_id\":\"%s\",\"rating\":\"%s\"}", k->fb.answer_id,
+             k->fb.rating > 0 ? "up" : "down");
+    return respond(k, 200, strdup(body), "application/json", 0);
+}
+
 /* ---- the access handler ----------------------------------------------------------- */
 
 static enum http_route route_of(const char *url, const char *method, int *bad_method, int *page)
@@ -777,7 +991,7 @@ static enum http_route route_of(const char *url, const char *method, int *bad_me
     } t[] = {{"/v1/chat/completions", "POST", R_CHAT}, {"/v1/completions", "POST", R_COMPLETION},
              {"/v1/models", "GET", R_MODELS},          {"/health", "GET", R_HEALTH},
              {"/metrics", "GET", R_METRICS},           {"/api/chat", "POST", R_API_CHAT},
-             {"/api/products", "GET", R_PRODUCTS}};
+             {"/api/products", "GET", R_PRODUCTS},     {"/api/feedback", "POST", R_FEEDBACK}};
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
         if (!strcmp(url, t[i].url)) {
             *bad_method = strcmp(method, t[i].method) != 0;
@@ -816,7 +1030,9 @@ static enum MHD_Result handle_get(struct conn *k)
     sched_stats_get(v->s, &st);
     struct metrics_http h = {.connections_open = v->n_conn, .responses_2xx = v->r2xx, .responses_4xx = v->r4xx,
                              .responses_5xx = v->r5xx, .responses_429 = v->r429, .client_gone = v->gone,
-                             .chat_requests = v->chat_n, .chat_dropped_tags = v->chat_dropped};
+                             .chat_requests = v->chat_n, .chat_dropped_tags = v->chat_dropped,
+                             .answers_stored = v->a_stored, .votes_up = v->a_up, .votes_down = v->a_down,
+                             .answers_errors = v->a_errors};
     struct buf b;
     buf_init(&b, 0);
     if (metrics_render(&b, &st, &h)) {
@@ -842,6 +1058,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         buf_init(&k->text, 0);
         buf_init(&k->out, 0);
         buf_init(&k->piece, 0);
+        buf_init(&k->raw, 0);
+        buf_init(&k->evlog, 0);
         *con_cls = k;
         int bad_method;
         k->route = route_of(url, method, &bad_method, &k->page);
@@ -875,6 +1093,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         }
         if (k->route == R_API_CHAT)
             return start_chat(k);
+        if (k->route == R_FEEDBACK)
+            return start_feedback(k);
         if (k->route == R_CHAT || k->route == R_COMPLETION) {
             enum MHD_Result r = start_completion(k);
             if (k->phase != P_WAIT)
@@ -884,6 +1104,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     if (k->phase == P_PREP)
         return start_chat_stream(k);
+    if (k->phase == P_VOTE)
+        return finish_feedback(k);
     if (k->phase == P_WAIT)
         return wait_completion(k);
     return MHD_YES;
@@ -1041,6 +1263,10 @@ void srv_stop(struct srv *v)
      * this no new one starts. */
     if (v->o.chat)
         chat_pool_close(v->o.chat);
+    /* Answers and votes being written are resumed by the writer's report
+     * (milliseconds: one small transaction each); after this none starts. */
+    while (atomic_load(&v->a_inflight) > 0)
+        usleep(1000);
     /* Resume every suspended connection (MHD_stop_daemon refuses to run with
      * suspended ones): each then sees `stopping` and ends. */
     pthread_mutex_lock(&v->mu);

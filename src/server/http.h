@@ -24,7 +24,11 @@
  * scheduler; tokens then pass through the markup parser into text, citation,
  * card and compare events (chat_stream), then suggestions and done. GET /
  * serves the web chat (web/index.html, app.js, style.css, read at start from
- * srv_opts.web_dir) and GET /api/products its product-page selector.
+ * srv_opts.web_dir) and GET /api/products its product-page selector. With
+ * srv_opts.answers, a finished answer is handed to the answers writer thread
+ * with its context and the connection suspended; the done event (with
+ * answer_id) is sent once the commit is reported. POST /api/feedback records a
+ * vote the same way, answering 200 after the commit.
  *
  * Ownership: struct srv borrows the scheduler, the tokenizer and the chat
  * pool (all must outlive it; srv_stop closes the pool) and owns the daemon,
@@ -43,6 +47,7 @@
 
 struct tok;
 struct chat_pool;
+struct answers;
 
 struct srv_opts {
     const char *host;          /* IPv4 or IPv6 literal; NULL: 127.0.0.1 */
@@ -62,6 +67,10 @@ struct srv_opts {
     lm_mask_fn chat_mask;      /* tests: a mask hook on every /api/chat sampler (scripts the
                                   model's output); NULL in aisle serve */
     void *chat_mask_ctx;
+    struct answers *answers;   /* the answers database with its writer (store/answers.h), borrowed: every
+                                  finished chat answer is stored and POST /api/feedback records votes;
+                                  NULL: nothing is stored (done has no answer_id; feedback answers 503) */
+    const char *model_meta;    /* JSON stored with each answer (the model file's path, size, ...); NULL: none */
     int chat_free_ids;         /* 1: no tag-id constraint (assist/tagmask.h), so tags may name any id
                                   and unknown ones are dropped (tests of that path) */
 };
@@ -74,7 +83,8 @@ int srv_start(struct srv **out, struct sched *s, const struct tok *tk, const str
               size_t errlen);
 /* The port bound. */
 int srv_port(const struct srv *v);
-/* Wake and end every request, stop the daemon, free. NULL is a no-op. */
+/* Wake and end every request, wait for the answers and votes being
+ * written, stop the daemon, free. NULL is a no-op. */
 void srv_stop(struct srv *v);
 
 #endif

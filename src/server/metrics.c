@@ -72,6 +72,16 @@ int metrics_render(struct buf *o, const struct sched_stats *st, const struct met
         rc = rc ? rc : counter(o, "aisle_chat_dropped_tags_total",
                                "Product ids in the model's tags that are not in the evidence (no card shown).",
                                h->chat_dropped_tags);
+        rc = rc ? rc : counter(o, "aisle_answers_stored_total",
+                               "Chat answers stored with their context for feedback (--feedback-db).",
+                               h->answers_stored);
+        rc = rc ? rc : buf_printf(o, "# HELP aisle_feedback_votes_total Votes stored (POST /api/feedback).\n"
+                                     "# TYPE aisle_feedback_votes_total counter\n"
+                                     "aisle_feedback_votes_total{rating=\"up\"} %" PRIu64 "\n"
+                                     "aisle_feedback_votes_total{rating=\"down\"} %" PRIu64 "\n",
+                                  h->votes_up, h->votes_down);
+        rc = rc ? rc : counter(o, "aisle_answers_storage_errors_total",
+                               "Answers or votes the answers database failed to store.", h->answers_errors);
     }
     return rc;
 }

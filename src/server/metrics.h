@@ -21,6 +21,9 @@ struct metrics_http {
     uint64_t client_gone; /* requests cancelled because the client disconnected */
     uint64_t chat_requests;     /* /api/chat answers started */
     uint64_t chat_dropped_tags; /* tags naming a product that is not in the evidence */
+    uint64_t answers_stored;    /* chat answers committed to the answers database */
+    uint64_t votes_up, votes_down; /* votes committed (POST /api/feedback) */
+    uint64_t answers_errors;    /* answers or votes the answers database failed to store */
 };
 
 /* Append the page. 0 or AISLE_ENOMEM / AISLE_ETOOBIG (from out). */

@@ -3,8 +3,9 @@
 //   node tests/e2e/chat_ui.mjs BASE_URL PRODUCT_ID EXPECTED_PRICE|- SCREENSHOT.png
 // Opens BASE_URL/?product=PRODUCT_ID, asks a question, waits for streamed text
 // and the end of the answer; with EXPECTED_PRICE ("12.99 USD") also for a
-// product card showing exactly that price and an "as of" time. Prints
-// "ok ui ..." and exits 0, or prints what went wrong and exits 1.
+// product card showing exactly that price and an "as of" time; then clicks 👍
+// under the last answer and waits for the server's ok. Prints
+// "ok ui ... answer=ID" and exits 0, or prints what went wrong and exits 1.
 import { chromium } from 'playwright-core';
 import { existsSync } from 'node:fs';
 
@@ -46,10 +47,22 @@ try {
     const asof = await card.locator('.asof').textContent();
     if (!/as of \d{4}-\d\d-\d\d/.test(asof)) throw new Error(`no as-of time on the card: '${asof}'`);
   }
+  // 👍 on the last answer: enabled once done named the stored answer; the
+  // vote counts once the server answered ok (the caller checks the database).
+  const bar = page.locator('.msg.assistant .vote').last();
+  const up = bar.locator('.vote-up');
+  await page.waitForFunction(() => {
+    const b = [...document.querySelectorAll('.msg.assistant .vote .vote-up')].pop();
+    return b && !b.disabled;
+  }, null, { timeout: 10000 });
+  await up.click();
+  await bar.locator('.vote-up.chosen').waitFor({ timeout: 10000 });
+  const answerId = await bar.getAttribute('data-answer-id');
+  if (!/^[0-9a-f]{32}$/.test(answerId || '')) throw new Error(`no answer id on the vote bar: '${answerId}'`);
   const chips = await page.locator('#suggestions button').count();
   if (errors.length) throw new Error('page errors: ' + errors.join('; '));
   await page.screenshot({ path: shot, fullPage: true });
-  console.log(`ok ui text=${JSON.stringify(text.slice(0, 80))} price=${shown} suggestions=${chips}`);
+  console.log(`ok ui text=${JSON.stringify(text.slice(0, 80))} price=${shown} suggestions=${chips} voted=up answer=${answerId}`);
 } catch (e) {
   console.log('FAIL ui: ' + (e && e.message ? e.message : e));
   status = 1;

@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "server/http.h"
 #include "server/sched.h"
+#include "store/answers.h"
 #include "store/shop.h"
 #include "tok/tok.h"
 #include "../testutil.h"
@@ -32,6 +33,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -71,7 +73,8 @@ static void script_mask(void *ctx, float *logits, int n)
 
 /* ---- fixture ------------------------------------------------------------------------- */
 
-static char *dir, *db;
+static char *dir, *db, *adb; /* adb: the answers database (store/answers.h) */
+static struct answers *answers;
 static struct lm_model *model;
 static struct tok *tk;
 static struct sched *sch;
@@ -119,9 +122,11 @@ static void setup_with(size_t max_body, int free_ids, const struct shop_http_opt
     script.filler = 'a'; /* the byte token of 'a' ... */
     script.filler = tok_find(tk, "a", 1);
     cr_assert_geq(script.end, 0);
+    adb = tu_path(dir, "answers.db");
+    cr_assert_eq(answers_open(&answers, adb, 1, 0, err, sizeof(err)), 0, "%s", err);
     struct srv_opts o = {.port = 0, .model_name = "tiny", .chat = pool, .web_dir = web, .chat_max_tokens = 400,
                          .max_body = max_body, .chat_mask = script_mask, .chat_mask_ctx = &script,
-                         .chat_free_ids = free_ids};
+                         .chat_free_ids = free_ids, .answers = answers, .model_meta = "{\"file\":\"tiny.gguf\"}"};
     cr_assert_eq(srv_start(&srv, sch, tk, &o, err, sizeof(err)), 0, "%s", err);
     port = srv_port(srv);
 }
@@ -145,11 +150,13 @@ static void setup_small_body(void)
 static void teardown(void)
 {
     srv_stop(srv);
+    answers_close(answers);
     sched_free(sch);
     chat_pool_free(pool);
     tok_free(tk);
     lm_model_free(model);
     free(db);
+    free(adb);
     tu_rmdir(dir);
     curl_global_cleanup();
 }
@@ -395,10 +402,12 @@ static void *long_chat(void *arg)
     return NULL;
 }
 
-static void expect_400(const char *body, size_t len, int status, const char *param, const char *needle)
+/* POST body to path: an error object with status, param and needle in its message. */
+static void expect_error(const char *path, const char *body, size_t len, int status, const char *param,
+                         const char *needle)
 {
     struct resp r = {0};
-    request(&r, "/api/chat", body, len);
+    request(&r, path, body, len);
     cr_assert_eq(r.status, status, "%s -> %ld %s", body, r.status, r.body.data);
     json_t *j = json_loads(r.body.data, 0, NULL);
     json_t *e = json_object_get(j, "error");
@@ -410,6 +419,11 @@ static void expect_400(const char *body, size_t len, int status, const char *par
                        r.body.data);
     json_decref(j);
     buf_release(&r.body);
+}
+
+static void expect_400(const char *body, size_t len, int status, const char *param, const char *needle)
+{
+    expect_error("/api/chat", body, len, status, param, needle);
 }
 
 Test(chat, bad_requests_are_400_naming_the_field_while_a_chat_streams, .init = setup_small_body, .fini = teardown,
@@ -520,6 +534,20 @@ Test(chat, request_parser_names_fields)
     cr_assert_str_eq(e.param, "postcode");
 }
 
+/* The vote recorded for answer id in the answers database at path (read
+ * with its own read-only connection, as aisle feedback does): want +1/-1,
+ * or 0 for none. */
+static void expect_vote(const char *path, const char *id, int want)
+{
+    struct answers *a;
+    char err[512];
+    cr_assert_eq(answers_open(&a, path, 0, 1, err, sizeof(err)), 0, "%s", err);
+    int got = 99;
+    cr_assert_eq(answers_get_vote(a, id, &got), 0, "answer %s is not in %s", id, path);
+    cr_assert_eq(got, want, "answer %s: vote %d, want %d", id, got, want);
+    answers_close(a);
+}
+
 /* ---- the web chat in a browser (tests/e2e/chat_ui.mjs: Chromium + playwright-core) ---- */
 
 static void need_playwright(void)
@@ -543,7 +571,7 @@ static void need_playwright(void)
 
 /* Run the browser script against the server on p; the screenshot goes to the
  * test's temporary directory and must be a real image. */
-static void browse(int p, const char *product, const char *price)
+static void browse(int p, const char *product, const char *price, char answer_id[ANSWERS_ID_LEN + 1])
 {
     need_playwright();
     char *shot = tu_path(dir, "chat.png"), *out;
@@ -551,6 +579,10 @@ static void browse(int p, const char *product, const char *price)
                     tu_root(), p, product, price, shot);
     cr_assert_eq(rc, 0, "the browser test failed:\n%s", out);
     cr_assert_not_null(strstr(out, "ok ui"), "%s", out);
+    const char *a = strstr(out, "answer=");
+    cr_assert(a && strspn(a + 7, "0123456789abcdef") == ANSWERS_ID_LEN, "no answer id voted on: %s", out);
+    memcpy(answer_id, a + 7, ANSWERS_ID_LEN);
+    answer_id[ANSWERS_ID_LEN] = 0;
     free(out);
     FILE *f = fopen(shot, "rb");
     cr_assert_not_null(f, "no screenshot");
@@ -578,28 +610,35 @@ Test(chat, web_chat_shows_the_store_price_in_a_browser, .init = setup, .fini = t
     cr_assert_str_eq(so.v[0].currency, "USD", "the demo store sells in dollars");
     snprintf(price, sizeof(price), "%lld.%02lld USD", (long long)(so.v[0].price_minor / 100),
              (long long)(so.v[0].price_minor % 100));
-    browse(port, pid, price);
+    char aid[ANSWERS_ID_LEN + 1];
+    browse(port, pid, price, aid);
+    expect_vote(adb, aid, 1); /* the 👍 the browser clicked */
 }
 
 /* `make run`'s server: the aisle program with the default model over the
  * demo store; the page loads, the answer streams and ends (the v0 model
  * rarely writes a product tag, so no card is required here). */
-Test(chat, aisle_serve_with_the_default_model_in_a_browser, .init = setup, .fini = teardown, .timeout = 300)
+/* A free TCP port on the loopback: bind 0, read it, close. */
+static int free_port(void)
 {
-    const char *pid = first_product();
-    char mpath[1024], logp[1024], ps[16];
-    snprintf(mpath, sizeof(mpath), "%s/models/aisle-shopping-small.gguf", tu_root());
-    snprintf(logp, sizeof(logp), "%s/serve.log", dir);
-    int p;
-    /* A free port: bind 0, read it, close. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t al = sizeof(a);
     cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     getsockname(fd, (struct sockaddr *)&a, &al);
-    p = ntohs(a.sin_port);
     close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Start the aisle program (`make run`'s server: the default model over the
+ * demo store) on port p, stderr to dir/serve.log, extra arguments (at most 2)
+ * after the usual ones; returns once /health answers. */
+static pid_t spawn_serve(int p, const char *extra1, const char *extra2)
+{
+    char mpath[1024], logp[1024], ps[16];
+    snprintf(mpath, sizeof(mpath), "%s/models/aisle-shopping-small.gguf", tu_root());
+    snprintf(logp, sizeof(logp), "%s/serve.log", dir);
     snprintf(ps, sizeof(ps), "%d", p);
     pid_t child = fork();
     cr_assert_geq(child, 0);
@@ -608,11 +647,10 @@ Test(chat, aisle_serve_with_the_default_model_in_a_browser, .init = setup, .fini
         (void)f;
         setenv("AISLE_ROOT", tu_root(), 1);
         execl(tu_aisle(), tu_aisle(), "serve", "--db", db, "--model", mpath, "--port", ps, "--threads", "1",
-              "--chat-tokens", "64", (char *)NULL);
+              "--chat-tokens", "64", extra1, extra2, (char *)NULL);
         _exit(127);
     }
-    int old = port, up = 0;
-    port = p;
+    int up = 0;
     for (int i = 0; i < 500 && !up; i++) {
         struct timespec t = {0, 20000000};
         nanosleep(&t, NULL);
@@ -625,12 +663,27 @@ Test(chat, aisle_serve_with_the_default_model_in_a_browser, .init = setup, .fini
         curl_easy_cleanup(c);
     }
     cr_assert(up, "aisle serve did not start on port %d", p);
-    browse(p, pid, "-");
-    port = old;
+    return child;
+}
+
+/* `make run`'s server: the aisle program with the default model over the
+ * demo store; the page loads, the answer streams and ends (the v0 model
+ * rarely writes a product tag, so no card is required here), and the 👍
+ * lands in the answers database beside the store (demo-answers.db). */
+Test(chat, aisle_serve_with_the_default_model_in_a_browser, .init = setup, .fini = teardown, .timeout = 300)
+{
+    const char *pid = first_product();
+    int p = free_port();
+    pid_t child = spawn_serve(p, NULL, NULL);
+    char aid[ANSWERS_ID_LEN + 1];
+    browse(p, pid, "-", aid);
     kill(child, SIGTERM);
     int st;
     cr_assert_eq(waitpid(child, &st, 0), child);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "aisle serve did not stop cleanly (status %d)", st);
+    char *def = tu_path(dir, "demo-answers.db");
+    expect_vote(def, aid, 1);
+    free(def);
 }
 
 /* With the tag-id constraint (the default), a model that starts an invented
@@ -799,4 +852,345 @@ Test(chat, merchant_api_cards_fresh_then_marked_stale, .init = setup_merchant, .
     cr_assert(stale_as_of && strlen(stale_as_of) == 20 && stale_as_of[10] == 'T',
               "when the last good answer was fetched (fresh: %s)", as_of);
     json_decref(c);
+}
+
+/* ---- answers and votes (store/answers.h, POST /api/feedback) ------------------------------ */
+
+/* The done event's answer_id (32 hex characters) of a parsed answer; id
+ * NULL: done must have none (nothing stored). */
+static void done_answer_id(const struct events *ev, char id[ANSWERS_ID_LEN + 1])
+{
+    cr_assert_gt(ev->n, 0);
+    cr_assert_str_eq(ev->name[ev->n - 1], "done");
+    const char *a = json_string_value(json_object_get(ev->data[ev->n - 1], "answer_id"));
+    if (!id) {
+        cr_assert_null(json_object_get(ev->data[ev->n - 1], "answer_id"), "an answer id although nothing is stored");
+        return;
+    }
+    cr_assert(a && strlen(a) == ANSWERS_ID_LEN && strspn(a, "0123456789abcdef") == ANSWERS_ID_LEN,
+              "done has no answer id: %s", a ? a : "(none)");
+    memcpy(id, a, ANSWERS_ID_LEN + 1);
+}
+
+/* Ask question on product pid in conversation conv; the stored answer's id. */
+static void ask_for_id(const char *pid, const char *question, const char *conv, char id[ANSWERS_ID_LEN + 1])
+{
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"product_id\":\"%s\",\"conversation_id\":\"%s\"}",
+             question, pid, conv);
+    struct resp r = {0};
+    static struct events ev;
+    chat_events(&r, body, &ev);
+    done_answer_id(&ev, id);
+    free_events(&ev);
+    buf_release(&r.body);
+}
+
+/* The same with the (tiny) model's answer scripted. */
+static void ask_scripted(const char *pid, const char *question, const char *conv, const char *answer,
+                         char id[ANSWERS_ID_LEN + 1])
+{
+    set_script(answer, 0);
+    ask_for_id(pid, question, conv, id);
+}
+
+/* POST a vote; the status, and the body checked to be {"ok":true,...} on 200. */
+static long vote(const char *id, const char *rating, const char *comment)
+{
+    char body[2048];
+    if (comment)
+        snprintf(body, sizeof(body), "{\"answer_id\":\"%s\",\"rating\":\"%s\",\"comment\":\"%s\"}", id, rating,
+                 comment);
+    else
+        snprintf(body, sizeof(body), "{\"answer_id\":\"%s\",\"rating\":\"%s\"}", id, rating);
+    struct resp r = {0};
+    request(&r, "/api/feedback", body, strlen(body));
+    if (r.status == 200)
+        cr_assert(!strncmp(r.body.data, "{\"ok\":true", 10), "%s", r.body.data);
+    long st = r.status;
+    buf_release(&r.body);
+    return st;
+}
+
+/* One text column of the answers row with id (owned by the caller). */
+static char *answer_col(const char *id, const char *colname)
+{
+    sqlite3 *d;
+    cr_assert_eq(sqlite3_open_v2(adb, &d, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT %s FROM answers WHERE id = ?", colname);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(d, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(d));
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "answer %s is not stored", id);
+    const char *v = (const char *)sqlite3_column_text(st, 0);
+    char *out = strdup(v ? v : "");
+    sqlite3_finalize(st);
+    sqlite3_close(d);
+    return out;
+}
+
+static long count_rows(const char *sql)
+{
+    sqlite3 *d;
+    cr_assert_eq(sqlite3_open_v2(adb, &d, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(d, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(d));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    long n = (long)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(d);
+    return n;
+}
+
+Test(feedback, a_chat_stores_its_answer_with_prompt_evidence_and_output, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+    const char *pid = first_product();
+    char answer[256], id[ANSWERS_ID_LEN + 1];
+    snprintf(answer, sizeof(answer), "It is <product id=\"%s\"/> and costs what the card says [1].", pid);
+    ask_scripted(pid, "how much is it?", "conv-store", answer, id);
+
+    char *out = answer_col(id, "output"), *prompt = answer_col(id, "prompt"), *ev = answer_col(id, "evidence"),
+         *msgs = answer_col(id, "messages"), *events = answer_col(id, "events"), *samp = answer_col(id, "sampling"),
+         *usage = answer_col(id, "usage"), *conv = answer_col(id, "conversation_id"),
+         *prod = answer_col(id, "product_id"), *model_name = answer_col(id, "model");
+    cr_assert_str_eq(out, answer, "the raw model output, markup included");
+    cr_assert_str_eq(conv, "conv-store");
+    cr_assert_str_eq(prod, pid);
+    cr_assert_str_eq(model_name, "tiny");
+    /* The exact prompt: its question, the first evidence passage's text, ending in the assistant's turn. */
+    cr_assert_not_null(strstr(prompt, "how much is it?"), "%s", prompt);
+    size_t pl = strlen(prompt);
+    cr_assert(pl > 14 && !strcmp(prompt + pl - 14, "<|assistant|>\n"), "%s", prompt + (pl > 40 ? pl - 40 : 0));
+    json_t *e = json_loads(ev, 0, NULL);
+    cr_assert(json_is_array(e) && json_array_size(e) > 0, "evidence: %s", ev);
+    json_t *p1 = json_array_get(e, 0);
+    cr_assert_eq(json_integer_value(json_object_get(p1, "n")), 1);
+    cr_assert_not_null(json_string_value(json_object_get(p1, "id")));
+    cr_assert_not_null(strstr(prompt, "[1]"), "citation ids in the prompt");
+    json_decref(e);
+    json_t *m = json_loads(msgs, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(m, 0), "content")), "how much is it?");
+    json_decref(m);
+    cr_assert_not_null(strstr(events, "event: card\n"), "the card shown: %s", events);
+    cr_assert_not_null(strstr(events, "event: citation\n"), "%s", events);
+    json_t *sj = json_loads(samp, 0, NULL);
+    cr_assert(json_is_integer(json_object_get(sj, "seed")), "%s", samp);
+    cr_assert_float_eq(json_real_value(json_object_get(sj, "temperature")), 0.7, 1e-6);
+    json_decref(sj);
+    json_t *uj = json_loads(usage, 0, NULL);
+    cr_assert_gt(json_integer_value(json_object_get(json_object_get(uj, "usage"), "completion_tokens")), 0);
+    json_decref(uj);
+    free(out), free(prompt), free(ev), free(msgs), free(events), free(samp), free(usage), free(conv), free(prod);
+    free(model_name);
+    expect_vote(adb, id, 0); /* no vote yet */
+
+    struct resp r = {0};
+    request(&r, "/metrics", NULL, 0);
+    cr_assert_not_null(strstr(r.body.data, "aisle_answers_stored_total 1\n"), "%s", r.body.data);
+    buf_release(&r.body);
+}
+
+Test(feedback, a_later_vote_replaces_the_earlier_one, .init = setup, .fini = teardown, .timeout = 120)
+{
+    const char *pid = first_product();
+    char id[ANSWERS_ID_LEN + 1];
+    ask_scripted(pid, "is it any good?", "conv-vote", "Reviewers like it [1].", id);
+    cr_assert_eq(vote(id, "up", NULL), 200);
+    expect_vote(adb, id, 1);
+    cr_assert_eq(vote(id, "down", "the price was wrong \\u00e9"), 200);
+    expect_vote(adb, id, -1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM feedback"), 1, "one vote per answer");
+    cr_assert_eq(count_rows("SELECT count(*) FROM feedback WHERE comment = 'the price was wrong \xc3\xa9' AND "
+                            "updated_at >= created_at"),
+                 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM feedback_log"), 2, "both votes in the audit log");
+    struct resp r = {0};
+    request(&r, "/metrics", NULL, 0);
+    cr_assert_not_null(strstr(r.body.data, "aisle_feedback_votes_total{rating=\"up\"} 1\n"), "%s", r.body.data);
+    cr_assert_not_null(strstr(r.body.data, "aisle_feedback_votes_total{rating=\"down\"} 1\n"), "%s", r.body.data);
+    cr_assert_not_null(strstr(r.body.data, "aisle_answers_storage_errors_total 0\n"), "%s", r.body.data);
+    buf_release(&r.body);
+}
+
+Test(feedback, bad_votes_are_4xx_naming_the_field, .init = setup_small_body, .fini = teardown, .timeout = 120)
+{
+    const char *pid = first_product();
+    char id[ANSWERS_ID_LEN + 1], b[8192];
+    ask_scripted(pid, "does it work?", "conv-bad", "Yes [1].", id);
+    const char *fb = "/api/feedback";
+    expect_error(fb, "{\"answer_id\":", 13, 400, NULL, "not valid JSON");
+    expect_error(fb, "[1]", 3, 400, NULL, "expected a JSON object");
+    expect_error(fb, "{\"rating\":\"up\"}", 15, 400, "answer_id", "required");
+    snprintf(b, sizeof(b), "{\"answer_id\":\"%s\"}", id);
+    expect_error(fb, b, strlen(b), 400, "rating", "required");
+    expect_error(fb, "{\"answer_id\":7,\"rating\":\"up\"}", 29, 400, "answer_id", "expected a string, got a number");
+    expect_error(fb, "{\"answer_id\":\"../etc\",\"rating\":\"up\"}", 36, 400, "answer_id", "hex");
+    snprintf(b, sizeof(b), "{\"answer_id\":\"%s\",\"rating\":true}", id);
+    expect_error(fb, b, strlen(b), 400, "rating", "got a boolean");
+    snprintf(b, sizeof(b), "{\"answer_id\":\"%s\",\"rating\":\"meh\"}", id);
+    expect_error(fb, b, strlen(b), 400, "rating", "\"meh\"");
+    snprintf(b, sizeof(b), "{\"answer_id\":\"%s\",\"rating\":\"up\",\"stars\":5}", id);
+    expect_error(fb, b, strlen(b), 400, "stars", "unknown field");
+    snprintf(b, sizeof(b), "{\"answer_id\":\"%s\",\"rating\":\"up\",\"comment\":[]}", id);
+    expect_error(fb, b, strlen(b), 400, "comment", "expected a string");
+    int n = snprintf(b, sizeof(b), "{\"answer_id\":\"%s\",\"rating\":\"down\",\"comment\":\"", id);
+    memset(b + n, 'x', 1001);
+    snprintf(b + n + 1001, sizeof(b) - (size_t)n - 1001, "\"}");
+    expect_error(fb, b, strlen(b), 400, "comment", "at most 1000 bytes");
+    snprintf(b, sizeof(b), "{\"answer_id\":\"%s\",\"rating\":\"up\",\"comment\":\"ok \xff\"}", id);
+    expect_error(fb, b, strlen(b), 400, NULL, "not valid UTF-8");
+    snprintf(b, sizeof(b), "{\"answer_id\":\"%s\",\"rating\":\"up\",\"rating\":\"down\"}", id);
+    expect_error(fb, b, strlen(b), 400, NULL, "duplicate");
+    const char *unknown = "{\"answer_id\":\"0123456789abcdef0123456789abcdef\",\"rating\":\"up\"}";
+    expect_error(fb, unknown, strlen(unknown), 404, "answer_id", "no answer has id");
+    memset(b, ' ', 5000); /* over this server's 4096-byte --max-body */
+    b[0] = '{', b[4998] = '}', b[4999] = 0;
+    expect_error(fb, b, 4999, 413, NULL, "larger than");
+    expect_vote(adb, id, 0); /* none of them voted */
+    cr_assert_eq(vote(id, "up", ""), 200, "an empty comment is no comment");
+    expect_vote(adb, id, 1);
+}
+
+/* Parse JSON Lines from path into an array. */
+static json_t *load_jsonl(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    json_t *arr = json_array();
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        cr_assert_not_null(o, "not JSON: %s (%s)", line, je.text);
+        json_array_append_new(arr, o);
+    }
+    free(line);
+    fclose(f);
+    return arr;
+}
+
+Test(feedback, export_writes_kto_rows_and_dpo_pairs, .init = setup, .fini = teardown, .timeout = 120)
+{
+    const char *pid = first_product();
+    char good[ANSWERS_ID_LEN + 1], bad[ANSWERS_ID_LEN + 1], other[ANSWERS_ID_LEN + 1], unvoted[ANSWERS_ID_LEN + 1];
+    /* The same conversation, question and page twice: the same prompt text, two answers. */
+    ask_scripted(pid, "is it sturdy?", "conv-x", "Yes, reviewers say it is sturdy [1].", good);
+    ask_scripted(pid, "is it sturdy?", "conv-x", "Bananas.", bad);
+    ask_scripted(pid, "what colour is it?", "conv-y", "Black [1].", other);
+    ask_scripted(pid, "what colour is it?", "conv-z", "Blue.", unvoted);
+    char *p1 = answer_col(good, "prompt"), *p2 = answer_col(bad, "prompt"), *p3 = answer_col(other, "prompt");
+    cr_assert_str_eq(p1, p2, "identical conversation and evidence give an identical prompt");
+    cr_assert(strcmp(p1, p3), "another question, another prompt");
+    cr_assert_eq(vote(good, "up", NULL), 200);
+    cr_assert_eq(vote(bad, "down", "nonsense"), 200);
+    cr_assert_eq(vote(other, "down", NULL), 200);
+
+    char *kto = tu_path(dir, "kto.jsonl"), *dpo = tu_path(dir, "dpo.jsonl"), *out;
+    int st = tu_run(&out, "'%s' feedback export --db '%s' --out '%s'", tu_aisle(), adb, kto);
+    cr_assert_eq(st, 0, "%s", out);
+    free(out);
+    st = tu_run(&out, "'%s' feedback export --db '%s' --format dpo --out '%s'", tu_aisle(), adb, dpo);
+    cr_assert_eq(st, 0, "%s", out);
+    free(out);
+
+    json_t *k = load_jsonl(kto);
+    cr_assert_eq(json_array_size(k), 3, "one KTO row per voted answer (the unvoted one is not there)");
+    size_t i;
+    json_t *row;
+    int seen = 0;
+    json_array_foreach(k, i, row)
+    {
+        const char *aid = json_string_value(json_object_get(row, "answer_id"));
+        int label = json_is_true(json_object_get(row, "label"));
+        const char *prompt = json_string_value(json_object_get(row, "prompt")),
+                   *comp = json_string_value(json_object_get(row, "completion"));
+        cr_assert(json_is_boolean(json_object_get(row, "label")));
+        cr_assert_not_null(json_string_value(json_object_get(row, "created_at")));
+        if (!strcmp(aid, good)) {
+            seen |= 1;
+            cr_assert(label);
+            cr_assert_str_eq(comp, "Yes, reviewers say it is sturdy [1].");
+            cr_assert_str_eq(prompt, p1);
+        } else if (!strcmp(aid, bad)) {
+            seen |= 2;
+            cr_assert(!label);
+            cr_assert_str_eq(comp, "Bananas.");
+        } else if (!strcmp(aid, other)) {
+            seen |= 4;
+            cr_assert(!label);
+            cr_assert_str_eq(prompt, p3);
+        }
+    }
+    cr_assert_eq(seen, 7);
+    json_t *d = load_jsonl(dpo);
+    cr_assert_eq(json_array_size(d), 1, "one prompt has both an up and a down answer");
+    row = json_array_get(d, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "prompt")), p1);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "chosen")), "Yes, reviewers say it is sturdy [1].");
+    cr_assert_str_eq(json_string_value(json_object_get(row, "rejected")), "Bananas.");
+    json_decref(k);
+    json_decref(d);
+
+    st = tu_run(&out, "'%s' feedback stats --db '%s'", tu_aisle(), adb);
+    cr_assert_eq(st, 0, "%s", out);
+    json_t *s = json_loads(out, 0, NULL);
+    cr_assert_not_null(s, "%s", out);
+    cr_assert_eq(json_integer_value(json_object_get(s, "answers")), 4);
+    cr_assert_eq(json_integer_value(json_object_get(s, "up")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(s, "down")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(json_object_get(s, "by_model"), "tiny"), "voted")),
+                 3);
+    json_decref(s);
+    free(out);
+    st = tu_run(&out, "'%s' feedback export --db '%s' --format csv", tu_aisle(), adb);
+    cr_assert_eq(st, 2, "a bad --format is a usage error: %s", out);
+    free(out);
+    free(p1), free(p2), free(p3), free(kto), free(dpo);
+}
+
+/* The real program, killed with SIGKILL right after it acknowledged an
+ * answer (its id in done) and a vote (200): both are in the database. */
+Test(feedback, an_acknowledged_answer_and_vote_survive_kill_9, .init = setup, .fini = teardown, .timeout = 300)
+{
+    const char *pid = first_product();
+    char *kdb = tu_path(dir, "killed-answers.db");
+    int p = free_port();
+    pid_t child = spawn_serve(p, "--feedback-db", kdb);
+    int old = port;
+    port = p;
+    char id[ANSWERS_ID_LEN + 1];
+    ask_for_id(pid, "is it in stock?", "conv-kill", id);
+    cr_assert_eq(vote(id, "down", "killed right after"), 200);
+    port = old;
+    cr_assert_eq(kill(child, SIGKILL), 0);
+    int st;
+    cr_assert_eq(waitpid(child, &st, 0), child);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    expect_vote(kdb, id, -1);
+    free(kdb);
+}
+
+/* --no-store-answers: done has no answer_id and votes are refused. */
+Test(feedback, no_store_answers_keeps_nothing, .init = setup, .fini = teardown, .timeout = 300)
+{
+    const char *pid = first_product();
+    int p = free_port();
+    pid_t child = spawn_serve(p, "--no-store-answers", NULL);
+    int old = port;
+    port = p;
+    ask_for_id(pid, "is it in stock?", "conv-off", NULL);
+    const char *v = "{\"answer_id\":\"0123456789abcdef0123456789abcdef\",\"rating\":\"up\"}";
+    expect_error("/api/feedback", v, strlen(v), 503, NULL, "does not store answers");
+    port = old;
+    kill(child, SIGTERM);
+    int st;
+    cr_assert_eq(waitpid(child, &st, 0), child);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *def = tu_path(dir, "demo-answers.db");
+    cr_assert_neq(access(def, F_OK), 0, "no answers database was created");
+    free(def);
 }
