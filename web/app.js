@@ -135,6 +135,8 @@ function handle(view, name, data, answer) {
       view.vote.dataset.answerId = data.answer_id;
       for (const b of view.vote.querySelectorAll('.vote-up, .vote-down')) b.disabled = false;
       view.m.appendChild(view.vote); // below the answer's footer
+    } else if (view.vote) {
+      view.vote.remove(); // answers are not stored here (--no-store-answers): nothing to vote on
     }
     view.m.classList.add('complete');
   } else if (name === 'error') {
