@@ -127,8 +127,9 @@ static int load_object(const char *body, size_t len, const char *const *known, s
             snprintf(p, sizeof(p), "%s", key);
             for (size_t i = 0, n = 0; i < n_known && n < sizeof(list); i++)
                 n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "", known[i]);
-            json_decref(root);
-            return bad(e, "unknown_parameter", p, "%.40s: unknown field (known: %s)", key, list);
+            int rc = bad(e, "unknown_parameter", p, "%.40s: unknown field (known: %s)", key, list);
+            json_decref(root); /* key is root's */
+            return rc;
         }
     }
     *out = root;
