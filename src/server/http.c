@@ -358,9 +358,10 @@ static void answer_job_done(void *ctx)
 {
     struct conn *k = ctx;
     struct srv *v = k->v; /* once resumed, k may be freed by an MHD thread at any moment */
-    if (k->ajob.rc)
-        v->a_errors++;
-    else if (k->ajob.kind == ANSWERS_JOB_ANSWER)
+    if (k->ajob.rc) {
+        if (k->ajob.rc != AISLE_ENOTFOUND) /* a vote on an unknown id is the client's 404, not ours */
+            v->a_errors++;
+    } else if (k->ajob.kind == ANSWERS_JOB_ANSWER)
         v->a_stored++;
     else if (k->ajob.rating > 0)
         v->a_up++;
@@ -426,9 +427,10 @@ static int answer_record(struct conn *k)
     }
     k->a_json[0] = dump_json(msgs);
     k->a_json[1] = dump_json(ev);
-    k->a_json[2] = dump_json(json_pack("{s:f, s:f, s:I, s:i}", "temperature", (double)k->sp.temperature, "top_p",
-                                       (double)k->sp.top_p, "seed", (json_int_t)k->sp.seed, "max_tokens",
-                                       k->max_tokens));
+    char seed[24]; /* the sampler's 64-bit seed, unsigned: as text (JSON integers are signed 64-bit here) */
+    snprintf(seed, sizeof(seed), "%llu", (unsigned long long)k->sp.seed);
+    k->a_json[2] = dump_json(json_pack("{s:f, s:f, s:s, s:i}", "temperature", (double)k->sp.temperature, "top_p",
+                                       (double)k->sp.top_p, "seed", seed, "max_tokens", k->max_tokens));
     k->a_json[3] = chat_done_json(&k->cs, &k->dn);
     if ((k->a_json[4] = malloc(k->evlog.len + k->out.len + 1))) { /* sent, then still to send */
         if (k->evlog.len)

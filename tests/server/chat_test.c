@@ -977,7 +977,8 @@ Test(feedback, a_chat_stores_its_answer_with_prompt_evidence_and_output, .init =
     cr_assert_not_null(strstr(events, "event: card\n"), "the card shown: %s", events);
     cr_assert_not_null(strstr(events, "event: citation\n"), "%s", events);
     json_t *sj = json_loads(samp, 0, NULL);
-    cr_assert(json_is_integer(json_object_get(sj, "seed")), "%s", samp);
+    const char *seed = json_string_value(json_object_get(sj, "seed"));
+    cr_assert(seed && seed[0] && strspn(seed, "0123456789") == strlen(seed), "the seed as unsigned decimal: %s", samp);
     cr_assert_float_eq(json_real_value(json_object_get(sj, "temperature")), 0.7, 1e-6);
     json_decref(sj);
     json_t *uj = json_loads(usage, 0, NULL);
@@ -1050,6 +1051,10 @@ Test(feedback, bad_votes_are_4xx_naming_the_field, .init = setup_small_body, .fi
     b[0] = '{', b[4998] = '}', b[4999] = 0;
     expect_error(fb, b, 4999, 413, NULL, "larger than");
     expect_vote(adb, id, 0); /* none of them voted */
+    struct resp m = {0};
+    request(&m, "/metrics", NULL, 0);
+    cr_assert_not_null(strstr(m.body.data, "aisle_answers_storage_errors_total 0\n"), "a 404 is not a storage error");
+    buf_release(&m.body);
     cr_assert_eq(vote(id, "up", ""), 200, "an empty comment is no comment");
     expect_vote(adb, id, 1);
 }
