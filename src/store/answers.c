@@ -32,12 +32,14 @@ static const char answers_schema[] =
     "  evidence TEXT NOT NULL,         -- JSON: passages with citation ids and as_of\n"
     "  prompt TEXT NOT NULL,           -- the exact prompt text given to the model\n"
     "  prompt_tokens INTEGER NOT NULL,\n"
+    "  prompt_hash INTEGER NOT NULL,   -- FNV-1a 64 of prompt: DPO pairs join on it (indexed)\n"
     "  output TEXT NOT NULL,           -- the raw model output\n"
     "  events TEXT NOT NULL,           -- the SSE events shown (text, citations, cards)\n"
     "  sampling TEXT NOT NULL,         -- JSON: temperature, top_p, seed, max_tokens\n"
     "  usage TEXT NOT NULL             -- JSON: the done event\n"
     ");\n"
     "CREATE INDEX IF NOT EXISTS answers_conversation ON answers(conversation_id);\n"
+    "CREATE INDEX IF NOT EXISTS answers_prompt ON answers(prompt_hash);\n"
     "CREATE TABLE IF NOT EXISTS feedback(\n"
     "  answer_id TEXT PRIMARY KEY REFERENCES answers(id),\n"
     "  rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),\n"
@@ -116,6 +118,15 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
+/* FNV-1a 64 of s, as SQLite's signed integer: equal prompts, equal hashes. */
+static sqlite3_int64 prompt_hash(const char *s)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (sqlite3_int64)h;
+}
+
 int answers_put(struct answers *a, const struct answer_rec *r, char *err, size_t errlen)
 {
     if (!r->model || !r->messages || !r->evidence || !r->prompt || !r->output || !r->events || !r->sampling ||
@@ -129,7 +140,7 @@ int answers_put(struct answers *a, const struct answer_rec *r, char *err, size_t
     int rc = sqlite3_prepare_v2(a->db,
                                 "INSERT INTO answers(id, created_at, conversation_id, model, model_meta, messages,"
                                 " product_id, postcode, evidence, prompt, prompt_tokens, output, events, sampling,"
-                                " usage) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                " usage, prompt_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_fail(a->db, err, errlen, "prepare the answer insert");
@@ -142,6 +153,7 @@ int answers_put(struct answers *a, const struct answer_rec *r, char *err, size_t
     bind_text(st, 13, r->events);
     bind_text(st, 14, r->sampling);
     bind_text(st, 15, r->usage);
+    sqlite3_bind_int64(st, 16, prompt_hash(r->prompt));
     rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(a->db, err, errlen, "store the answer");
     sqlite3_finalize(st);
     return rc; /* autocommit: one durable transaction */
@@ -366,7 +378,7 @@ int answers_export(struct answers *a, int dpo, FILE *f, long *n_rows, char *err,
      * answer of the same prompt text (same conversation, question and evidence). */
     const char *sql = dpo ? "SELECT u.prompt, u.output, d.output, u.id, d.id, u.model FROM answers u"
                             " JOIN feedback fu ON fu.answer_id = u.id AND fu.rating = 1"
-                            " JOIN answers d ON d.prompt = u.prompt AND d.id <> u.id"
+                            " JOIN answers d ON d.prompt_hash = u.prompt_hash AND d.prompt = u.prompt AND d.id <> u.id"
                             " JOIN feedback fd ON fd.answer_id = d.id AND fd.rating = -1"
                             " ORDER BY u.created_at, u.id, d.created_at, d.id"
                           : "SELECT a.prompt, a.output, f.rating, a.id, a.created_at, a.model FROM answers a"
