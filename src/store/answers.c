@@ -283,6 +283,27 @@ int answers_submit(struct answers *a, struct answers_job *j)
     return rc;
 }
 
+/* A new file, or one this schema made: version 1 with every column. */
+static int schema_current(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int exists = 0, ok = 1;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = 'answers'", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        exists = sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    if (!exists)
+        return 1;
+    ok = sqlite3_prepare_v2(db, "SELECT prompt_hash FROM answers LIMIT 0", -1, &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    if (ok && sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        ok = sqlite3_column_int(st, 0) == 1;
+    sqlite3_finalize(st);
+    return ok;
+}
+
 int answers_open(struct answers **out, const char *path, int writer, int read_only, char *err, size_t errlen)
 {
     struct answers *a = calloc(1, sizeof(*a));
@@ -309,6 +330,11 @@ int answers_open(struct answers **out, const char *path, int writer, int read_on
             rc = AISLE_EDB;
             goto fail;
         }
+    } else if (!schema_current(a->db)) { /* another version's file is refused, not half-used */
+        snprintf(err, errlen, "%s: an answers database of another schema version (this aisle writes version 1)",
+                 path);
+        rc = AISLE_EDB;
+        goto fail;
     } else if (sqlite3_exec(a->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL) !=
                    SQLITE_OK ||
                sqlite3_exec(a->db, answers_schema, NULL, NULL, NULL) != SQLITE_OK) {

@@ -1199,3 +1199,28 @@ Test(feedback, no_store_answers_keeps_nothing, .init = setup, .fini = teardown, 
     cr_assert_neq(access(def, F_OK), 0, "no answers database was created");
     free(def);
 }
+
+/* A file that another version of the answers schema made is refused with a
+ * message, not written half-compatibly. */
+Test(feedback, an_answers_file_of_another_schema_is_refused)
+{
+    char *d = tu_tmpdir(), *path = tu_path(d, "old.db");
+    sqlite3 *s;
+    cr_assert_eq(sqlite3_open(path, &s), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(s, "CREATE TABLE answers(id TEXT PRIMARY KEY, prompt TEXT); PRAGMA user_version = 1;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(s);
+    struct answers *a = NULL;
+    char err[512];
+    cr_assert_eq(answers_open(&a, path, 1, 0, err, sizeof(err)), AISLE_EDB);
+    cr_assert_not_null(strstr(err, "another schema version"), "%s", err);
+    char *fresh = tu_path(d, "new.db");
+    cr_assert_eq(answers_open(&a, fresh, 1, 0, err, sizeof(err)), 0, "%s", err);
+    answers_close(a);
+    cr_assert_eq(answers_open(&a, fresh, 0, 0, err, sizeof(err)), 0, "reopening its own file: %s", err);
+    answers_close(a);
+    free(fresh);
+    free(path);
+    tu_rmdir(d);
+}
