@@ -72,7 +72,8 @@ struct answers;
 /* Open (creating it and its tables) the database at path. writer != 0 starts
  * the writer thread (answers_submit); otherwise the synchronous functions
  * work on the caller's thread. read_only opens an existing file without
- * writing (export, stats). 0, or AISLE_EDB / AISLE_ENOMEM with detail in err. */
+ * writing (export, stats). 0, or AISLE_EDB (also: a file of another schema
+ * version) / AISLE_ENOMEM with detail in err. */
 int answers_open(struct answers **out, const char *path, int writer, int read_only, char *err, size_t errlen);
 /* Refuse new jobs, finish the queued ones, join the writer, close. NULL is a no-op. */
 void answers_close(struct answers *a);
