@@ -803,6 +803,16 @@ static void chat_job_done(void *ctx)
     pthread_mutex_unlock(&v->jmu);
 }
 
+/* A request the chat parser refused (rc from chat_request_parse or
+ * chat_feedback_parse): 400 naming the field, or 500 when memory ran out. */
+static enum MHD_Result respond_chat_error(struct conn *k, int rc, const struct chat_error *ce)
+{
+    struct oai_error e;
+    oai_error_set(&e, rc == AISLE_ENOMEM ? 500 : 400, rc == AISLE_ENOMEM ? "server_error" : NULL, ce->code,
+                  ce->param[0] ? ce->param : NULL, "%s", ce->message);
+    return respond_error(k, &e, 0);
+}
+
 /* Validate the body and hand it to a retrieval worker, suspended meanwhile. */
 static enum MHD_Result start_chat(struct conn *k)
 {
@@ -815,11 +825,8 @@ static enum MHD_Result start_chat(struct conn *k)
                     "this server has no store: start it with aisle serve --db STORE");
     struct chat_error ce;
     int rc = chat_request_parse(&k->creq, k->body.data ? k->body.data : "", k->body.len, &ce);
-    if (rc) {
-        oai_error_set(&e, rc == AISLE_ENOMEM ? 500 : 400, rc == AISLE_ENOMEM ? "server_error" : NULL, ce.code,
-                      ce.param[0] ? ce.param : NULL, "%s", ce.message);
-        return respond_error(k, &e, 0);
-    }
+    if (rc)
+        return respond_chat_error(k, rc, &ce);
     k->creq_parsed = 1;
     if (!(k->prep = malloc(sizeof(*k->prep))))
         return fail(k, 500, "server_error", NULL, NULL, "out of memory");
@@ -949,11 +956,8 @@ static enum MHD_Result start_feedback(struct conn *k)
                     "this server does not store answers (started with --no-store-answers, or without --db)");
     struct chat_error ce;
     int rc = chat_feedback_parse(&k->fb, k->body.data ? k->body.data : "", k->body.len, &ce);
-    if (rc) {
-        oai_error_set(&e, rc == AISLE_ENOMEM ? 500 : 400, rc == AISLE_ENOMEM ? "server_error" : NULL, ce.code,
-                      ce.param[0] ? ce.param : NULL, "%s", ce.message);
-        return respond_error(k, &e, 0);
-    }
+    if (rc)
+        return respond_chat_error(k, rc, &ce);
     k->fb_parsed = 1;
     k->ajob = (struct answers_job){.kind = ANSWERS_JOB_VOTE, .answer_id = k->fb.answer_id, .rating = k->fb.rating,
                                    .comment = k->fb.comment};
