@@ -169,21 +169,22 @@ static double cpu_time_matmul(struct tpool *p, float *out, const float *x, const
     return best;
 }
 
-/* Integer matrix-matrix tiles (Q8_0, Q4_0) against the row dots (4
- * activation rows per weight row) and dequantize+sgemm, all on one thread in
+/* Matrix-matrix tiles (integer for Q8_0 and Q4_0, float for F32 and F16)
+ * against the row dots (4 activation rows per weight row) and sgemm (F32
+ * directly, the others dequantized first), all on one thread in
  * CPU time (robust to the other processes), K=768 N=2048 (weights in L2/L3),
  * then the chosen shape on the pool in wall time against the same baselines. */
 static void bench_tiles(struct tpool *p1, struct tpool *p, double min_s, int reps)
 {
-    static const int Ts[] = {4, 16, 64, 256};
+    static const int Ts[] = {1, 4, 16, 64, 256}; /* T = 1: decode's matrix-vector product */
     static const int shapes[][2] = {{1, 4}, {2, 4}, {4, 2}, {3, 4}, {4, 3}, {4, 4}, {2, 2}};
-    static const enum ggml_type ct[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    static const enum ggml_type ct[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_F32, GGML_TYPE_F16};
     int K = 768, N = 2048;
     float *x = xmalloc(sizeof(float) * 256 * K), *out = xmalloc(sizeof(float) * 256 * N), *tmp = xmalloc(sizeof(float) * K);
     for (int i = 0; i < 256 * K; i++)
         x[i] = frand();
     int ob = tensor_set_blas_min_t(0), od = tensor_set_deq_min_t(0);
-    for (size_t ti = 0; ti < 2; ti++) {
+    for (size_t ti = 0; ti < sizeof(ct) / sizeof(ct[0]); ti++) {
         size_t row = ggml_row_size(ct[ti], K);
         uint8_t *w = xmalloc(row * N);
         for (int n = 0; n < N; n++) {
@@ -196,13 +197,17 @@ static void bench_tiles(struct tpool *p1, struct tpool *p, double min_s, int rep
             double fl = 2.0 * T * K * N;
             tensor_set_deq_min_t(0), tensor_set_tile(2, 4, 0);
             double s_dot = cpu_time_matmul(p1, out, x, w, ct[ti], T, K, N, min_s, reps);
-            tensor_set_deq_min_t(1);
+            if (ct[ti] == GGML_TYPE_F32)
+                tensor_set_blas_min_t(1);
+            else
+                tensor_set_deq_min_t(1);
             double s_deq = cpu_time_matmul(p1, out, x, w, ct[ti], T, K, N, min_s, reps);
-            tensor_set_deq_min_t(0);
+            tensor_set_blas_min_t(0), tensor_set_deq_min_t(0);
             printf("tile1_%s_t%d_rowdot %.1f GFLOP/s\n", ggml_type_name(ct[ti]), T, fl / s_dot / 1e9);
-            printf("tile1_%s_t%d_deq_sgemm %.1f GFLOP/s\n", ggml_type_name(ct[ti]), T, fl / s_deq / 1e9);
+            printf("tile1_%s_t%d_%s %.1f GFLOP/s\n", ggml_type_name(ct[ti]), T,
+                   ct[ti] == GGML_TYPE_F32 ? "sgemm" : "deq_sgemm", fl / s_deq / 1e9);
             for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
-                tensor_set_tile(shapes[si][0], shapes[si][1], 2);
+                tensor_set_tile(shapes[si][0], shapes[si][1], 1);
                 double s_t = cpu_time_matmul(p1, out, x, w, ct[ti], T, K, N, min_s, reps);
                 printf("tile1_%s_t%d_%dx%d %.1f GFLOP/s (%.2fx rowdot)\n", ggml_type_name(ct[ti]), T, shapes[si][0],
                        shapes[si][1], fl / s_t / 1e9, s_dot / s_t);

@@ -469,7 +469,10 @@ int main(int argc, char **argv)
         }
         printf("decode_allocs_per_step_%s %.2f count\n", names[k], (double)decode_allocs(m, k % 2) / 24);
         if (tps[k] != GGML_TYPE_F16) {
-            /* 16 sequences stepping together, Q8_0/Q4_0 also without the tiles */
+            /* 16 sequences stepping together, also without the tiles (F32:
+             * the float tiles against the row dots; Q8_0/Q4_0: the integer
+             * tiles against the row dots) */
+            tiled = 1;
             ab_runs(m, 16, steps, tiled, 2, r);
             printf("decode_batch16_%s %.1f tok/s\n", names[k], r[0]);
             printf("decode_batch16_vs_1_%s %.2f x\n", names[k], r[0] / one[k]);

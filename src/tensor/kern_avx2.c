@@ -149,6 +149,84 @@ static AVX2 void rowdot_bf16(int K, const void *w, const void *x, size_t xs, int
     NX_DISPATCH(FLOAT_BODY, W_BF16, K, w, x, xs, out, os);
 }
 
+/* Float weights times float activation rows (T >= 2 below the sgemm
+ * crossover; batched decode): R weight rows x C activation rows per pass over
+ * K, so each 8-wide weight slice is loaded (and widened) once for C rows and
+ * each activation slice once for R rows, with R*C accumulators in registers.
+ * The row dots load C activation slices per weight slice and are bound by
+ * loads (10 per 8 FMAs at C = 4); a 2 x 4 tile needs 6. */
+AVX2_INLINE void tile_float(int kind, int K, const uint8_t *w, size_t wrow, const void *x, size_t xs, float *out,
+                            size_t os, const int R, const int C)
+{
+    const float *xr[TENSOR_TILE_C];
+    __m256 acc[TENSOR_TILE_R][TENSOR_TILE_C];
+    _Pragma("GCC unroll 4")
+    for (int c = 0; c < C; c++)
+        xr[c] = XROW(x, c, xs);
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 4")
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    }
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 wv[TENSOR_TILE_R];
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++)
+            wv[r] = load_w(kind, w + r * wrow, k);
+        _Pragma("GCC unroll 4")
+        for (int c = 0; c < C; c++) {
+            __m256 xv = _mm256_loadu_ps(xr[c] + k);
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < R; r++)
+                acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 4")
+        for (int c = 0; c < C; c++) {
+            float s = hsum8(acc[r][c]);
+            for (int kk = k; kk < K; kk++)
+                s += load_w1(kind, w + r * wrow, kk) * xr[c][kk];
+            out[c * os + r] = s;
+        }
+    }
+}
+
+/* A tile kernel fn(arg, K, w, wrow, x, xs, out, os, R, C) for nr in
+ * 1..TENSOR_TILE_R and nx in 1..TENSOR_TILE_C, both literal inside. */
+#define TILE_CASE(fn, arg, R, C) \
+    case (R) * 8 + (C): fn(arg, K, w, wrow, x, xs, out, os, R, C); return;
+
+#define TILE_SWITCH(fn, arg)                                                                               \
+    switch (nr * 8 + nx) {                                                                                 \
+        TILE_CASE(fn, arg, 1, 1) TILE_CASE(fn, arg, 1, 2) TILE_CASE(fn, arg, 1, 3) TILE_CASE(fn, arg, 1, 4) \
+        TILE_CASE(fn, arg, 2, 1) TILE_CASE(fn, arg, 2, 2) TILE_CASE(fn, arg, 2, 3) TILE_CASE(fn, arg, 2, 4) \
+        TILE_CASE(fn, arg, 3, 1) TILE_CASE(fn, arg, 3, 2) TILE_CASE(fn, arg, 3, 3) TILE_CASE(fn, arg, 3, 4) \
+        TILE_CASE(fn, arg, 4, 1) TILE_CASE(fn, arg, 4, 2) TILE_CASE(fn, arg, 4, 3) TILE_CASE(fn, arg, 4, 4) \
+    default: break;                                                                                        \
+    }
+
+static AVX2 void tile_f32(int K, const void *w, size_t wrow, int nr, const void *x, size_t xs, int nx, float *out,
+                          size_t os)
+{
+    TILE_SWITCH(tile_float, W_F32)
+}
+
+static AVX2 void tile_f16(int K, const void *w, size_t wrow, int nr, const void *x, size_t xs, int nx, float *out,
+                          size_t os)
+{
+    TILE_SWITCH(tile_float, W_F16)
+}
+
+static AVX2 void tile_bf16(int K, const void *w, size_t wrow, int nr, const void *x, size_t xs, int nx, float *out,
+                           size_t os)
+{
+    TILE_SWITCH(tile_float, W_BF16)
+}
+
 /* int32x8 sums of u[i] * s[i] over 32 bytes (u unsigned, s signed, pairs must fit int16). */
 AVX2_INLINE __m256i dot_us(__m256i u, __m256i s)
 {
@@ -228,6 +306,17 @@ AVX2_INLINE __m256 wdot(int q4, struct wblk w, const int8_t *y)
     return _mm256_cvtepi32_ps(dot_us(w.u, q4 ? yv : _mm256_sign_epi8(yv, w.s)));
 }
 
+/* Bytes ahead of the weights being read that the row dots prefetch. The
+ * weight rows of a matrix lie one after another, so this runs ahead into
+ * the next rows. Decode (T = 1) streams every weight from DRAM once per
+ * token, and the hardware prefetcher alone left the Q8_0 matrix-vector
+ * product short of memory bandwidth: in the 110M model (2 threads,
+ * alternating runs, best of 8) 1,024 / 2,048 / 3,072 / 4,096 / 6,144 bytes
+ * gave 1.10 / 1.17 / 1.10 / 1.12 / 1.05x the tokens/s of none. The same
+ * prefetch in the F32 row dots (already at the roofline) and in the
+ * integer tiles (compute-bound) measured no gain, so they have none. */
+#define Q_PREFETCH 2048
+
 /* Q8_0 (sign trick) and Q4_0 (unsigned nibbles; the -8 is folded out with
  * the activation block sums, eight blocks per vector instruction). Blocks go
  * in groups of 8: their weight scales are widened together and multiplied
@@ -250,6 +339,8 @@ AVX2_INLINE void body_q(int q4, int K, const void *w, const void *x, size_t xs, 
     const uint8_t *wb = w;
     int b = 0;
     for (; b + 8 <= nb; b += 8, wb += 8 * bs) {
+        for (int pf = 0; pf < 8 * bs; pf += 64)
+            _mm_prefetch((const char *)wb + Q_PREFETCH + pf, _MM_HINT_T0);
         __m256 dw = scales8(wb, bs);
         _Pragma("GCC unroll 4")
         for (int j = 0; j < nx; j++) {
@@ -504,29 +595,16 @@ AVX2_INLINE void tile_q(int q4, int K, const uint8_t *w, size_t wrow, const void
     }
 }
 
-#define TILE_CASE(q4, R, C) \
-    case (R) * 8 + (C): tile_q(q4, K, w, wrow, x, xs, out, os, R, C); return;
-
-/* nr in 1..TENSOR_TILE_R, nx in 1..TENSOR_TILE_C, both literal inside. */
-#define TILE_SWITCH(q4)                                                                        \
-    switch (nr * 8 + nx) {                                                                     \
-        TILE_CASE(q4, 1, 1) TILE_CASE(q4, 1, 2) TILE_CASE(q4, 1, 3) TILE_CASE(q4, 1, 4)        \
-        TILE_CASE(q4, 2, 1) TILE_CASE(q4, 2, 2) TILE_CASE(q4, 2, 3) TILE_CASE(q4, 2, 4)        \
-        TILE_CASE(q4, 3, 1) TILE_CASE(q4, 3, 2) TILE_CASE(q4, 3, 3) TILE_CASE(q4, 3, 4)        \
-        TILE_CASE(q4, 4, 1) TILE_CASE(q4, 4, 2) TILE_CASE(q4, 4, 3) TILE_CASE(q4, 4, 4)        \
-    default: break;                                                                            \
-    }
-
 static AVX2 void tile_q8_0(int K, const void *w, size_t wrow, int nr, const void *x, size_t xs, int nx, float *out,
                            size_t os)
 {
-    TILE_SWITCH(0)
+    TILE_SWITCH(tile_q, 0)
 }
 
 static AVX2 void tile_q4_0(int K, const void *w, size_t wrow, int nr, const void *x, size_t xs, int nx, float *out,
                            size_t os)
 {
-    TILE_SWITCH(1)
+    TILE_SWITCH(tile_q, 1)
 }
 
 static AVX2 void rowdot_q8_0(int K, const void *w, const void *x, size_t xs, int nx, float *out, size_t os)
@@ -759,6 +837,9 @@ const struct tensor_kernels tensor_kernels_avx2 = {
     .rowdot_q6_k = rowdot_q6_k,
     .tile_q8_0 = tile_q8_0,
     .tile_q4_0 = tile_q4_0,
+    .tile_f32 = tile_f32,
+    .tile_f16 = tile_f16,
+    .tile_bf16 = tile_bf16,
     .dequant_row = dequant_row,
     .quantize_x = quantize_x,
     .exp_sum = exp_sum,

@@ -8,7 +8,9 @@
  * claim from one atomic counter, so a thread slowed by a noisy neighbour
  * simply takes fewer chunks. Within a chunk each weight row is dotted with up
  * to TENSOR_NX activation rows per call (its loads and block unpacking are
- * shared), looping over all T so the chunk stays in cache while x streams.
+ * shared), looping over all T so the chunk stays in cache while x streams;
+ * from T = 2 a tile of weight rows x activation rows (register-blocked, so
+ * each load serves several products) takes over where the path has one.
  * Quantized weights take activations quantized once per call to q8x blocks
  * (integer dots, llama.cpp's scheme); large T goes to OpenBLAS sgemm, on F32
  * weights directly and on other types after dequantizing a chunk of rows to
@@ -39,25 +41,34 @@
 static atomic_int blas_min_t = 64;
 static atomic_int deq_min_t = 128;
 
-/* Integer tile shapes (weight rows x activation rows; [0] Q8_0, [1] Q4_0)
- * and the smallest T that takes them. From bench/kernels --tiles (one core,
- * in cache, K=768 N=2048, T=4..256): Q8_0 2x4 72-75 GFLOP/s, 4x4 75-80,
- * against 40-73 for the row dots and 20-77 for dequantize+sgemm; Q4_0 2x4
- * 85 against 58-75 and 19-72. In the 110M model (weights from DRAM, loaded
- * machine, alternating runs) Q8_0 2x4 beat 4x4 (prefill 206 vs 187 tok/s,
- * 16-sequence decode 153 vs 135 and 119 vs 108), 4x4 spilling registers, so
- * both types take 2x4 at every T >= 2, which also replaces dequantize+sgemm
- * for them. tensor_set_tile lets the benchmarks compare shapes. */
-static const int tile_r_def[2] = {2, 2}, tile_c_def[2] = {4, 4};
-static atomic_int tile_r[2] = {2, 2}, tile_c[2] = {4, 4}, tile_min_t = 2;
+/* Tile shapes (weight rows x activation rows; [0] Q8_0, [1] Q4_0, [2] the
+ * float types) and the smallest T that takes them. From bench/kernels
+ * --tiles (one core, in cache, K=768 N=2048, T=4..256): Q8_0 2x4 72-75
+ * GFLOP/s, 4x4 75-80, against 40-73 for the row dots and 20-77 for
+ * dequantize+sgemm; Q4_0 2x4 85 against 58-75 and 19-72. In the 110M model
+ * (weights from DRAM, loaded machine, alternating runs) Q8_0 2x4 beat 4x4
+ * (prefill 206 vs 187 tok/s, 16-sequence decode 153 vs 135 and 119 vs 108),
+ * 4x4 spilling registers, so both types take 2x4 at every T >= 2, which also
+ * replaces dequantize+sgemm for them. The float tiles serve from T = 2 up to
+ * the sgemm crossovers (blas_min_t for F32, deq_min_t for F16/BF16); their
+ * shape is measured in docs/TENSOR.md. tensor_set_tile lets the benchmarks
+ * compare shapes. */
+enum { TILE_Q8, TILE_Q4, TILE_FLOAT, TILE_KINDS };
+static const int tile_r_def[TILE_KINDS] = {2, 2, 3}, tile_c_def[TILE_KINDS] = {4, 4, 4};
+static atomic_int tile_r[TILE_KINDS] = {2, 2, 3}, tile_c[TILE_KINDS] = {4, 4, 4}, tile_min_t = 2;
 
 void tensor_set_tile(int r, int c, int min_t)
 {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < TILE_KINDS; i++) {
         atomic_store(&tile_r[i], r >= 1 && r <= TENSOR_TILE_R ? r : tile_r_def[i]);
         atomic_store(&tile_c[i], c >= 1 && c <= TENSOR_TILE_C ? c : tile_c_def[i]);
     }
     atomic_store(&tile_min_t, min_t < 0 ? 0 : min_t);
+}
+
+static int tile_kind(enum ggml_type wt)
+{
+    return wt == GGML_TYPE_Q8_0 ? TILE_Q8 : wt == GGML_TYPE_Q4_0 ? TILE_Q4 : TILE_FLOAT;
 }
 
 /* Rows per dequantize-then-sgemm tile. */
@@ -92,7 +103,7 @@ struct mm_part {
     size_t wrow;
     enum ggml_type wt;
     int N;
-    int mode;            /* 0 row-dots, 1 sgemm on F32 W, 2 dequantize + sgemm, 3 integer tiles */
+    int mode;            /* 0 row-dots, 1 sgemm on F32 W, 2 dequantize + sgemm, 3 tiles */
     int chunk, first, nchunks; /* rows per chunk; this part's chunks are first .. first+nchunks-1 */
 };
 
@@ -123,9 +134,9 @@ static void mm_chunk(const struct mm_job *j, const struct mm_part *pt, int c, in
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, n1 - n0, j->K, 1.0f, j->xf, j->K, tile, j->K, 0.0f,
                     pt->out + n0, pt->N);
     } else if (pt->mode == 3) {
-        int q4 = pt->wt == GGML_TYPE_Q4_0;
-        int tr = atomic_load_explicit(&tile_r[q4], memory_order_relaxed);
-        int tc = atomic_load_explicit(&tile_c[q4], memory_order_relaxed);
+        int kind = tile_kind(pt->wt);
+        int tr = atomic_load_explicit(&tile_r[kind], memory_order_relaxed);
+        int tc = atomic_load_explicit(&tile_c[kind], memory_order_relaxed);
         for (int t0 = 0; t0 < j->T; t0 += tc) {
             int nx = j->T - t0 < tc ? j->T - t0 : tc;
             const char *xr = (const char *)pt->x + (size_t)t0 * pt->xstride;
@@ -195,7 +206,14 @@ static struct tensor_scratch *thread_scratch(void)
 
 static tensor_tile_fn pick_tile(const struct tensor_kernels *k, enum ggml_type wt)
 {
-    return wt == GGML_TYPE_Q8_0 ? k->tile_q8_0 : wt == GGML_TYPE_Q4_0 ? k->tile_q4_0 : NULL;
+    switch (wt) {
+    case GGML_TYPE_Q8_0: return k->tile_q8_0;
+    case GGML_TYPE_Q4_0: return k->tile_q4_0;
+    case GGML_TYPE_F32: return k->tile_f32;
+    case GGML_TYPE_F16: return k->tile_f16;
+    case GGML_TYPE_BF16: return k->tile_bf16;
+    default: return NULL;
+    }
 }
 
 static tensor_rowdot_fn pick_rowdot(const struct tensor_kernels *k, enum ggml_type wt, int *quant_x)
@@ -240,9 +258,12 @@ int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *
         pt->wrow = ggml_row_size(wt[i], K);
         pt->wt = wt[i];
         pt->N = N[i];
+        /* the float types keep sgemm from their crossovers up; the integer
+         * tiles beat dequantize+sgemm at every T */
+        int fl = !quant_x, sgemm_t = wt[i] == GGML_TYPE_F32 ? bmin : dmin;
         if (wt[i] == GGML_TYPE_F32 && bmin > 0 && T >= bmin && ((uintptr_t)w[i] & 3) == 0)
             pt->mode = 1;
-        else if ((pt->tile = pick_tile(k, wt[i])) && tmin > 0 && T >= tmin)
+        else if ((pt->tile = pick_tile(k, wt[i])) && tmin > 0 && T >= tmin && (!fl || sgemm_t <= 0 || T < sgemm_t))
             pt->mode = 3;
         else if (wt[i] != GGML_TYPE_F32 && dmin > 0 && T >= dmin)
             pt->mode = 2;
@@ -258,8 +279,10 @@ int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *
         else {
             pt->chunk = N[i] / (nth * 8);
             pt->chunk = pt->chunk < 4 ? 4 : pt->chunk > 64 ? 64 : pt->chunk;
-            if (pt->mode == 3) /* whole tiles of up to 4 rows */
-                pt->chunk = (pt->chunk + 3) & ~3;
+            if (pt->mode == 3) { /* whole tiles */
+                int tr = atomic_load_explicit(&tile_r[tile_kind(wt[i])], memory_order_relaxed);
+                pt->chunk = (pt->chunk + tr - 1) / tr * tr;
+            }
         }
         pt->first = j.nchunks;
         pt->nchunks = (N[i] + pt->chunk - 1) / pt->chunk;

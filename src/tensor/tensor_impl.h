@@ -67,7 +67,8 @@ typedef void (*tensor_rowdot_fn)(int K, const void *wrow, const void *x, size_t 
     } while (0)
 
 /* Matrix-matrix tile: nr weight rows (wrow bytes apart, starting at w) times
- * nx quantized activation rows (x, xstride as above); writes
+ * nx activation rows (x, xstride as above: quantized rows for Q8_0/Q4_0,
+ * K floats for the float weight types); writes
  * out[j * ostride + r] for r < nr, j < nx. nr <= TENSOR_TILE_R, nx <=
  * TENSOR_TILE_C. */
 typedef void (*tensor_tile_fn)(int K, const void *w, size_t wrow, int nr, const void *x, size_t xstride, int nx,
@@ -79,9 +80,11 @@ struct tensor_kernels {
     const char *name;
     tensor_rowdot_fn rowdot_f32, rowdot_f16, rowdot_bf16;     /* float activations */
     tensor_rowdot_fn rowdot_q8_0, rowdot_q4_0, rowdot_q4_k, rowdot_q6_k; /* q8x activations */
-    /* Q8_0 / Q4_0 tiles for T > 1; NULL where a path has none (the row
-     * dots then serve). */
+    /* Q8_0 / Q4_0 tiles for T > 1, and float-weight tiles (float
+     * activation rows) below the sgemm crossovers; NULL where a path has
+     * none (the row dots then serve). */
     tensor_tile_fn tile_q8_0, tile_q4_0;
+    tensor_tile_fn tile_f32, tile_f16, tile_bf16;
     /* One weight row (K elements of type t) widened to floats, exactly as
      * ggml_dequantize_row does it (the sgemm tiles). */
     void (*dequant_row)(enum ggml_type t, const void *w, float *y, int K);

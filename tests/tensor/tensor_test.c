@@ -222,7 +222,7 @@ Test(tensor_matmul, every_type_path_and_odd_shape)
 }
 
 /* Every tile shape the kernels have (rows 1..4 x activation rows 1..4, as
- * the bench compares them), with row and token tails. */
+ * the bench compares them), with row and token tails, integer and float. */
 Test(tensor_matmul, every_tile_shape)
 {
     if (!tensor_cpu_has_avx2())
@@ -235,6 +235,10 @@ Test(tensor_matmul, every_tile_shape)
             tensor_set_tile(r, c, 2);
             check_matmul_x(p, GGML_TYPE_Q8_0, 11, 32 * 9, 23, 1);
             check_matmul_x(p, GGML_TYPE_Q4_0, 11, 32 * 17, 23, 1);
+            /* float tiles: K not a multiple of 8 exercises the scalar tail */
+            check_matmul_x(p, GGML_TYPE_F32, 11, 8 * 37 + 5, 23, 1);
+            check_matmul_x(p, GGML_TYPE_F16, 11, 8 * 37 + 5, 23, 1);
+            check_matmul_x(p, GGML_TYPE_BF16, 6, 8 * 9 + 3, 13, 1);
         }
     tensor_set_tile(0, 0, 2); /* the defaults */
     tensor_set_path(TENSOR_PATH_AUTO);
