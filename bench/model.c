@@ -2,8 +2,10 @@
  * bench/model.c — the engine on a 110M-parameter Llama (dim 768, 12 layers,
  * 12 heads, FFN 2048, vocab 32000, tied output, random weights) on 2 threads:
  * single-sequence decode for F32, F16, Q8_0 and Q4_0 as a fraction of the
- * memory-bandwidth roofline, prefill at Q8_0, and 16 sequences decoding
- * together against one at Q8_0 and F32.
+ * memory-bandwidth roofline, prefill for each type, and 16 sequences
+ * decoding together against one. Prefill (F16/Q8_0/Q4_0) and 16-sequence
+ * decode are also timed without the tiles (row dots, dequantize+sgemm),
+ * alternating, so each run carries its own A/B.
  *
  * Design: each weight type is written to a temporary GGUF (the same seeded
  * random weights, quantized by the gguf writer's reference quantizers) and
@@ -455,10 +457,10 @@ int main(int argc, char **argv)
             printf("decode_ctx1000_%s %.1f tok/s\n", names[k], lc);
             printf("decode_ctx1000_vs_ctx16_%s %.2f ratio\n", names[k], lc / one[k]);
         }
-        int tiled = tps[k] == GGML_TYPE_Q8_0 || tps[k] == GGML_TYPE_Q4_0;
+        int tiled = tps[k] != GGML_TYPE_F32;
         double r[4];
-        /* Prefill of 256 tokens; Q8_0/Q4_0 against the path before the
-         * integer tiles (row dots, dequantize+sgemm from T = 128) */
+        /* Prefill of 256 tokens; F16/Q8_0/Q4_0 against the path before the
+         * tiles (row dots, dequantize+sgemm from T = 128); F32 is sgemm */
         ab_runs(m, 0, steps, tiled, tiled ? 3 : 1, r);
         printf("prefill_256_%s %.1f tok/s\n", names[k], r[0]);
         printf("prefill_256_%s_per_cpu_s %.1f tok\n", names[k], r[2]);

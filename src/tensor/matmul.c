@@ -49,9 +49,12 @@ static atomic_int deq_min_t = 128;
  * (weights from DRAM, loaded machine, alternating runs) Q8_0 2x4 beat 4x4
  * (prefill 206 vs 187 tok/s, 16-sequence decode 153 vs 135 and 119 vs 108),
  * 4x4 spilling registers, so both types take 2x4 at every T >= 2, which also
- * replaces dequantize+sgemm for them. The float tiles serve from T = 2 up to
- * the sgemm crossovers (blas_min_t for F32, deq_min_t for F16/BF16); their
- * shape is measured in docs/TENSOR.md. tensor_set_tile lets the benchmarks
+ * replaces dequantize+sgemm for them. Float tiles, 3x4 (one core, in cache,
+ * quiet, GFLOP/s at T = 4 / 16 / 64 / 256): F32 76 / 84 / 71 / 72 against
+ * row dots 66 / 67 / 63 / 66 and sgemm 26 / 52 / 67 / 75, so F32 takes them
+ * from T = 2 up to its sgemm crossover (blas_min_t); F16 86 / 86 / 87 / 89
+ * against row dots 68-71 and dequantize+sgemm 20 / 44 / 69 / 78, so F16 and
+ * BF16 take them at every T >= 2. tensor_set_tile lets the benchmarks
  * compare shapes. */
 enum { TILE_Q8, TILE_Q4, TILE_FLOAT, TILE_KINDS };
 static const int tile_r_def[TILE_KINDS] = {2, 2, 3}, tile_c_def[TILE_KINDS] = {4, 4, 4};
@@ -258,12 +261,11 @@ int tensor_matmul_multi(struct tpool *p, int n, float *const *out, const float *
         pt->wrow = ggml_row_size(wt[i], K);
         pt->wt = wt[i];
         pt->N = N[i];
-        /* the float types keep sgemm from their crossovers up; the integer
-         * tiles beat dequantize+sgemm at every T */
-        int fl = !quant_x, sgemm_t = wt[i] == GGML_TYPE_F32 ? bmin : dmin;
+        /* F32 keeps sgemm from its crossover up; the other tiles beat
+         * dequantize+sgemm at every T */
         if (wt[i] == GGML_TYPE_F32 && bmin > 0 && T >= bmin && ((uintptr_t)w[i] & 3) == 0)
             pt->mode = 1;
-        else if ((pt->tile = pick_tile(k, wt[i])) && tmin > 0 && T >= tmin && (!fl || sgemm_t <= 0 || T < sgemm_t))
+        else if ((pt->tile = pick_tile(k, wt[i])) && tmin > 0 && T >= tmin)
             pt->mode = 3;
         else if (wt[i] != GGML_TYPE_F32 && dmin > 0 && T >= dmin)
             pt->mode = 2;
