@@ -149,12 +149,12 @@ static AVX2 void rowdot_bf16(int K, const void *w, const void *x, size_t xs, int
     NX_DISPATCH(FLOAT_BODY, W_BF16, K, w, x, xs, out, os);
 }
 
-/* Float weights times float activation rows (T >= 2 below the sgemm
- * crossover; batched decode): R weight rows x C activation rows per pass over
- * K, so each 8-wide weight slice is loaded (and widened) once for C rows and
- * each activation slice once for R rows, with R*C accumulators in registers.
- * The row dots load C activation slices per weight slice and are bound by
- * loads (10 per 8 FMAs at C = 4); a 2 x 4 tile needs 6. */
+/* Float weights times float activation rows (T >= 2: batched decode, and
+ * F16/BF16 prefill; matmul.c picks): R weight rows x C activation rows per
+ * pass over K, so each 8-wide weight slice is loaded (and widened) once for
+ * C rows and each activation slice once for R rows, with R*C accumulators in
+ * registers. The row dots load C activation slices per weight slice and are
+ * bound by loads (10 per 8 FMAs at C = 4); the 3 x 4 tile issues 7 per 12. */
 AVX2_INLINE void tile_float(int kind, int K, const uint8_t *w, size_t wrow, const void *x, size_t xs, float *out,
                             size_t os, const int R, const int C)
 {
