@@ -1610,6 +1610,11 @@ static const char *const price_q[] = {"How much is it?", "What does this cost?",
 static const char *const stock_q[] = {"Is it in stock?", "Can I buy it now?", "Do you have any left?"};
 static const char *const delivery_q[] = {"How fast can I get it?", "When would it arrive?", "How long is delivery?"};
 
+/* One live-fact example. The answer's prose never restates a price, a stock
+ * count or a delivery time: those reach the shopper only through the tag,
+ * which the server fills from the store when the answer streams (a small
+ * model copying "189 in stock" from its evidence writes "83"; a tag cannot
+ * be wrong that way). */
 static int emit_live(struct builder *b, struct live *lv, size_t i)
 {
     const struct offer *o = &lv->v[i];
@@ -1644,8 +1649,6 @@ static int emit_live(struct builder *b, struct live *lv, size_t i)
     ex.ev[ex.n_ev++] = (struct prompt_passage){.source = "product", .product_id = o->pid, .text = title};
     ex.ev[ex.n_ev++] = off;
     size_t at = shuffle_ev(ex.ev, ex.n_ev, 1, &rng) + 1; /* the offer's citation */
-    char price[48];
-    snprintf(price, sizeof(price), "%s %.2f", o->currency, o->price);
     if (kind == 3) { /* compare with another product */
         const struct offer *p2 = &lv->v[(i + 1 + rng_below(&rng, lv->n - 1)) % lv->n];
         const char *title2 = hset_get(&lv->titles.title_of, p2->pid, &ti) ? lv->titles.titles[ti] : NULL;
@@ -1671,12 +1674,8 @@ static int emit_live(struct builder *b, struct live *lv, size_t i)
                 *(!strcmp(ex.ev[k].product_id, o->pid) ? &a1 : &a2) = k + 1;
         ex.question = "Which of these two is cheaper?";
         const struct offer *lo = o->price <= p2->price ? o : p2, *hi = lo == o ? p2 : o;
-        char lo_price[48], hi_price[48];
-        snprintf(lo_price, sizeof(lo_price), "%s %.2f", lo->currency, lo->price);
-        snprintf(hi_price, sizeof(hi_price), "%s %.2f", hi->currency, hi->price);
-        rc = buf_printf(&b->ans, "The %s is cheaper at %s [%zu]; the %s is %s [%zu]. <compare ids=\"%s,%s\"/>",
-                        lo == o ? t1 : t2, lo_price, lo == o ? a1 : a2, hi == o ? t1 : t2, hi_price,
-                        hi == o ? a1 : a2, o->pid, p2->pid);
+        rc = buf_printf(&b->ans, "The %s is the cheaper of the two [%zu]; the %s costs more [%zu]. <compare ids=\"%s,%s\"/>",
+                        lo == o ? t1 : t2, lo == o ? a1 : a2, hi == o ? t1 : t2, hi == o ? a1 : a2, o->pid, p2->pid);
     } else if (down) {
         ex.question = kind == 0 ? price_q[rng_below(&rng, 3)]
                                 : kind == 1 ? stock_q[rng_below(&rng, 3)] : delivery_q[rng_below(&rng, 3)];
@@ -1687,15 +1686,15 @@ static int emit_live(struct builder *b, struct live *lv, size_t i)
     } else if (kind == 0) {
         ex.question = price_q[rng_below(&rng, 3)];
         rc = stale ? buf_printf(&b->ans,
-                                "The %s was %s from %s [%zu], but that price is from %s and may have changed. "
+                                "Here is the price of the %s from %s [%zu]; it is from %s and may have changed. "
                                 "<price id=\"%s\"/>",
-                                t1, price, o->seller, at, as_of, o->pid)
-                   : buf_printf(&b->ans, "The %s is %s from %s [%zu]. <price id=\"%s\"/>", t1, price, o->seller, at,
-                                o->pid);
+                                t1, o->seller, at, as_of, o->pid)
+                   : buf_printf(&b->ans, "Here is the current price of the %s from %s [%zu]. <price id=\"%s\"/>", t1,
+                                o->seller, at, o->pid);
     } else if (kind == 1) {
         ex.question = stock_q[rng_below(&rng, 3)];
         if (o->stock > 0)
-            rc = buf_printf(&b->ans, "Yes, %s has %lld in stock [%zu]%s. <stock id=\"%s\"/>", o->seller, o->stock, at,
+            rc = buf_printf(&b->ans, "Yes, %s has it in stock [%zu]%s. <stock id=\"%s\"/>", o->seller, at,
                             stale ? ", though that count may be out of date" : "", o->pid);
         else
             rc = buf_printf(&b->ans, "No, the %s is out of stock right now [%zu]. <stock id=\"%s\"/>", t1, at,
@@ -1706,8 +1705,8 @@ static int emit_live(struct builder *b, struct live *lv, size_t i)
             rc = buf_printf(&b->ans, "The evidence doesn't give a delivery time for the %s [%zu]. <delivery id=\"%s\"/>",
                             t1, at, o->pid);
         else
-            rc = buf_printf(&b->ans, "It delivers in about %d day%s [%zu]%s. <delivery id=\"%s\"/>", o->days,
-                            o->days == 1 ? "" : "s", at, stale ? ", as of the last update" : "", o->pid);
+            rc = buf_printf(&b->ans, "Here is the delivery estimate for the %s [%zu]%s. <delivery id=\"%s\"/>", t1,
+                            at, stale ? ", as of the last update" : "", o->pid);
     }
     if (!rc) {
         ex.answer = b->ans.data;

@@ -376,6 +376,32 @@ Test(sft_data, live_facts_tag_what_they_cite)
             const char *pid = json_string_value(json_object_get(e, "product_id"));
             cr_assert(!strcmp(pid, p.ids[0]) || (p.n_ids == 2 && !strcmp(pid, p.ids[1])), "%s cites %s", a, pid);
         }
+        /* no figure of a cited offer in the prose: price, stock count and
+         * delivery time come only from the tag the server fills */
+        for (size_t c = 0; c < p.n_cites; c++) {
+            json_t *e = json_array_get(json_object_get(rec, "evidence"), p.cites[c] - 1);
+            const char *t = json_string_value(json_object_get(e, "text")), *q;
+            char cur[8], fig[64];
+            double pr;
+            long long st;
+            int days;
+            if (sscanf(t, "Offers: %3s %lf", cur, &pr) == 2) {
+                snprintf(fig, sizeof(fig), "%.2f", pr);
+                cr_assert_null(strstr(a, fig), "price %s in the prose: %s", fig, a);
+            }
+            if ((q = strstr(t, " in stock")) != NULL) {
+                while (q > t && q[-1] >= '0' && q[-1] <= '9')
+                    q--;
+                if (sscanf(q, "%lld in stock", &st) == 1) {
+                    snprintf(fig, sizeof(fig), "%lld in stock", st);
+                    cr_assert_null(strstr(a, fig), "stock count in the prose: %s", a);
+                }
+            }
+            if ((q = strstr(t, "delivers in ")) != NULL && sscanf(q, "delivers in %d day", &days) == 1) {
+                snprintf(fig, sizeof(fig), "%d day", days);
+                cr_assert_null(strstr(a, fig), "delivery time in the prose: %s", a);
+            }
+        }
         /* a stale offer line in the prompt: the answer says the fact may be old */
         const char *sys = msg(rec, 0);
         if (k != 3 && strstr(sys, ", stale)") && strstr(a, "out of stock") == NULL &&
