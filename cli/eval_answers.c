@@ -343,10 +343,12 @@ static const char *ea_rebuild(struct prompt *p, const struct ea_example *e, cons
 static const char usage_text[] =
     "usage: aisle eval answers --model FILE --examples DEV.jsonl [-n N] [--seed S]\n"
     "                          [--max-tokens N] [--samples K] [--json] [--threads N]\n"
+    "                          [--temp T] [--top-p P] [--repeat-penalty R] [--penalty-last-n N]\n"
     "\n"
     "Answer SFT dev examples (the dev.jsonl of `aisle sft build`) with the model:\n"
     "each prompt is rebuilt with the shared prompt module up to the assistant\n"
-    "turn and answered greedily until <|end|>. Reports per dataset and overall:\n"
+    "turn and answered (greedily unless --temp) until <|end|>. Reports per\n"
+    "dataset and overall:\n"
     "  valid_cite   answers whose every [n] names one of the passages\n"
     "  cite_p/r     citation precision/recall against the reference's citations\n"
     "               (examples whose reference cites)\n"
@@ -368,6 +370,14 @@ static const char usage_text[] =
     "  --samples K        sample answers printed per dataset (default 2)\n"
     "  --json             one JSON object per example, then one per dataset\n"
     "  --threads N        compute threads (default: all CPUs)\n"
+    "  --temp T           sample at temperature T, seeded per example with --seed\n"
+    "                     (default 0: greedy)\n"
+    "  --top-p P          nucleus with --temp (default 0.95; top-k 40 and min-p\n"
+    "                     0.05 as in the chat)\n"
+    "  --repeat-penalty R divide positive logits of tokens already in the answer by\n"
+    "                     R, multiply negative ones (default 1: off; the chat's\n"
+    "                     default is in docs/CHAT.md)\n"
+    "  --penalty-last-n N answer tokens the penalty looks back over (default 64)\n"
     "  -h, --help         this help\n";
 
 #define EA_MAX_DATASETS 32
@@ -462,7 +472,8 @@ static void stats_add(struct ea_stats *to, const struct ea_stats *from)
     to->ref_words += from->ref_words;
 }
 
-/* The greedy answer to the prompt ids (text into out); 1 when cut by max. */
+/* The answer to the prompt ids with the sampler (greedy unless --temp; text
+ * into out); 1 when cut by max. Generated tokens feed the penalties. */
 static int generate(struct lm_model *m, struct lm_kv *kv, struct lm_sampler *smp, const struct tok *tk,
                     const struct tok_ids *ids, int max_tokens, struct lm_batch *b, float *logits, struct buf *out,
                     int *n_gen)
@@ -491,6 +502,7 @@ static int generate(struct lm_model *m, struct lm_kv *kv, struct lm_sampler *smp
             cut = 0;
             break;
         }
+        lm_sampler_accept(smp, t);
         if (tok_stream_push(tk, &ts, t, out))
             cli_die("detokenize failed");
         if (n == max_tokens)
@@ -524,8 +536,12 @@ int eval_answers(int argc, char **argv)
         {"model", required_argument, NULL, 'm'},      {"examples", required_argument, NULL, 'e'},
         {"seed", required_argument, NULL, 's'},       {"max-tokens", required_argument, NULL, 'x'},
         {"samples", required_argument, NULL, 'k'},    {"json", no_argument, NULL, 'j'},
-        {"threads", required_argument, NULL, 't'},    {NULL, 0, NULL, 0},
+        {"threads", required_argument, NULL, 't'},    {"temp", required_argument, NULL, 'T'},
+        {"top-p", required_argument, NULL, 'P'},      {"repeat-penalty", required_argument, NULL, 'R'},
+        {"penalty-last-n", required_argument, NULL, 'L'}, {NULL, 0, NULL, 0},
     };
+    double temp = 0, top_p = 0, rep = 1;
+    long last_n = 64;
     const char *model_path = NULL, *path = NULL;
     long per_ds = 50, max_tokens = 160, n_samples = 2;
     uint64_t seed = 1;
@@ -542,6 +558,10 @@ int eval_answers(int argc, char **argv)
         case 'k': n_samples = eng_long("eval answers", "--samples", optarg, 0, 1000); break;
         case 'j': json = 1; break;
         case 't': threads = (int)eng_long("eval answers", "--threads", optarg, 1, 1024); break;
+        case 'T': temp = eng_double("eval answers", "--temp", optarg, 0, 100); break;
+        case 'P': top_p = eng_double("eval answers", "--top-p", optarg, 0.01, 1); break;
+        case 'R': rep = eng_double("eval answers", "--repeat-penalty", optarg, 0.01, 100); break;
+        case 'L': last_n = eng_long("eval answers", "--penalty-last-n", optarg, 0, 1 << 16); break;
         default: cli_usage_error("eval answers", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
@@ -628,7 +648,11 @@ int eval_answers(int argc, char **argv)
     struct lm_kv *kv = eng_kv(m, ctx, 1, 0);
     struct lm_sample_params sp;
     lm_sample_params_default(&sp);
-    sp.temperature = 0;
+    sp.temperature = (float)temp;
+    if (top_p > 0)
+        sp.top_p = (float)top_p; /* else the sampler's default, as the chat's (top-k 40, min-p 0.05) */
+    sp.repeat_penalty = (float)rep;
+    sp.penalty_last_n = (int)last_n;
     sp.seed = seed;
     struct lm_sampler *smp;
     struct lm_batch b;
@@ -745,8 +769,15 @@ int eval_answers(int argc, char **argv)
             json_decref(o);
         }
     } else {
-        printf("\n# %s: %zu examples (-n %ld per dataset, seed %llu), greedy, at most %ld tokens\n", path, n_pick,
-               per_ds, (unsigned long long)seed, max_tokens);
+        char how[96];
+        if (temp > 0)
+            snprintf(how, sizeof how, "temperature %g, top-p %g", temp, (double)sp.top_p);
+        else
+            snprintf(how, sizeof how, "greedy");
+        if (rep != 1)
+            snprintf(how + strlen(how), sizeof how - strlen(how), ", repeat penalty %g over %ld", rep, last_n);
+        printf("\n# %s: %zu examples (-n %ld per dataset, seed %llu), %s, at most %ld tokens\n", path, n_pick,
+               per_ds, (unsigned long long)seed, how, max_tokens);
         printf("%-12s %5s %5s %10s %6s %6s %9s %9s %6s %6s %14s %5s\n", "dataset", "n", "gold", "valid_cite",
                "cite_p", "cite_r", "markup_ok", "known_ids", "rougeL", "f1", "words (ref)", "cut");
         for (size_t d = 0; d <= n_ds; d++)

@@ -48,6 +48,10 @@ static const char usage_text[] =
     "                        API (docs/STORE_API.md); default: the store's own tables\n"
     "  --shop-key KEY        the API's bearer key\n"
     "  --chat-tokens N       longest /api/chat answer in tokens (default 256)\n"
+    "  --chat-temp T         /api/chat sampling temperature; 0 = greedy (default 0.3)\n"
+    "  --chat-top-p P        /api/chat nucleus (default 0.9)\n"
+    "  --chat-repeat-penalty R  /api/chat penalty on tokens already in the answer\n"
+    "                        (last 64; default 1.1, 1 = off)\n"
     "  --evidence-tokens N   evidence budget (default: a third of the context, at most 1024)\n"
     "  --name NAME           the model id clients name (default: FILE's base name)\n"
     "  --host ADDR           address to listen on (default 127.0.0.1)\n"
@@ -106,7 +110,8 @@ int cmd_serve(int argc, char **argv)
     }
     enum { O_MODEL = 256, O_DB, O_NAME, O_HOST, O_PORT, O_PAR, O_KVB, O_CTX, O_STEP, O_QUEUE, O_POLICY, O_NOPC,
            O_MAXTOK, O_BODY, O_CONNS, O_CTO, O_RTO, O_REQTO, O_THREADS, O_HTHREADS, O_KVF16, O_WEB, O_ROUTER,
-           O_WORKERS, O_CHATTOK, O_EVTOK, O_SHOPURL, O_SHOPKEY, O_FBDB, O_NOSTORE };
+           O_WORKERS, O_CHATTOK, O_EVTOK, O_SHOPURL, O_SHOPKEY, O_FBDB, O_NOSTORE,
+           O_CTEMP, O_CTOPP, O_CREP };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},     {"db", required_argument, NULL, O_DB},
         {"name", required_argument, NULL, O_NAME},       {"host", required_argument, NULL, O_HOST},
@@ -123,6 +128,8 @@ int cmd_serve(int argc, char **argv)
         {"chat-tokens", required_argument, NULL, O_CHATTOK}, {"evidence-tokens", required_argument, NULL, O_EVTOK},
         {"shop-url", required_argument, NULL, O_SHOPURL}, {"shop-key", required_argument, NULL, O_SHOPKEY},
         {"feedback-db", required_argument, NULL, O_FBDB}, {"no-store-answers", no_argument, NULL, O_NOSTORE},
+        {"chat-temp", required_argument, NULL, O_CTEMP}, {"chat-top-p", required_argument, NULL, O_CTOPP},
+        {"chat-repeat-penalty", required_argument, NULL, O_CREP},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL, *db = NULL, *name = NULL, *web = NULL, *router = getenv("AISLE_ROUTER");
@@ -165,6 +172,13 @@ int cmd_serve(int argc, char **argv)
         case O_ROUTER: router = optarg; break;
         case O_WORKERS: workers = (int)eng_long("serve", "--workers", optarg, 1, 64); break;
         case O_CHATTOK: ho.chat_max_tokens = (int)eng_long("serve", "--chat-tokens", optarg, 1, 1 << 20); break;
+        case O_CTEMP: { /* 0 means greedy here; in srv_opts a negative value does */
+            double t = eng_double("serve", "--chat-temp", optarg, 0, 10);
+            ho.chat_temperature = t > 0 ? (float)t : -1.0f;
+            break;
+        }
+        case O_CTOPP: ho.chat_top_p = (float)eng_double("serve", "--chat-top-p", optarg, 0.01, 1); break;
+        case O_CREP: ho.chat_repeat_penalty = (float)eng_double("serve", "--chat-repeat-penalty", optarg, 1, 10); break;
         case O_EVTOK: ev_tokens = eng_long("serve", "--evidence-tokens", optarg, 16, 1 << 20); break;
         case O_SHOPURL: shop.base_url = optarg; break;
         case O_SHOPKEY: shop.api_key = optarg; break;

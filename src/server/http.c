@@ -429,8 +429,10 @@ static int answer_record(struct conn *k)
     k->a_json[1] = dump_json(ev);
     char seed[24]; /* the sampler's 64-bit seed, unsigned: as text (JSON integers are signed 64-bit here) */
     snprintf(seed, sizeof(seed), "%llu", (unsigned long long)k->sp.seed);
-    k->a_json[2] = dump_json(json_pack("{s:f, s:f, s:s, s:i}", "temperature", (double)k->sp.temperature, "top_p",
-                                       (double)k->sp.top_p, "seed", seed, "max_tokens", k->max_tokens));
+    k->a_json[2] = dump_json(json_pack("{s:f, s:f, s:f, s:i, s:s, s:i}", "temperature", (double)k->sp.temperature,
+                                       "top_p", (double)k->sp.top_p, "repeat_penalty", (double)k->sp.repeat_penalty,
+                                       "penalty_last_n", k->sp.penalty_last_n, "seed", seed, "max_tokens",
+                                       k->max_tokens));
     k->a_json[3] = chat_done_json(&k->cs, &k->dn);
     if ((k->a_json[4] = malloc(k->evlog.len + k->out.len + 1))) { /* sent, then still to send */
         if (k->evlog.len)
@@ -872,8 +874,13 @@ static enum MHD_Result start_chat_stream(struct conn *k)
     int mt = ctx - n < v->o.chat_max_tokens ? ctx - n : v->o.chat_max_tokens;
     struct lm_sample_params sp;
     lm_sample_params_default(&sp);
-    sp.temperature = 0.7f; /* docs/CHAT.md: a little variety, mostly the likeliest words */
-    sp.top_p = 0.9f;
+    /* docs/CHAT.md: a low temperature and a mild repetition penalty scored best
+     * on the dev answers; some variety stays, so votes on two answers to one
+     * prompt can become preference pairs. */
+    float temp = v->o.chat_temperature;
+    sp.temperature = temp < 0 ? 0 : temp > 0 ? temp : 0.3f;
+    sp.top_p = v->o.chat_top_p > 0 ? v->o.chat_top_p : 0.9f;
+    sp.repeat_penalty = v->o.chat_repeat_penalty > 0 ? v->o.chat_repeat_penalty : 1.1f;
     sp.seed = seed_mix((uint64_t)time(NULL) ^ (++v->next_id << 20)); /* a new draw per answer */
     sp.mask = v->o.chat_mask;
     sp.mask_ctx = v->o.chat_mask_ctx;

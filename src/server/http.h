@@ -64,6 +64,9 @@ struct srv_opts {
     struct chat_pool *chat;    /* the shopper chat's retrieval pool; NULL: /api/chat answers 503 */
     const char *web_dir;       /* index.html, app.js, style.css; NULL: GET / answers 404 */
     int chat_max_tokens;       /* answer length of /api/chat (capped by the context); 0: 256 */
+    float chat_temperature;    /* /api/chat sampling; 0: 0.3, < 0: greedy (docs/CHAT.md: measured) */
+    float chat_top_p;          /* 0: 0.9 */
+    float chat_repeat_penalty; /* over the answer's last 64 tokens; 0: 1.1, 1: off */
     lm_mask_fn chat_mask;      /* tests: a mask hook on every /api/chat sampler (scripts the
                                   model's output); NULL in aisle serve */
     void *chat_mask_ctx;

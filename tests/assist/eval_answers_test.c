@@ -431,6 +431,53 @@ Test(lmeval_answers, command_end_to_end, .timeout = 120)
     aworld_free(&w);
 }
 
+/* --repeat-penalty sees the answer's tokens (a random model's greedy answers
+ * repeat tokens; a huge penalty changes them), --temp samples reproducibly for
+ * a seed, and the table's header names how the answers were drawn. */
+Test(lmeval_answers, sampling_options, .timeout = 120)
+{
+    struct aworld w;
+    aworld_make(&w);
+    const char *bin = tu_aisle();
+    char *g, *r, *t1, *t2;
+    const char *common = "-n 2 --max-tokens 24 --json --threads 1 2>/dev/null";
+    cr_assert_eq(tu_run(&g, "%s eval answers --model %s --examples %s %s", bin, w.model, w.dev, common), 0);
+    cr_assert_eq(tu_run(&r, "%s eval answers --model %s --examples %s --repeat-penalty 100 %s", bin, w.model, w.dev,
+                        common),
+                 0, "%s", r);
+    cr_assert_str_neq(g, r, "the penalty changes no answer: the answers' tokens never reach it");
+    char *ig = ids_of(g), *ir = ids_of(r);
+    cr_assert_str_eq(ig, ir, "the same examples");
+    free(ig);
+    free(ir);
+    cr_assert_eq(tu_run(&t1, "%s eval answers --model %s --examples %s --temp 1 --top-p 0.9 %s", bin, w.model, w.dev,
+                        common),
+                 0, "%s", t1);
+    cr_assert_eq(tu_run(&t2, "%s eval answers --model %s --examples %s --temp 1 --top-p 0.9 %s", bin, w.model, w.dev,
+                        common),
+                 0);
+    cr_assert_str_eq(t1, t2, "a seed replays the sampled answers");
+    cr_assert_str_neq(t1, g, "sampling at temperature 1 gives other answers than greedy");
+    free(g);
+    free(r);
+    free(t1);
+    free(t2);
+    char *a;
+    cr_assert_eq(tu_run(&a, "%s eval answers --model %s --examples %s -n 1 --max-tokens 4 --samples 0 --threads 1 "
+                            "--temp 0.5 --top-p 0.8 --repeat-penalty 1.5 --penalty-last-n 32 2>/dev/null",
+                        bin, w.model, w.dev),
+                 0, "%s", a);
+    cr_assert_not_null(strstr(a, "temperature 0.5, top-p 0.8, repeat penalty 1.5 over 32, at most 4 tokens"), "%s", a);
+    free(a);
+    cr_assert_eq(tu_run(&a, "%s eval answers --model %s --examples %s -n 1 --max-tokens 4 --samples 0 --threads 1 "
+                            "2>/dev/null",
+                        bin, w.model, w.dev),
+                 0, "%s", a);
+    cr_assert_not_null(strstr(a, "), greedy, at most 4 tokens"), "%s", a);
+    free(a);
+    aworld_free(&w);
+}
+
 Test(lmeval_answers, bad_input_named, .timeout = 60)
 {
     struct aworld w;
@@ -476,6 +523,9 @@ Test(lmeval_answers, bad_input_named, .timeout = 60)
         {"--model m.gguf --examples x -n -1", "-n: expected a whole number from 0"},
         {"--model m.gguf --examples x --max-tokens 0", "--max-tokens: expected a whole number from 1"},
         {"--model m.gguf --examples x extra", "unexpected argument 'extra'"},
+        {"--model m.gguf --examples x --temp -1", "--temp"},
+        {"--model m.gguf --examples x --repeat-penalty 0", "--repeat-penalty"},
+        {"--model m.gguf --examples x --top-p 2", "--top-p"},
     };
     for (size_t i = 0; i < sizeof use / sizeof *use; i++) {
         rc = tu_run(&out, "%s eval answers %s", bin, use[i].args);

@@ -979,7 +979,10 @@ Test(feedback, a_chat_stores_its_answer_with_prompt_evidence_and_output, .init =
     json_t *sj = json_loads(samp, 0, NULL);
     const char *seed = json_string_value(json_object_get(sj, "seed"));
     cr_assert(seed && seed[0] && strspn(seed, "0123456789") == strlen(seed), "the seed as unsigned decimal: %s", samp);
-    cr_assert_float_eq(json_real_value(json_object_get(sj, "temperature")), 0.7, 1e-6);
+    cr_assert_float_eq(json_real_value(json_object_get(sj, "temperature")), 0.3, 1e-6); /* the defaults */
+    cr_assert_float_eq(json_real_value(json_object_get(sj, "top_p")), 0.9, 1e-6);
+    cr_assert_float_eq(json_real_value(json_object_get(sj, "repeat_penalty")), 1.1, 1e-6);
+    cr_assert_eq(json_integer_value(json_object_get(sj, "penalty_last_n")), 64);
     json_decref(sj);
     json_t *uj = json_loads(usage, 0, NULL);
     cr_assert_gt(json_integer_value(json_object_get(json_object_get(uj, "usage"), "completion_tokens")), 0);
