@@ -44,6 +44,8 @@ static const char usage_text[] =
     "  --feedback-db FILE    where answers and votes are stored (default: the store's\n"
     "                        name with -answers.db, e.g. var/demo-answers.db)\n"
     "  --no-store-answers    keep nothing: no answer_id in done, POST /api/feedback 503\n"
+    "  --answers-retention-days N  delete stored answers and their votes after N\n"
+    "                        days (checked at start and hourly; default: keep)\n"
     "  --shop-url URL        live offers, delivery and orders from the merchant's HTTP\n"
     "                        API (docs/STORE_API.md); default: the store's own tables\n"
     "  --shop-key KEY        the API's bearer key\n"
@@ -111,7 +113,7 @@ int cmd_serve(int argc, char **argv)
     enum { O_MODEL = 256, O_DB, O_NAME, O_HOST, O_PORT, O_PAR, O_KVB, O_CTX, O_STEP, O_QUEUE, O_POLICY, O_NOPC,
            O_MAXTOK, O_BODY, O_CONNS, O_CTO, O_RTO, O_REQTO, O_THREADS, O_HTHREADS, O_KVF16, O_WEB, O_ROUTER,
            O_WORKERS, O_CHATTOK, O_EVTOK, O_SHOPURL, O_SHOPKEY, O_FBDB, O_NOSTORE,
-           O_CTEMP, O_CTOPP, O_CREP };
+           O_CTEMP, O_CTOPP, O_CREP, O_RETAIN };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, O_MODEL},     {"db", required_argument, NULL, O_DB},
         {"name", required_argument, NULL, O_NAME},       {"host", required_argument, NULL, O_HOST},
@@ -130,10 +132,12 @@ int cmd_serve(int argc, char **argv)
         {"feedback-db", required_argument, NULL, O_FBDB}, {"no-store-answers", no_argument, NULL, O_NOSTORE},
         {"chat-temp", required_argument, NULL, O_CTEMP}, {"chat-top-p", required_argument, NULL, O_CTOPP},
         {"chat-repeat-penalty", required_argument, NULL, O_CREP},
+        {"answers-retention-days", required_argument, NULL, O_RETAIN},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL, *db = NULL, *name = NULL, *web = NULL, *router = getenv("AISLE_ROUTER");
     const char *fbdb = NULL;
+    int retain_days = 0;
     int workers = 2, no_store = 0;
     struct shop_http_opts shop = {0};
     long ev_tokens = 0;
@@ -183,6 +187,7 @@ int cmd_serve(int argc, char **argv)
         case O_SHOPURL: shop.base_url = optarg; break;
         case O_SHOPKEY: shop.api_key = optarg; break;
         case O_FBDB: fbdb = optarg; break;
+        case O_RETAIN: retain_days = (int)eng_long("serve", "--answers-retention-days", optarg, 1, 100000); break;
         case O_NOSTORE: no_store = 1; break;
         default: cli_usage_error("serve", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -257,6 +262,8 @@ int cmd_serve(int argc, char **argv)
         }
         if (answers_open(&answers, fbdb, 1, 0, err, sizeof(err)))
             cli_die("%s", err);
+        if (retain_days)
+            answers_set_retention(answers, retain_days);
         struct stat stm;
         json_t *mo = json_pack("{s:s, s:I, s:I, s:i, s:i}", "file", path, "bytes",
                                (json_int_t)(stat(path, &stm) == 0 ? stm.st_size : -1), "mtime",
@@ -277,7 +284,8 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "aisle serve: shopper chat over %s (router %s, %d retrieval workers): open http://%s:%d/\n",
                 db, router ? router : "keywords", workers, ho.host ? ho.host : "127.0.0.1", srv_port(v));
     if (answers)
-        fprintf(stderr, "aisle serve: answers and votes stored in %s (--no-store-answers: off)\n", fbdb);
+        fprintf(stderr, "aisle serve: answers and votes stored in %s, %s (--no-store-answers: off)\n", fbdb,
+                retain_days ? "deleted after --answers-retention-days" : "kept until deleted");
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "aisle serve: signal %d, stopping\n", sig);

@@ -65,16 +65,30 @@ struct answers {
     struct answers_job *head, *tail;
     size_t n_queued;
     int closing;
+    int retention_days; /* 0: keep everything */
 };
+
+static void iso_at(char out[32], struct timespec ts)
+{
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
 
 static void now_iso(char out[32])
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    iso_at(out, ts);
+}
+
+void answers_days_ago(char out[32], double days)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec -= (time_t)(days * 86400.0);
+    iso_at(out, ts);
 }
 
 void answers_new_id(char id[ANSWERS_ID_LEN + 1])
@@ -237,13 +251,44 @@ int answers_get_vote(struct answers *a, const char *answer_id, int *rating)
     return rc;
 }
 
+/* The writer's retention pass: answers older than the retention, as
+ * answers_delete removes them; a failure is reported, and tried again at the
+ * next pass. */
+static void prune(struct answers *a, int days)
+{
+    char before[32], err[256];
+    answers_days_ago(before, days);
+    struct answers_filter f = {.before = before};
+    long n = 0, nv = 0;
+    int kept = 0;
+    if (answers_delete(a, &f, 0, &n, &nv, &kept, err, sizeof(err)))
+        fprintf(stderr, "aisle: retention (%d days): %s\n", days, err);
+    else if (n)
+        fprintf(stderr, "aisle: retention: deleted %ld answers older than %d days (%ld votes)\n", n, days, nv);
+}
+
 static void *writer_main(void *arg)
 {
     struct answers *a = arg;
+    time_t next_prune = 0;
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        while (!a->head && !a->closing)
-            pthread_cond_wait(&a->cv, &a->mu);
+        int days = a->retention_days;
+        if (days && !a->closing && time(NULL) >= next_prune) { /* due, even when jobs keep coming */
+            pthread_mutex_unlock(&a->mu);
+            prune(a, days);
+            next_prune = time(NULL) + 3600;
+            pthread_mutex_lock(&a->mu);
+            continue;
+        }
+        if (!a->head && !a->closing) {
+            if (days) {
+                struct timespec until = {.tv_sec = next_prune, .tv_nsec = 0};
+                pthread_cond_timedwait(&a->cv, &a->mu, &until);
+            } else
+                pthread_cond_wait(&a->cv, &a->mu);
+            continue;
+        }
         struct answers_job *j = a->head;
         if (!j)
             break; /* closing and drained */
@@ -261,6 +306,110 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&a->mu);
     return NULL;
+}
+
+void answers_set_retention(struct answers *a, int days)
+{
+    pthread_mutex_lock(&a->mu);
+    a->retention_days = days > 0 ? days : 0;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* YYYY-MM-DD, optionally THH:MM, :SS, .mmm (1 to 3 digits), Z: 1 when valid. */
+static int valid_time(const char *s)
+{
+    static const char pat[] = "dddd-dd-ddTdd:dd:dd";
+    size_t n = strlen(s), i = 0;
+    for (; i < sizeof(pat) - 1 && i < n; i++)
+        if (pat[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != pat[i])
+            return 0;
+    if (i != 10 && i != 16 && i != 19)
+        return 0;
+    if (i == 19 && s[i] == '.') {
+        size_t d = 0;
+        for (i++; s[i] >= '0' && s[i] <= '9'; i++)
+            d++;
+        if (d < 1 || d > 3)
+            return 0;
+    }
+    if (i > 10 && s[i] == 'Z')
+        i++;
+    int mo = (s[5] - '0') * 10 + (s[6] - '0'), dd = (s[8] - '0') * 10 + (s[9] - '0');
+    return i == n && mo >= 1 && mo <= 12 && dd >= 1 && dd <= 31;
+}
+
+int answers_delete(struct answers *a, const struct answers_filter *f, int dry_run, long *n_answers, long *n_votes,
+                   int *wal_kept, char *err, size_t errlen)
+{
+    *n_answers = *n_votes = 0;
+    *wal_kept = 0;
+    if (!f->answer_id && !f->conversation_id && !f->before) {
+        snprintf(err, errlen, "deleting answers needs an answer id, a conversation id or a time");
+        return AISLE_EINVAL;
+    }
+    if (f->before && !valid_time(f->before)) {
+        snprintf(err, errlen, "'%.40s' is not a UTC time YYYY-MM-DD[THH:MM[:SS[.mmm]]][Z]", f->before);
+        return AISLE_EINVAL;
+    }
+    /* created_at is 'YYYY-MM-DDTHH:MM:SS.mmmZ': text order is time order, and
+     * a shorter prefix sorts before every time it begins. */
+    static const char match[] = "(?1 IS NULL OR id = ?1) AND (?2 IS NULL OR conversation_id = ?2)"
+                                " AND (?3 IS NULL OR created_at < ?3)";
+    char sql[3][512];
+    snprintf(sql[0], sizeof sql[0],
+             "SELECT count(*), (SELECT count(*) FROM feedback_log WHERE answer_id IN (SELECT id FROM answers"
+             " WHERE %s)) FROM answers WHERE %s",
+             match, match);
+    snprintf(sql[1], sizeof sql[1], "DELETE FROM feedback_log WHERE answer_id IN (SELECT id FROM answers WHERE %s)",
+             match);
+    snprintf(sql[2], sizeof sql[2], "DELETE FROM feedback WHERE answer_id IN (SELECT id FROM answers WHERE %s)",
+             match);
+    const char *del_answers = "DELETE FROM answers WHERE (?1 IS NULL OR id = ?1) AND"
+                              " (?2 IS NULL OR conversation_id = ?2) AND (?3 IS NULL OR created_at < ?3)";
+    int rc = exec(a, "PRAGMA secure_delete = ON", err, errlen);
+    if (rc || (rc = exec(a, "BEGIN IMMEDIATE", err, errlen)))
+        return rc;
+    for (int i = 0; i < 4; i++) {
+        if (i > 0 && dry_run)
+            break;
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(a->db, i < 3 ? sql[i] : del_answers, -1, &st, NULL) != SQLITE_OK) {
+            rc = db_fail(a->db, err, errlen, "prepare the delete");
+            goto fail;
+        }
+        bind_text(st, 1, f->answer_id);
+        bind_text(st, 2, f->conversation_id);
+        bind_text(st, 3, f->before);
+        int step = sqlite3_step(st);
+        if (i == 0 && step == SQLITE_ROW) {
+            *n_answers = (long)sqlite3_column_int64(st, 0);
+            *n_votes = (long)sqlite3_column_int64(st, 1);
+            step = sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        if (step != SQLITE_DONE) {
+            rc = db_fail(a->db, err, errlen, i ? "delete the answers" : "count the answers");
+            goto fail;
+        }
+    }
+    if (dry_run) {
+        sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+        return 0;
+    }
+    if ((rc = exec(a, "COMMIT", err, errlen)))
+        goto fail;
+    /* The WAL still holds the pages as they were: copy the new ones back and
+     * empty it. Busy when another connection reads: its frames stay until a
+     * later checkpoint. */
+    int log = 0, done = 0;
+    if (sqlite3_wal_checkpoint_v2(a->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) != SQLITE_OK ||
+        (log > 0 && done < log))
+        *wal_kept = 1;
+    return 0;
+fail:
+    sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
 }
 
 int answers_submit(struct answers *a, struct answers_job *j)

@@ -47,7 +47,7 @@ struct answer_rec {
     int prompt_tokens;
     const char *output;      /* the raw model output, markup included */
     const char *events;      /* the SSE events sent (text, citation, card, compare, suggestions) */
-    const char *sampling;    /* JSON: temperature, top_p, seed, max_tokens */
+    const char *sampling;    /* JSON: temperature, top_p, repeat_penalty, penalty_last_n, seed, max_tokens */
     const char *usage;       /* JSON: the done event (usage, timings, counts) */
 };
 
@@ -93,6 +93,33 @@ int answers_vote(struct answers *a, const char *answer_id, int rating, const cha
 /* The current vote on an answer: 0 with *rating (+1/-1, 0 when none), or
  * AISLE_ENOTFOUND / AISLE_EDB. */
 int answers_get_vote(struct answers *a, const char *answer_id, int *rating);
+
+/* Which answers answers_delete removes: all the given criteria hold (at
+ * least one is given). */
+struct answers_filter {
+    const char *answer_id;       /* this answer */
+    const char *conversation_id; /* every answer of this conversation */
+    const char *before;          /* created before this UTC time: YYYY-MM-DD, or with THH:MM[:SS[.mmm]][Z] */
+};
+
+/* Delete the matching answers with their votes (feedback and feedback_log)
+ * in one transaction. The bytes are overwritten (secure_delete) and the WAL
+ * is checkpointed and truncated, so no copy of a deleted answer stays in the
+ * files; when another connection holds the WAL open, *wal_kept is set (its
+ * frames go at that connection's next checkpoint). dry_run counts without
+ * deleting. *n_answers and *n_votes (votes in feedback_log) get the counts.
+ * 0, AISLE_EINVAL (no criterion, a malformed time; detail in err), AISLE_EDB.
+ * Synchronous: a handle opened without the writer. */
+int answers_delete(struct answers *a, const struct answers_filter *f, int dry_run, long *n_answers, long *n_votes,
+                   int *wal_kept, char *err, size_t errlen);
+
+/* Retention: the writer deletes answers older than days (and their votes) as
+ * answers_delete does, when it starts and then every hour; 0 (the default)
+ * keeps everything. Call right after answers_open, before any job. */
+void answers_set_retention(struct answers *a, int days);
+
+/* The UTC time days ago, in the answers' created_at format, into out. */
+void answers_days_ago(char out[32], double days);
 
 /* Write JSON Lines for preference tuning to f. kto: one row per voted answer
  * {"prompt","completion","label","answer_id","created_at"}; dpo: for each
