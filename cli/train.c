@@ -30,6 +30,7 @@
 #include "train/data.h"
 #include "train/dist.h"
 #include "train/llama_train.h"
+#include "train/pref.h"
 
 #include <errno.h>
 #include <math.h>
@@ -46,6 +47,8 @@
 
 struct opts {
     char corpus[PATHMAX], mix[512], init[PATHMAX], out[PATHMAX], resume[PATHMAX], tokenizer[PATHMAX];
+    char prefs[PATHMAX], pref_val[PATHMAX];
+    double beta, kto_d, kto_u;
     char name[128];
     char sft[TDATA_MAX_SFT][PATHMAX];
     int n_sft;
@@ -76,6 +79,14 @@ static const struct opt table[] = {
                                     "                      (default: proportional to train tokens)"},
     {"sft", K_SFT, O(sft), 0, 0, 0, "PATH[@W]    an SFT shard and its weight (repeatable): train on\n"
                                     "                      examples with their loss masks instead of the corpus"},
+    {"prefs", K_STR, O(prefs), 0, 0, 0, "JSONL     preference tuning on `aisle feedback export` rows:\n"
+                                        "                      DPO pairs or KTO thumbs (needs --init, also the\n"
+                                        "                      frozen reference; --batch counts rows of the file)"},
+    {"pref-val", K_STR, O(pref_val), 0, 0, 1, "JSONL  held-out rows of the same kind: loss, accuracy\n"
+                                              "                      and margin at every --eval-every"},
+    {"beta", K_DBL, O(beta), 1e-4, 100, 0, "X          DPO/KTO beta: how far from the reference (default 0.1)"},
+    {"kto-desirable", K_DBL, O(kto_d), 0, 100, 0, "X  KTO weight of thumbs-up rows (default 1)"},
+    {"kto-undesirable", K_DBL, O(kto_u), 0, 100, 0, "X  KTO weight of thumbs-down rows (default 1)"},
     {"init", K_STR, O(init), 0, 0, 0, "GGUF       start from this model's weights (its shape and tokenizer)"},
     {"tokenizer", K_STR, O(tokenizer), 0, 0, 0, "GGUF  tokenizer to embed (default: the corpus's or --init's)"},
     {"out", K_STR, O(out), 0, 0, 1, "DIR         run directory: ckpt.bin, log.csv, loss.png, model.gguf,\n"
@@ -119,6 +130,7 @@ static const struct opt table[] = {
 static const char usage_head[] =
     "usage: aisle train --corpus DIR --out DIR [--steps N | --tokens N] [options]\n"
     "       aisle train --init MODEL.gguf --sft SHARD.sft[@W]... --out DIR --steps N [options]\n"
+    "       aisle train --init MODEL.gguf --prefs ROWS.jsonl --out DIR --steps N [options]\n"
     "       aisle train --resume DIR/ckpt.bin [--steps N] [session options]\n"
     "       aisle train --config FILE [options]\n"
     "\n"
@@ -133,7 +145,8 @@ static const char usage_head[] =
     "\n"
     "Each step prints (every --log-every) step, loss, learning rate, tokens/s and\n"
     "ETA; log.csv gets one row per step (step, tokens, loss, lr, grad_norm,\n"
-    "tokens_per_s, elapsed_s, val_SOURCE...); loss.png plots it (gnuplot).\n"
+    "tokens_per_s, elapsed_s, val_SOURCE...; with --prefs acc, margin, val_loss,\n"
+    "val_acc, val_margin); loss.png plots it (gnuplot).\n"
     "\n"
     "  --config FILE     options from a file\n"
     "  --resume CKPT     continue from a checkpoint\n";
@@ -332,6 +345,11 @@ struct run {
     int32_t *tokens, *targets; /* (rows, T) */
     float *weights;
     float *vloss;             /* (n_src) last validation losses, NAN when none */
+    int prefs;                /* --prefs: preference tuning (the batch counts examples) */
+    struct pref_set pt, pv;   /* train and held-out examples */
+    double *ref_t, *ref_v;    /* (2n) the reference's log-probabilities */
+    struct pref_params pp;
+    double pval[3];           /* held-out loss, accuracy, margin; NAN when none */
     FILE *csv;
     double session_start;
     char err[1024];
@@ -441,6 +459,8 @@ static void csv_open(struct run *r, int resumed)
     if (!(r->csv = fopen(path, "wb")))
         fail(r, "%s: %s", path, strerror(errno));
     fprintf(r->csv, "step,tokens,loss,lr,grad_norm,tokens_per_s,elapsed_s");
+    if (r->prefs)
+        fprintf(r->csv, ",acc,margin,val_loss,val_acc,val_margin");
     for (int i = 0; i < r->data.n_src; i++)
         fprintf(r->csv, ",val_%s", r->data.names[i]);
     fputc('\n', r->csv);
@@ -474,6 +494,89 @@ static void evaluate(struct run *r)
     for (int s = 0; s < n; s++)
         r->vloss[s] = acc[2 * s + 1] > 0 ? (float)(acc[2 * s] / acc[2 * s + 1]) : NAN;
     free(acc);
+}
+
+/* splitmix64: the example draws of --prefs, from the checkpointed RNG. */
+static uint64_t draw(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* One preference step: every process draws the same B examples (uniform,
+ * with replacement) and runs its own share in micro-batches; each example's
+ * gradient is scaled by 1/B, so the summed slab is the batch mean's. */
+static void pref_step(struct run *r, size_t *idx, struct pref_stats *st)
+{
+    for (int i = 0; i < r->B; i++)
+        idx[i] = (size_t)(draw(&r->data.rng) % r->pt.n);
+    const size_t *mine = idx + (size_t)r->d.rank * r->rows;
+    for (int k0 = 0; k0 < r->rows; k0 += r->MB) {
+        int rc = pref_micro_batch(r->m, &r->pt, r->ref_t, mine + k0, r->MB, &r->pp, 1.0f / (float)r->B, 1, r->tokens,
+                                  r->targets, r->weights, NULL, st);
+        if (rc)
+            fail(r, "preference step %llu: %s", (unsigned long long)r->st.step + 1, aisle_strerror(rc));
+    }
+}
+
+/* Loss, accuracy and margin over every held-out example (spread over the
+ * processes, micro-batches of MB examples). */
+static void pref_evaluate(struct run *r, size_t *idx)
+{
+    struct pref_stats st = {0};
+    size_t i = (size_t)r->d.rank;
+    while (i < r->pv.n) {
+        int k = 0;
+        for (; k < r->MB && i < r->pv.n; k++, i += (size_t)r->d.size)
+            idx[k] = i;
+        if (pref_micro_batch(r->m, &r->pv, r->ref_v, idx, k, &r->pp, 0, 0, r->tokens, r->targets, r->weights, NULL,
+                             &st))
+            fail(r, "held-out preference forward failed");
+    }
+    double acc[4] = {st.loss, st.correct, st.margin, st.n};
+    if (dist_sum_f64(&r->d, acc, 4))
+        fail(r, "MPI allreduce failed");
+    for (int j = 0; j < 3; j++)
+        r->pval[j] = acc[3] > 0 ? acc[j] / acc[3] : NAN;
+}
+
+/* Load the --prefs rows (and --pref-val) with the model's tokenizer and
+ * score them with the starting weights: the frozen reference. */
+static void pref_setup(struct run *r, const struct gguf *ig)
+{
+    struct tok *t;
+    if (tok_load_gguf(&t, ig, r->err, sizeof r->err))
+        fail(r, "--init %s: no usable tokenizer: %s", r->o.init, r->err);
+    if (pref_load(&r->pt, r->o.prefs, t, r->T + 1, r->err, sizeof r->err))
+        fail(r, "--prefs %s", r->err);
+    if (r->o.pref_val[0]) {
+        if (pref_load(&r->pv, r->o.pref_val, t, r->T + 1, r->err, sizeof r->err))
+            fail(r, "--pref-val %s", r->err);
+        if (r->pv.kind != r->pt.kind)
+            fail(r, "--pref-val %s holds %s rows, --prefs %s", r->o.pref_val, r->pv.kind == PREF_DPO ? "DPO" : "KTO",
+                 r->pt.kind == PREF_DPO ? "DPO" : "KTO");
+    }
+    tok_free(t);
+    double t0 = cli_now();
+    r->ref_t = malloc(2 * r->pt.n * sizeof *r->ref_t);
+    r->ref_v = malloc((2 * r->pv.n + 1) * sizeof *r->ref_v);
+    if (!r->ref_t || !r->ref_v)
+        fail(r, "out of memory");
+    if (pref_reference(r->m, &r->pt, r->MB, r->tokens, r->targets, r->weights, r->ref_t) ||
+        (r->pv.n && pref_reference(r->m, &r->pv, r->MB, r->tokens, r->targets, r->weights, r->ref_v)))
+        fail(r, "the reference's log-probabilities: forward failed");
+    if (r->d.rank == 0) {
+        fprintf(stderr, "aisle train: %zu %s", r->pt.n, r->pt.kind == PREF_DPO ? "DPO pairs" : "KTO rows");
+        if (r->pt.kind == PREF_KTO)
+            fprintf(stderr, " (%zu up, %zu down)", r->pt.n_up, r->pt.n_down);
+        if (r->pt.skipped)
+            fprintf(stderr, ", %zu skipped (over %d tokens)", r->pt.skipped, r->T + 1);
+        if (r->pv.n)
+            fprintf(stderr, "; %zu held out", r->pv.n);
+        fprintf(stderr, "; the reference scored in %.1f s\n", cli_now() - t0);
+    }
 }
 
 static void save_ckpt(struct run *r)
@@ -533,6 +636,8 @@ static void plot(struct run *r)
             tmp, r->o.out, csv);
     for (int i = 0; i < r->data.n_src; i++)
         fprintf(g, ", '' using 1:%d with linespoints pt 7 ps 0.6 title 'val %s'", 8 + i, r->data.names[i]);
+    if (r->prefs && r->pv.n)
+        fprintf(g, ", '' using 1:10 with linespoints pt 7 ps 0.6 title 'val'");
     fputc('\n', g);
     int rc = pclose(g);
     struct stat st;
@@ -595,6 +700,9 @@ static void defaults(struct opts *o)
     o->seed = 1;
     o->do_export = 1;
     o->plot = 1;
+    o->beta = 0.1;
+    o->kto_d = 1;
+    o->kto_u = 1;
 }
 
 static void parse_args(struct run *r, int argc, char **argv)
@@ -681,10 +789,23 @@ static void setup(struct run *r)
     struct opts *o = &r->o;
     if (!o->out[0])
         cli_usage_error("train", "--out is required");
-    if (!o->corpus[0] && !o->n_sft)
-        cli_usage_error("train", "give --corpus DIR and/or --sft SHARD");
+    r->prefs = o->prefs[0] != 0;
+    if (!o->corpus[0] && !o->n_sft && !r->prefs)
+        cli_usage_error("train", "give --corpus DIR and/or --sft SHARD, or --prefs ROWS");
+    if (r->prefs && (o->corpus[0] || o->n_sft))
+        cli_usage_error("train", "--prefs trains on preference rows alone: no --corpus or --sft with it");
+    if (r->prefs && !o->init[0])
+        cli_usage_error("train", "--prefs needs --init MODEL.gguf (the model to tune, also the frozen reference)");
+    if (r->prefs && !o->steps)
+        cli_usage_error("train", "--prefs counts --steps (not --tokens)");
+    if (!r->prefs && o->pref_val[0])
+        cli_usage_error("train", "--pref-val goes with --prefs");
     if (!o->steps && !o->tokens)
         cli_usage_error("train", "give --steps or --tokens");
+    r->pp.beta = o->beta;
+    r->pp.kto_desirable = o->kto_d;
+    r->pp.kto_undesirable = o->kto_u;
+    r->pval[0] = r->pval[1] = r->pval[2] = NAN;
     if (r->d.rank == 0 && mkdir(o->out, 0755) != 0 && errno != EEXIST)
         fail(r, "%s: %s", o->out, strerror(errno));
     if (dist_barrier(&r->d))
@@ -721,7 +842,7 @@ static void setup(struct run *r)
     r->total_steps = o->steps ? o->steps : (long)((o->tokens + (long long)r->B * r->T - 1) / ((long long)r->B * r->T));
     if (o->min_lr < 0)
         o->min_lr = o->lr / 10;
-    if (tdata_fits(&r->data, r->T, r->err, sizeof r->err))
+    if (!r->prefs && tdata_fits(&r->data, r->T, r->err, sizeof r->err))
         fail(r, "%s", r->err);
 
     struct gguf *ig = NULL;
@@ -753,13 +874,24 @@ static void setup(struct run *r)
         threads = threads < 1 ? 1 : threads;
     }
     tensor_blas_set_threads(threads);
-    int rc = ltr_model_new(&r->m, &r->cfg, r->MB, r->T, threads);
+    int rows = r->prefs ? 2 * r->MB : r->MB; /* --prefs: two sequences per example */
+    int rc = ltr_model_new(&r->m, &r->cfg, rows, r->T, threads);
     if (rc)
         fail(r, "model: %s", aisle_strerror(rc));
+    size_t cells = (size_t)(r->prefs ? 2 * r->rows : r->rows) * r->T;
+    if (cells < (size_t)rows * r->T)
+        cells = (size_t)rows * r->T;
+    r->tokens = malloc(cells * sizeof *r->tokens);
+    r->targets = malloc(cells * sizeof *r->targets);
+    r->weights = malloc(cells * sizeof *r->weights);
+    if (!r->tokens || !r->targets || !r->weights)
+        fail(r, "out of memory");
     ltr_init(r->m, o->seed, (float)o->init_std);
     if (ig) {
         if (ltr_load_gguf(r->m, ig, r->err, sizeof r->err))
             fail(r, "--init %s: %s", o->init, r->err);
+        if (r->prefs) /* before a checkpoint replaces the weights: the reference is --init's */
+            pref_setup(r, ig);
         gguf_close(ig);
     }
     if (o->resume[0]) {
@@ -780,14 +912,8 @@ static void setup(struct run *r)
     } else {
         load_tokenizer(r);
     }
-    size_t cells = (size_t)r->rows * r->T;
-    if (cells < (size_t)r->MB * r->T)
-        cells = (size_t)r->MB * r->T;
-    r->tokens = malloc(cells * sizeof *r->tokens);
-    r->targets = malloc(cells * sizeof *r->targets);
-    r->weights = malloc(cells * sizeof *r->weights);
     r->vloss = malloc(sizeof *r->vloss * (size_t)(r->data.n_src + 1));
-    if (!r->tokens || !r->targets || !r->weights || !r->vloss)
+    if (!r->vloss)
         fail(r, "out of memory");
     if (r->d.rank == 0)
         csv_open(r, o->resume[0] != 0);
@@ -815,18 +941,30 @@ int cmd_train(int argc, char **argv)
     long last = r->total_steps;
     if (r->d.rank == 0)
         fprintf(stderr,
-                "aisle train: %zu parameters (C %d, L %d, NH %d, NKV %d, F %d, V %d%s), batch %d x %d tokens "
+                "aisle train: %zu parameters (C %d, L %d, NH %d, NKV %d, F %d, V %d%s), batch %d %s %d tokens "
                 "(%d process%s x %d micro-batches of %d), %ld steps from step %llu, %d threads\n",
                 r->m->n_params, r->cfg.C, r->cfg.L, r->cfg.NH, r->cfg.NKV, r->cfg.F, r->cfg.V,
-                r->cfg.tied ? ", tied" : "", r->B, r->T, r->d.size, r->d.size == 1 ? "" : "es", r->n_micro, r->MB,
-                last, (unsigned long long)r->st.step, tensor_blas_threads());
+                r->cfg.tied ? ", tied" : "", r->B,
+                r->prefs ? (r->pt.kind == PREF_DPO ? "pairs of sequences up to" : "rated rows (and a mismatched "
+                                                                                  "one each) up to")
+                         : "x",
+                r->T + (r->prefs ? 1 : 0), r->d.size, r->d.size == 1 ? "" : "es", r->n_micro, r->MB, last,
+                (unsigned long long)r->st.step, tensor_blas_threads());
     int stop = 0;
+    size_t *pidx = r->prefs ? malloc((size_t)(r->B > r->MB ? r->B : r->MB) * sizeof *pidx) : NULL;
+    if (r->prefs && !pidx)
+        fail(r, "out of memory");
     while ((long)r->st.step < last && !stop) {
         double t0 = cli_now();
         ltr_zero_grad(r->m);
-        tdata_next_batch(&r->data, r->B, r->T, r->d.rank * r->rows, r->rows, r->tokens, r->targets, r->weights);
-        double lsum[1] = {0};
-        for (int k = 0; k < r->n_micro; k++) {
+        double lsum[5] = {0}; /* loss; with --prefs also correct, margin, examples, tokens */
+        if (r->prefs) {
+            struct pref_stats ps = {0};
+            pref_step(r, pidx, &ps);
+            lsum[0] = ps.loss, lsum[1] = ps.correct, lsum[2] = ps.margin, lsum[3] = ps.n, lsum[4] = ps.tokens;
+        } else
+            tdata_next_batch(&r->data, r->B, r->T, r->d.rank * r->rows, r->rows, r->tokens, r->targets, r->weights);
+        for (int k = 0; !r->prefs && k < r->n_micro; k++) {
             size_t at = (size_t)k * r->MB * r->T;
             float loss;
             int rc = ltr_forward(r->m, r->tokens + at, r->targets + at, r->weights + at, r->MB, r->T, &loss);
@@ -836,22 +974,25 @@ int cmd_train(int argc, char **argv)
                 fail(r, "backward failed");
             lsum[0] += loss;
         }
-        if (dist_sum_f32(&r->d, r->m->grads_mem, r->m->n_params) || dist_sum_f64(&r->d, lsum, 1))
+        if (dist_sum_f32(&r->d, r->m->grads_mem, r->m->n_params) || dist_sum_f64(&r->d, lsum, r->prefs ? 5 : 1))
             fail(r, "MPI allreduce failed");
-        double loss = lsum[0] / (r->n_micro * r->d.size);
+        double loss = r->prefs ? lsum[0] / lsum[3] : lsum[0] / (r->n_micro * r->d.size);
+        double step_tokens = r->prefs ? lsum[4] : (double)r->B * r->T;
         float norm = ltr_clip_grad_norm(r->m, (float)o->clip);
         opt.lr = ltr_lr_schedule((int)r->st.step, (int)o->warmup, (int)last, (float)o->lr, (float)o->min_lr);
         ltr_adamw_step(r->m, &opt);
         r->st.step++;
-        r->st.tokens += (uint64_t)r->B * r->T;
-        int evals = r->data.n_src > 0 && (r->st.step == (uint64_t)last ||
-                                          (o->eval_every && r->st.step % (uint64_t)o->eval_every == 0));
+        r->st.tokens += (uint64_t)step_tokens;
+        int evals = (r->data.n_src > 0 || r->pv.n > 0) &&
+                    (r->st.step == (uint64_t)last || (o->eval_every && r->st.step % (uint64_t)o->eval_every == 0));
         double dt = cli_now() - t0; /* the step alone: validation is not training throughput */
-        if (evals)
+        if (evals && r->prefs)
+            pref_evaluate(r, pidx);
+        else if (evals)
             evaluate(r);
         r->st.elapsed = elapsed0 + (cli_now() - r->session_start);
         ema = ema ? 0.9 * ema + 0.1 * dt : dt;
-        double tps = (double)r->B * r->T / dt;
+        double tps = step_tokens / dt;
         if (!isfinite(loss))
             fail(r, "the loss is %g at step %llu (lower --lr?)", loss, (unsigned long long)r->st.step);
         int stop_now = (o->stop_at && r->st.step >= (uint64_t)o->stop_at) ||
@@ -862,6 +1003,13 @@ int cmd_train(int argc, char **argv)
         if (r->d.rank == 0) {
             fprintf(r->csv, "%llu,%llu,%.9g,%.9g,%.9g,%.1f,%.3f", (unsigned long long)r->st.step,
                     (unsigned long long)r->st.tokens, loss, opt.lr, norm, tps, r->st.elapsed);
+            if (r->prefs) {
+                fprintf(r->csv, ",%.6g,%.6g", lsum[1] / lsum[3], lsum[2] / lsum[3]);
+                if (evals)
+                    fprintf(r->csv, ",%.9g,%.6g,%.6g", r->pval[0], r->pval[1], r->pval[2]);
+                else
+                    fputs(",,,", r->csv);
+            }
             for (int s = 0; s < r->data.n_src; s++) {
                 if (evals && !isnan(r->vloss[s]))
                     fprintf(r->csv, ",%.9g", r->vloss[s]);
@@ -878,6 +1026,10 @@ int cmd_train(int argc, char **argv)
                         (unsigned long long)r->st.step, last, loss, opt.lr, tps, el, eta);
                 for (int s = 0; evals && s < r->data.n_src; s++)
                     fprintf(stderr, " | val %s %.4f", r->data.names[s], r->vloss[s]);
+                if (r->prefs)
+                    fprintf(stderr, " | acc %.3f | margin %.3f", lsum[1] / lsum[3], lsum[2] / lsum[3]);
+                if (r->prefs && evals)
+                    fprintf(stderr, " | val loss %.4f acc %.3f margin %.3f", r->pval[0], r->pval[1], r->pval[2]);
                 fputc('\n', stderr);
             }
         }
@@ -900,6 +1052,11 @@ int cmd_train(int argc, char **argv)
     }
     ltr_model_free(r->m);
     tdata_close(&r->data);
+    pref_free(&r->pt);
+    pref_free(&r->pv);
+    free(r->ref_t);
+    free(r->ref_v);
+    free(pidx);
     free(r->tok_bytes);
     free(r->tokens);
     free(r->targets);

@@ -620,3 +620,210 @@ Test(train_cli, sigterm_checkpoints_and_resumes, .timeout = 90)
     free(run);
     world_free(&w);
 }
+
+/* ---- preference tuning (--prefs) ------------------------------------------------ */
+
+static const char *const pref_questions[] = {"does it fit a frigidaire", "is it waterproof", "how long is the cable",
+                                             "is it good for kids",      "does it need batteries", "what colour is it",
+                                             "is it dishwasher safe",    "how heavy is it",   "is the lid glass",
+                                             "does it come with a case", "is it loud",        "can it go outside"};
+#define N_PREF_Q (sizeof pref_questions / sizeof *pref_questions)
+
+/* DPO pairs (and the same as KTO rows: chosen up, rejected down) in the
+ * chat's prompt format, plus one pair too long for --ctx 48. */
+static void write_prefs(const char *dpo, const char *kto)
+{
+    FILE *f = fopen(dpo, "w"), *g = fopen(kto, "w");
+    cr_assert(f && g);
+    for (size_t i = 0; i < N_PREF_Q; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "<|user|>\\n%s?<|end|>\\n<|assistant|>\\n", pref_questions[i]);
+        fprintf(f, "{\"prompt\": \"%s\", \"chosen\": \"Yes, reviewers say so [1].\", \"rejected\": \"The "
+                   "weather is cold today.\", \"chosen_id\": \"a%zu\"}\n",
+                p, i);
+        fprintf(g, "{\"prompt\": \"%s\", \"completion\": \"Yes, reviewers say so [1].\", \"label\": true}\n", p);
+        fprintf(g, "{\"prompt\": \"%s\", \"completion\": \"The weather is cold today.\", \"label\": false}\n", p);
+    }
+    fputs("{\"prompt\": \"<|user|>\\n", f);
+    for (int i = 0; i < 60; i++)
+        fputs("a very long question ", f);
+    fputs("<|end|>\\n<|assistant|>\\n\", \"chosen\": \"Yes.\", \"rejected\": \"No.\"}\n", f);
+    fclose(f);
+    fclose(g);
+}
+
+/* The numbers of a CSV column ("" for an empty cell: NAN). */
+static int csv_numbers(const char *path, int col, double *v, int max)
+{
+    char *c = csv_column(path, col), *p = c;
+    int n = 0;
+    while (*p && n < max) {
+        v[n++] = *p == ';' ? NAN : strtod(p, &p);
+        p = strchr(p, ';');
+        if (!p)
+            break;
+        p++;
+    }
+    free(c);
+    return n;
+}
+
+#define PREF_ARGS "--ctx 48 --batch 4 --lr 3e-3 --warmup 2 --threads 1 --plot 0"
+
+/* The demo-store world, a tiny model pretrained for steps (run/model.gguf),
+ * and the preference files. */
+static void pref_world(struct world *w, int steps, char **run, char **dpo, char **kto)
+{
+    world_make(w, 1);
+    char *out = NULL;
+    *run = tu_path(w->dir, "run");
+    *dpo = tu_path(w->dir, "dpo.jsonl");
+    *kto = tu_path(w->dir, "kto.jsonl");
+    int rc = tu_run(&out, "%s train --corpus %s --out %s " TINY " --steps %d --plot 0", tu_aisle(), w->corpus, *run,
+                    steps);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    write_prefs(*dpo, *kto);
+}
+
+Test(train_cli, prefs_dpo_and_kto_learn_resume_and_export, .timeout = 120)
+{
+    struct world w;
+    char *run, *dpo, *kto, *out = NULL;
+    pref_world(&w, 2, &run, &dpo, &kto);
+    const char *bin = tu_aisle();
+    char *a = tu_path(w.dir, "pa"), *b = tu_path(w.dir, "pb"), *k = tu_path(w.dir, "pk");
+    int rc = tu_run(&out, "%s train --init %s/model.gguf --prefs %s --pref-val %s --out %s " PREF_ARGS
+                      " --steps 16 --eval-every 8",
+                bin, run, dpo, dpo, a);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "12 DPO pairs, 1 skipped (over 49 tokens); 12 held out"), "%s", out);
+    cr_assert_not_null(strstr(out, "step 16/16 | loss "), "%s", out);
+    cr_assert_not_null(strstr(out, "| val loss "), "%s", out);
+    free(out);
+    char *ca = tu_path(a, "log.csv"), *head = slurp(ca, NULL);
+    static const char want[] =
+        "step,tokens,loss,lr,grad_norm,tokens_per_s,elapsed_s,acc,margin,val_loss,val_acc,val_margin\n";
+    cr_assert(!strncmp(head, want, strlen(want)), "%s", head);
+    free(head);
+    double loss[16], vloss[16], vacc[16];
+    cr_assert_eq(csv_numbers(ca, 2, loss, 16), 16);
+    csv_numbers(ca, 9, vloss, 16);
+    csv_numbers(ca, 10, vacc, 16);
+    cr_assert(fabs(loss[0] - log(2.0)) < 1e-4, "step 1 is at the reference: loss %g, want ln 2", loss[0]);
+    cr_assert(isnan(vloss[0]) && !isnan(vloss[7]) && !isnan(vloss[15]), "held-out at steps 8 and 16");
+    cr_assert(vloss[15] < 0.5 && vacc[15] == 1.0, "held-out loss %g (from ln 2), accuracy %g", vloss[15], vacc[15]);
+    cr_log_info("DPO: loss %g -> %g, held-out %g, accuracy %g", loss[0], loss[15], vloss[15], vacc[15]);
+
+    /* Stopped at step 6, resumed: the same run. */
+    rc = tu_run(&out, "%s train --init %s/model.gguf --prefs %s --pref-val %s --out %s " PREF_ARGS
+                      " --steps 16 --eval-every 8 --stop-at 6",
+                bin, run, dpo, dpo, b);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    char *ck = tu_path(b, "ckpt.bin");
+    rc = tu_run(&out, "%s train --resume %s", bin, ck);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "from step 6"), "%s", out);
+    free(out);
+    char *cb = tu_path(b, "log.csv");
+    int cols[] = {0, 1, 2, 3, 4, 7, 8, 9, 10, 11};
+    for (size_t i = 0; i < sizeof cols / sizeof *cols; i++) {
+        char *x = csv_column(ca, cols[i]), *y = csv_column(cb, cols[i]);
+        cr_assert_str_eq(x, y, "column %d after resume differs:\n%s\n%s", cols[i], x, y);
+        free(x);
+        free(y);
+    }
+    /* The tuned model loads and generates. */
+    rc = tu_run(&out, "%s generate --model %s/model-q8_0.gguf -n 4 --temp 0 --threads 1 hello", bin, a);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+
+    /* KTO on the same votes as single thumbs. */
+    rc = tu_run(&out, "%s train --init %s/model.gguf --prefs %s --pref-val %s --out %s " PREF_ARGS
+                      " --steps 16 --eval-every 16 --export 0",
+                bin, run, kto, kto, k);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "24 KTO rows (12 up, 12 down); 24 held out"), "%s", out);
+    free(out);
+    char *ck2 = tu_path(k, "log.csv");
+    cr_assert_eq(csv_numbers(ck2, 2, loss, 16), 16);
+    csv_numbers(ck2, 9, vloss, 16);
+    csv_numbers(ck2, 10, vacc, 16);
+    cr_assert(fabs(loss[0] - 0.5) < 1e-4, "KTO at the reference: loss %g, want 0.5", loss[0]);
+    cr_assert(vloss[15] < 0.4 && vacc[15] >= 0.9, "KTO held-out loss %g, accuracy %g", vloss[15], vacc[15]);
+    cr_log_info("KTO: loss %g -> %g, held-out %g, accuracy %g", loss[0], loss[15], vloss[15], vacc[15]);
+    free(ck2);
+    free(ck);
+    free(ca);
+    free(cb);
+    free(run);
+    free(dpo);
+    free(kto);
+    free(a);
+    free(b);
+    free(k);
+    world_free(&w);
+}
+
+Test(train_cli, prefs_bad_input_named, .timeout = 60)
+{
+    struct world w;
+    char *run, *dpo, *kto, *out = NULL;
+    pref_world(&w, 1, &run, &dpo, &kto);
+    const char *bin = tu_aisle();
+    char *bad = tu_path(w.dir, "bad.jsonl"), *o = tu_path(w.dir, "o");
+    int rc;
+    struct {
+        const char *text, *msg;
+    } files[] = {
+        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n{oops\n", "bad.jsonl:2: "},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n{\"prompt\": \"p\", \"completion\": \"a\", "
+         "\"label\": true}\n",
+         "bad.jsonl:2: a KTO row in a file of DPO pairs"},
+        {"{\"prompt\": \"p\", \"completion\": \"a\", \"label\": 1}\n", "bad.jsonl:1: a KTO row needs a string"},
+        {"{\"prompt\": \"\", \"chosen\": \"a\", \"rejected\": \"b\"}\n", "bad.jsonl:1: an empty \"prompt\""},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\"}\n", "bad.jsonl:1: a DPO pair needs strings"},
+        {"[1, 2]\n", "bad.jsonl:1: not a JSON object"},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n", "bad.jsonl:1: "},
+        {"\n\n", "no example fits"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        tu_write_str(bad, files[i].text);
+        rc = tu_run(&out, "%s train --init %s/model.gguf --prefs %s --out %s " PREF_ARGS " --steps 1", bin, run, bad,
+                    o);
+        cr_assert_eq(rc, 1, "case %zu: %s", i, out);
+        cr_assert_not_null(strstr(out, files[i].msg), "case %zu: %s", i, out);
+        free(out);
+    }
+    rc = tu_run(&out, "%s train --init %s/model.gguf --prefs %s --out %s --ctx 4 --steps 1", bin, run, dpo, o);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "no example fits a context of 5 tokens (13 read)"), "%s", out);
+    free(out);
+    rc = tu_run(&out, "%s train --init %s/model.gguf --prefs %s --pref-val %s --out %s " PREF_ARGS " --steps 1", bin,
+                run, dpo, kto, o);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "holds KTO rows, --prefs DPO"), "%s", out);
+    free(out);
+    struct {
+        const char *args, *msg;
+    } use[] = {
+        {"--prefs x.jsonl --out o --steps 1", "--prefs needs --init"},
+        {"--init m.gguf --prefs x.jsonl --corpus c --out o --steps 1", "no --corpus or --sft with it"},
+        {"--init m.gguf --prefs x.jsonl --out o --tokens 100", "--prefs counts --steps"},
+        {"--corpus c --pref-val x.jsonl --out o --steps 1", "--pref-val goes with --prefs"},
+        {"--init m.gguf --prefs x.jsonl --out o --steps 1 --beta 0", "--beta: bad value '0'"},
+    };
+    for (size_t i = 0; i < sizeof use / sizeof *use; i++) {
+        rc = tu_run(&out, "%s train %s", bin, use[i].args);
+        cr_assert_eq(rc, 2, "%s: %s", use[i].args, out);
+        cr_assert_not_null(strstr(out, use[i].msg), "%s: %s", use[i].args, out);
+        free(out);
+    }
+    free(run);
+    free(dpo);
+    free(kto);
+    free(bad);
+    free(o);
+    world_free(&w);
+}
