@@ -95,14 +95,23 @@ static void put_seq(struct pref_set *s, size_t *n_ids, size_t seq, const struct 
 int pref_load(struct pref_set *s, const char *path, const struct tok *t, int max_len, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fail(err, errlen, AISLE_EIO, "%s: cannot open", path);
+    int rc = pref_load_stream(s, f, path, t, max_len, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+int pref_load_stream(struct pref_set *s, FILE *f, const char *path, const struct tok *t, int max_len, char *err,
+                     size_t errlen)
+{
+    memset(s, 0, sizeof *s);
     int32_t end = tok_find(t, TOK_END, strlen(TOK_END));
     if (end < 0)
         return fail(err, errlen, AISLE_EINVAL, "%s: the tokenizer has no %s token (not a chat model's)", path, TOK_END);
     if (max_len < 3)
         return fail(err, errlen, AISLE_EINVAL, "%s: a context of %d tokens is too short", path, max_len);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fail(err, errlen, AISLE_EIO, "%s: cannot open", path);
     struct tok_cache *cache = tok_cache_new(t);
     struct tok_ids v;
     tok_ids_init(&v, 0);
@@ -234,7 +243,6 @@ done:
     free(raw);
     tok_ids_release(&v);
     tok_cache_free(cache);
-    fclose(f);
     return rc;
 }
 

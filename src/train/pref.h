@@ -38,6 +38,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct tok;
 struct ltr_model;
@@ -62,6 +63,9 @@ struct pref_set {
  * skipped. 0, or AISLE_EFORMAT / AISLE_EINVAL (no example fits) /
  * AISLE_ENOMEM / AISLE_EIO with err naming the file and line. */
 int pref_load(struct pref_set *s, const char *path, const struct tok *t, int max_len, char *err, size_t errlen);
+/* The same from an open stream; name is the file named in errors. */
+int pref_load_stream(struct pref_set *s, FILE *f, const char *name, const struct tok *t, int max_len, char *err,
+                     size_t errlen);
 void pref_free(struct pref_set *s);
 
 /* Tokens in sequence seq (its length); the longest over all sequences. */
