@@ -347,7 +347,8 @@ struct run {
     float *vloss;             /* (n_src) last validation losses, NAN when none */
     int prefs;                /* --prefs: preference tuning (the batch counts examples) */
     struct pref_set pt, pv;   /* train and held-out examples */
-    double *ref_t, *ref_v;    /* (2n) the reference's log-probabilities */
+    double *ref_t, *ref_v;    /* (2n) the reference's log-probabilities, in ref_mem */
+    char *ref_mem;            /* pref-ref.bin's bytes */
     struct pref_params pp;
     double pval[3];           /* held-out loss, accuracy, margin; NAN when none */
     FILE *csv;
@@ -542,6 +543,38 @@ static void pref_evaluate(struct run *r, size_t *idx)
         r->pval[j] = acc[3] > 0 ? acc[j] / acc[3] : NAN;
 }
 
+/* DIR/pref-ref.bin: the reference's log-probabilities, so a resumed run
+ * does not score every sequence again. The key covers what they depend on:
+ * the starting weights and every sequence (tokens and completion start). */
+struct ref_head {
+    char magic[8];
+    uint64_t key, n;
+};
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t pref_key(const struct run *r)
+{
+    uint64_t h = fnv(14695981039346656037ull, r->m->params_mem, r->m->n_params * sizeof(float));
+    const struct pref_set *sets[2] = {&r->pt, &r->pv};
+    for (int i = 0; i < 2; i++) {
+        const struct pref_set *s = sets[i];
+        h = fnv(h, &s->n, sizeof s->n);
+        if (!s->n)
+            continue;
+        h = fnv(h, s->ids, s->off[2 * s->n] * sizeof *s->ids);
+        h = fnv(h, s->off, (2 * s->n + 1) * sizeof *s->off);
+        h = fnv(h, s->start, 2 * s->n * sizeof *s->start);
+    }
+    return h;
+}
+
 /* Load the --prefs rows (and --pref-val) with the model's tokenizer and
  * score them with the starting weights: the frozen reference. */
 static void pref_setup(struct run *r, const struct gguf *ig)
@@ -560,13 +593,30 @@ static void pref_setup(struct run *r, const struct gguf *ig)
     }
     tok_free(t);
     double t0 = cli_now();
-    r->ref_t = malloc(2 * r->pt.n * sizeof *r->ref_t);
-    r->ref_v = malloc((2 * r->pv.n + 1) * sizeof *r->ref_v);
-    if (!r->ref_t || !r->ref_v)
+    size_t nt = 2 * r->pt.n, nv = 2 * r->pv.n, bytes = sizeof(struct ref_head) + (nt + nv) * sizeof(double);
+    char path[PATHMAX + 64];
+    out_path(path, sizeof path, r, "pref-ref.bin");
+    struct ref_head want = {{'A', 'I', 'S', 'L', 'E', 'R', 'E', 'F'}, pref_key(r), nt + nv};
+    char *buf = malloc(bytes);
+    if (!buf)
         fail(r, "out of memory");
-    if (pref_reference(r->m, &r->pt, r->MB, r->tokens, r->targets, r->weights, r->ref_t) ||
-        (r->pv.n && pref_reference(r->m, &r->pv, r->MB, r->tokens, r->targets, r->weights, r->ref_v)))
-        fail(r, "the reference's log-probabilities: forward failed");
+    size_t got = 0;
+    char *old = read_small_file(path, bytes, &got);
+    int cached = old && got == bytes && !memcmp(old, &want, sizeof want);
+    if (cached)
+        memcpy(buf, old, bytes);
+    free(old);
+    r->ref_t = (double *)(void *)(buf + sizeof want);
+    r->ref_v = r->ref_t + nt;
+    if (!cached) {
+        if (pref_reference(r->m, &r->pt, r->MB, r->tokens, r->targets, r->weights, r->ref_t) ||
+            (r->pv.n && pref_reference(r->m, &r->pv, r->MB, r->tokens, r->targets, r->weights, r->ref_v)))
+            fail(r, "the reference's log-probabilities: forward failed");
+        memcpy(buf, &want, sizeof want);
+        if (r->d.rank == 0 && trn_atomic_write(path, buf, bytes, r->err, sizeof r->err))
+            fail(r, "%s", r->err);
+    }
+    r->ref_mem = buf;
     if (r->d.rank == 0) {
         fprintf(stderr, "aisle train: %zu %s", r->pt.n, r->pt.kind == PREF_DPO ? "DPO pairs" : "KTO rows");
         if (r->pt.kind == PREF_KTO)
@@ -575,7 +625,10 @@ static void pref_setup(struct run *r, const struct gguf *ig)
             fprintf(stderr, ", %zu skipped (over %d tokens)", r->pt.skipped, r->T + 1);
         if (r->pv.n)
             fprintf(stderr, "; %zu held out", r->pv.n);
-        fprintf(stderr, "; the reference scored in %.1f s\n", cli_now() - t0);
+        if (cached)
+            fprintf(stderr, "; the reference's scores from %s\n", path);
+        else
+            fprintf(stderr, "; the reference scored in %.1f s (kept in %s)\n", cli_now() - t0, path);
     }
 }
 
@@ -1054,8 +1107,7 @@ int cmd_train(int argc, char **argv)
     tdata_close(&r->data);
     pref_free(&r->pt);
     pref_free(&r->pv);
-    free(r->ref_t);
-    free(r->ref_v);
+    free(r->ref_mem);
     free(pidx);
     free(r->tok_bytes);
     free(r->tokens);

@@ -697,7 +697,8 @@ Test(train_cli, prefs_dpo_and_kto_learn_resume_and_export, .timeout = 120)
                       " --steps 16 --eval-every 8",
                 bin, run, dpo, dpo, a);
     cr_assert_eq(rc, 0, "%s", out);
-    cr_assert_not_null(strstr(out, "12 DPO pairs, 1 skipped (over 49 tokens); 12 held out"), "%s", out);
+    cr_assert_not_null(strstr(out, "12 DPO pairs, 1 skipped (over 49 tokens); 12 held out; the reference scored in"),
+                       "%s", out);
     cr_assert_not_null(strstr(out, "step 16/16 | loss "), "%s", out);
     cr_assert_not_null(strstr(out, "| val loss "), "%s", out);
     free(out);
@@ -725,6 +726,7 @@ Test(train_cli, prefs_dpo_and_kto_learn_resume_and_export, .timeout = 120)
     rc = tu_run(&out, "%s train --resume %s", bin, ck);
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert_not_null(strstr(out, "from step 6"), "%s", out);
+    cr_assert_not_null(strstr(out, "the reference's scores from "), "a resume reads the kept scores: %s", out);
     free(out);
     char *cb = tu_path(b, "log.csv");
     int cols[] = {0, 1, 2, 3, 4, 7, 8, 9, 10, 11};
