@@ -12,7 +12,10 @@ community's own answers: the token F1 of the answer's text (markup removed)
 with the best-matching community answer. With --vote, every answer whose F1
 is at least the threshold gets a thumbs up and every other one a thumbs down
 (POST /api/feedback); the threshold defaults to the median F1 of this run's
-answers, so about half are up.
+answers, so about half are up. With --max-words N the shopper is also
+impatient: an answer of more than N words, or one cut at the length limit,
+is voted down whatever its F1 (without it, F1 against long community answers
+rewards length, and preference tuning learns to ramble).
 
 Products are split by a hash of their id: --split eval takes one in five
 (crc32(id) % 5 == 0), train the rest, so the two never share a product.
@@ -20,7 +23,7 @@ Products are split by a hash of their id: --split eval takes one in five
 Usage:
   simulate-shoppers.py --url http://127.0.0.1:8080 --db STORE.db --split train
                        [--questions N] [--answers K] [--vote] [--threshold F]
-                       [--clients C] [--seed S] [--out FILE.jsonl]
+                       [--max-words N] [--clients C] [--seed S] [--out FILE.jsonl]
 
 Prints one summary line (JSON) on stdout; --out gets one JSON line per answer.
 Standard library only.
@@ -132,6 +135,7 @@ def main():
     ap.add_argument("--answers", type=int, default=2, help="answers asked per question")
     ap.add_argument("--vote", action="store_true", help="vote on every answer")
     ap.add_argument("--threshold", type=float, help="F1 for a thumbs up (default: this run's median)")
+    ap.add_argument("--max-words", type=int, help="longer answers (and cut ones) are voted down")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out")
@@ -165,7 +169,8 @@ def main():
     th = a.threshold if a.threshold is not None else median
     ups = 0
     for r in results:
-        r["up"] = r["f1"] >= th
+        r["words"] = len(words(r["text"]))
+        r["up"] = r["f1"] >= th and (a.max_words is None or (r["words"] <= a.max_words and r["finish"] != "length"))
         ups += r["up"]
         if a.vote and r["answer_id"]:
             vote(a.url, r["answer_id"], r["up"])
@@ -186,6 +191,7 @@ def main():
                       "up_share": round(ups / n, 4), "up_down_pairs": pairs,
                       "cut": round(sum(r["finish"] == "length" for r in results) / n, 4),
                       "citations_per_answer": round(sum(r["citations"] for r in results) / n, 3),
+                      "words_per_answer": round(sum(r["words"] for r in results) / n, 1),
                       "stored": sum(1 for r in results if r["answer_id"]),
                       "errors": sum(1 for r in results if r["error"]),
                       "seconds": round(time.time() - t0, 1)}))
