@@ -1,0 +1,72 @@
+#!/bin/sh
+# size-sweep.sh — which model size gives the best validation loss for the
+# default model's two-hour budget: one budget-length pretraining run per
+# candidate shape on the default model's corpus, everything but the shape and
+# the token budget from scripts/default-model.conf, then a table of each run's
+# final validation loss per source next to the default shape's (WORK/run).
+# Resumable like train-default.sh: run it again after an interruption (or
+# with SESSION_SECONDS) and each unfinished run continues from its checkpoint.
+#
+#   scripts/size-sweep.sh [WORK_DIR]          (default var/default-model)
+#   scripts/size-sweep.sh --table [WORK_DIR]  the table only (runs may be unfinished:
+#                                             their last validation row)
+#
+# WORK_DIR must hold the corpus of scripts/train-default.sh (steps 1-4) and,
+# for the comparison, its pretraining run (WORK/run/log.csv).
+# Environment: SWEEP (candidates, default "dim192 dim384"), SESSION_SECONDS
+# (stop and checkpoint each run after this long), AISLE (default build/aisle).
+#
+# Candidates, each budgeted at two hours of its own quiet-machine speed on the
+# 2-core reference machine (docs/TRAIN.md "Choosing the size"):
+#   dim192  C 192, 6 layers, 3 heads, FFN 512   ~2,350 tok/s -> 16.9M tokens
+#   (dim256 the default: C 256, 6 layers, 4 heads, FFN 704, ~1,530 -> 11.0M)
+#   dim384  C 384, 8 layers, 6 heads, FFN 1024  ~920 tok/s   ->  6.6M tokens
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TABLE_ONLY=0
+[ "${1:-}" = "--table" ] && { TABLE_ONLY=1; shift; }
+WORK=${1:-$ROOT/var/default-model}
+AISLE=${AISLE:-$ROOT/build/aisle}
+[ -f "$WORK/corpus/manifest.json" ] || { echo "size-sweep: no corpus in $WORK (run scripts/train-default.sh first)" >&2; exit 1; }
+[ "$TABLE_ONLY" = 1 ] || [ -x "$AISLE" ] || make -C "$ROOT" "$AISLE"
+LIMIT=""
+[ -n "${SESSION_SECONDS:-}" ] && LIMIT="--time-limit $SESSION_SECONDS"
+
+shape() {
+    case $1 in
+    dim192) echo "--dim 192 --layers 6 --heads 3 --kv-heads 3 --ffn 512 --tokens 16900000" ;;
+    dim384) echo "--dim 384 --layers 8 --heads 6 --kv-heads 6 --ffn 1024 --tokens 6600000" ;;
+    *) echo "size-sweep: unknown candidate '$1' (dim192, dim384)" >&2; exit 1 ;;
+    esac
+}
+
+for c in ${SWEEP:-dim192 dim384}; do
+    [ "$TABLE_ONLY" = 1 ] && break
+    out=$WORK/sweep/$c
+    args=$(shape "$c")
+    [ -f "$out/model.gguf" ] && continue
+    if [ -f "$out/ckpt.bin" ]; then
+        # shellcheck disable=SC2086
+        "$AISLE" train --resume "$out/ckpt.bin" --corpus "$WORK/corpus" $LIMIT
+    else
+        # shellcheck disable=SC2086
+        "$AISLE" train --config "$ROOT/scripts/default-model.conf" --corpus "$WORK/corpus" --out "$out" \
+            --name "aisle-sweep-$c" $args $LIMIT
+    fi
+    if [ ! -f "$out/model.gguf" ]; then
+        echo "size-sweep: $c stopped before the end: run scripts/size-sweep.sh again to continue"
+        exit 0
+    fi
+done
+
+# The table: the last row of each log with validation columns (nats/token).
+printf '%-8s %10s %8s %8s %8s %8s %8s\n' run tokens catalog reviews qa text mean
+for c in dim256 ${SWEEP:-dim192 dim384}; do
+    log=$WORK/sweep/$c/log.csv
+    [ "$c" = dim256 ] && log=$WORK/run/log.csv
+    [ -f "$log" ] || continue
+    awk -F, -v name="$c" 'NR > 1 && $8 != "" { last = $0 }
+        END { if (last == "") exit; split(last, f, ",");
+              printf "%-8s %10d %8.3f %8.3f %8.3f %8.3f %8.3f\n", name, f[2], f[8], f[9], f[10], f[11],
+                     (f[8] + f[9] + f[10] + f[11]) / 4 }' "$log"
+done
