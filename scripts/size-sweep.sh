@@ -13,11 +13,12 @@
 #
 # WORK_DIR must hold the corpus of scripts/train-default.sh (steps 1-4) and,
 # for the comparison, its pretraining run (WORK/run/log.csv).
-# Environment: SWEEP (candidates, default "dim192 dim384"), SESSION_SECONDS
+# Environment: SWEEP (candidates, default "dim128 dim192 dim384"), SESSION_SECONDS
 # (stop and checkpoint each run after this long), AISLE (default build/aisle).
 #
 # Candidates, each budgeted at two hours of its own quiet-machine speed on the
 # 2-core reference machine (docs/TRAIN.md "Choosing the size"):
+#   dim128  C 128, 6 layers, 2 heads, FFN 352   ~3,450 tok/s -> 24.8M tokens
 #   dim192  C 192, 6 layers, 3 heads, FFN 512   ~2,350 tok/s -> 16.9M tokens
 #   (dim256 the default: C 256, 6 layers, 4 heads, FFN 704, ~1,530 -> 11.0M)
 #   dim384  C 384, 8 layers, 6 heads, FFN 1024  ~920 tok/s   ->  6.6M tokens
@@ -34,13 +35,14 @@ LIMIT=""
 
 shape() {
     case $1 in
+    dim128) echo "--dim 128 --layers 6 --heads 2 --kv-heads 2 --ffn 352 --tokens 24800000" ;;
     dim192) echo "--dim 192 --layers 6 --heads 3 --kv-heads 3 --ffn 512 --tokens 16900000" ;;
     dim384) echo "--dim 384 --layers 8 --heads 6 --kv-heads 6 --ffn 1024 --tokens 6600000" ;;
-    *) echo "size-sweep: unknown candidate '$1' (dim192, dim384)" >&2; exit 1 ;;
+    *) echo "size-sweep: unknown candidate '$1' (dim128, dim192, dim384)" >&2; exit 1 ;;
     esac
 }
 
-for c in ${SWEEP:-dim192 dim384}; do
+for c in ${SWEEP:-dim128 dim192 dim384}; do
     [ "$TABLE_ONLY" = 1 ] && break
     out=$WORK/sweep/$c
     args=$(shape "$c")
@@ -61,7 +63,7 @@ done
 
 # The table: the last row of each log with validation columns (nats/token).
 printf '%-8s %10s %8s %8s %8s %8s %8s\n' run tokens catalog reviews qa text mean
-for c in dim256 ${SWEEP:-dim192 dim384}; do
+for c in dim256 ${SWEEP:-dim128 dim192 dim384}; do
     log=$WORK/sweep/$c/log.csv
     [ "$c" = dim256 ] && log=$WORK/run/log.csv
     [ -f "$log" ] || continue
