@@ -21,6 +21,7 @@
 #include "cmds.h"
 
 #include "core/error.h"
+#include "core/hset.h"
 #include "gguf/gguf.h"
 #include "tensor/tensor.h"
 #include "tok/tok.h"
@@ -551,26 +552,18 @@ struct ref_head {
     uint64_t key, n;
 };
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
 static uint64_t pref_key(const struct run *r)
 {
-    uint64_t h = fnv(14695981039346656037ull, r->m->params_mem, r->m->n_params * sizeof(float));
+    uint64_t h = hset_hash(0, r->m->params_mem, r->m->n_params * sizeof(float));
     const struct pref_set *sets[2] = {&r->pt, &r->pv};
     for (int i = 0; i < 2; i++) {
         const struct pref_set *s = sets[i];
-        h = fnv(h, &s->n, sizeof s->n);
+        h = hset_hash(h, &s->n, sizeof s->n);
         if (!s->n)
             continue;
-        h = fnv(h, s->ids, s->off[2 * s->n] * sizeof *s->ids);
-        h = fnv(h, s->off, (2 * s->n + 1) * sizeof *s->off);
-        h = fnv(h, s->start, 2 * s->n * sizeof *s->start);
+        h = hset_hash(h, s->ids, s->off[2 * s->n] * sizeof *s->ids);
+        h = hset_hash(h, s->off, (2 * s->n + 1) * sizeof *s->off);
+        h = hset_hash(h, s->start, 2 * s->n * sizeof *s->start);
     }
     return h;
 }
