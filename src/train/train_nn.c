@@ -7,6 +7,7 @@
  */
 #include "train/train_nn.h"
 
+#include "core/error.h"
 #include "tensor/tensor.h"
 
 #include <math.h>
@@ -189,79 +190,104 @@ void nn_attention_backward_ref(struct tpool *pool, float *dq, float *dk, float *
 }
 
 /* The fast path: per (batch row, head) the products are sgemm — scores
- * S = scale Q_h K_g^T (T x T), then the causal softmax row by row, then
- * O_h = P V_g; backward dV_g += P^T dO_h, dP = dO_h V_g^T, dS = P (dP -
- * dO.O) scale (zero above the diagonal), dQ_h += dS K_g, dK_g += dS^T Q_h.
- * Half of each T x T product is above the diagonal and wasted, but sgemm
- * runs these at several times the speed of the per-pair dot/axpy loops
- * (the _ref functions, kept as the reference the tests compare with).
- * Heads run one after another on the caller; OpenBLAS's own threads split
- * each product. */
-static void softmax_causal(float *p, int T)
+ * S = scale Q_h K_g^T, then the causal softmax row by row, then O_h = P V_g;
+ * backward dV_g += P^T dO_h, dP = dO_h V_g^T, dS = P (dP - dO.O) scale (zero
+ * above the diagonal), dQ_h += dS K_g, dK_g += dS^T Q_h. sgemm runs these at
+ * several times the speed of the per-pair dot/axpy loops (the _ref
+ * functions, kept as the reference the tests compare with). Rows are taken
+ * in blocks of `rows` query positions: block [r0, r1) only meets keys
+ * [0, r1), so the products skip the tiles above the diagonal — at T = 1024
+ * and 256-row blocks they do 62.5 % of the full square's work (rows >= T is
+ * the full square; at T = 256 blocks did not pay: bench/train). The
+ * softmax's exp is the engine's SIMD one (it was most of the forward at
+ * T = 1024 with libm's). Heads run one after another on the caller;
+ * OpenBLAS's own threads split each product. */
+static void softmax_causal(float *p, int t0, int t1, int T)
 {
-    for (int t = 0; t < T; t++) {
-        float *r = p + (size_t)t * T, mx = -INFINITY, sum = 0;
+    for (int t = t0; t < t1; t++) {
+        float *r = p + (size_t)t * T, mx = -INFINITY;
         for (int j = 0; j <= t; j++)
             mx = r[j] > mx ? r[j] : mx;
-        for (int j = 0; j <= t; j++) {
-            r[j] = expf(r[j] - mx);
-            sum += r[j];
-        }
-        float inv = 1.0f / sum;
+        float inv = 1.0f / nn_exp_sum(r, mx, t + 1); /* the engine's SIMD exp */
         for (int j = 0; j <= t; j++)
             r[j] *= inv;
-        for (int j = t + 1; j < T; j++)
-            r[j] = 0.0f;
+        memset(r + t + 1, 0, sizeof *r * (size_t)(T - t - 1));
     }
 }
 
-void nn_attention_forward(struct tpool *pool, float *out, float *att, const float *q, const float *k, const float *v,
-                          int B, int T, int NH, int NKV, int HD)
+void nn_attention_forward_rows(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
+                               int NH, int NKV, int HD, int rows)
 {
-    (void)pool;
     const int G = NH / NKV, QD = NH * HD, KVD = NKV * HD;
     const float scale = 1.0f / sqrtf((float)HD);
+    if (rows < 1 || rows > T)
+        rows = T;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const size_t qo = (size_t)b * T * QD + (size_t)h * HD, ko = (size_t)b * T * KVD + (size_t)(h / G) * HD;
             float *p = att + ((size_t)b * NH + h) * T * T;
-            tensor_sgemm(0, 1, T, T, HD, scale, q + qo, QD, k + ko, KVD, 0.0f, p, T);
-            softmax_causal(p, T);
-            tensor_sgemm(0, 0, T, HD, T, 1.0f, p, T, v + ko, KVD, 0.0f, out + qo, QD);
+            for (int r0 = 0; r0 < T; r0 += rows) {
+                int r1 = r0 + rows < T ? r0 + rows : T, m = r1 - r0;
+                float *pr = p + (size_t)r0 * T;
+                tensor_sgemm(0, 1, m, r1, HD, scale, q + qo + (size_t)r0 * QD, QD, k + ko, KVD, 0.0f, pr, T);
+                softmax_causal(p, r0, r1, T);
+                tensor_sgemm(0, 0, m, HD, r1, 1.0f, pr, T, v + ko, KVD, 0.0f, out + qo + (size_t)r0 * QD, QD);
+            }
         }
 }
 
-void nn_attention_backward(struct tpool *pool, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                           const float *k, const float *v, const float *att, const float *out, int B, int T, int NH,
-                           int NKV, int HD)
+int nn_attention_backward_rows(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                               const float *v, const float *att, const float *out, int B, int T, int NH, int NKV,
+                               int HD, int rows)
 {
-    float *ds = malloc(sizeof *ds * (size_t)T * T);
-    if (!ds) { /* out of memory: the loops need no scratch */
-        nn_attention_backward_ref(pool, dq, dk, dv, dout, q, k, v, att, out, B, T, NH, NKV, HD);
-        return;
-    }
+    if (rows < 1 || rows > T)
+        rows = T;
+    float *ds = malloc(sizeof *ds * (size_t)rows * T);
+    if (!ds)
+        return AISLE_ENOMEM;
     const int G = NH / NKV, QD = NH * HD, KVD = NKV * HD;
     const float scale = 1.0f / sqrtf((float)HD);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const size_t qo = (size_t)b * T * QD + (size_t)h * HD, ko = (size_t)b * T * KVD + (size_t)(h / G) * HD;
             const float *p = att + ((size_t)b * NH + h) * T * T;
-            tensor_sgemm(1, 0, T, HD, T, 1.0f, p, T, dout + qo, QD, 1.0f, dv + ko, KVD);
-            tensor_sgemm(0, 1, T, T, HD, 1.0f, dout + qo, QD, v + ko, KVD, 0.0f, ds, T);
-            for (int t = 0; t < T; t++) {
-                const float *pr = p + (size_t)t * T;
-                float *r = ds + (size_t)t * T;
-                /* sum_j p_j dp_j = dout . out (the softmax backward's baseline) */
-                float base = nn_dot_f32(dout + qo + (size_t)t * QD, out + qo + (size_t)t * QD, HD);
-                for (int j = 0; j <= t; j++)
-                    r[j] = pr[j] * (r[j] - base) * scale;
-                for (int j = t + 1; j < T; j++)
-                    r[j] = 0.0f;
+            for (int r0 = 0; r0 < T; r0 += rows) {
+                int r1 = r0 + rows < T ? r0 + rows : T, m = r1 - r0;
+                const float *pb = p + (size_t)r0 * T, *dob = dout + qo + (size_t)r0 * QD;
+                tensor_sgemm(1, 0, r1, HD, m, 1.0f, pb, T, dob, QD, 1.0f, dv + ko, KVD);
+                tensor_sgemm(0, 1, m, r1, HD, 1.0f, dob, QD, v + ko, KVD, 0.0f, ds, T);
+                for (int t = r0; t < r1; t++) {
+                    const float *pr = p + (size_t)t * T;
+                    float *r = ds + (size_t)(t - r0) * T;
+                    /* sum_j p_j dp_j = dout . out (the softmax backward's baseline) */
+                    float base = nn_dot_f32(dout + qo + (size_t)t * QD, out + qo + (size_t)t * QD, HD);
+                    for (int j = 0; j <= t; j++)
+                        r[j] = pr[j] * (r[j] - base) * scale;
+                    for (int j = t + 1; j < r1; j++)
+                        r[j] = 0.0f;
+                }
+                tensor_sgemm(0, 0, m, HD, r1, 1.0f, ds, T, k + ko, KVD, 1.0f, dq + qo + (size_t)r0 * QD, QD);
+                tensor_sgemm(1, 0, r1, HD, m, 1.0f, ds, T, q + qo + (size_t)r0 * QD, QD, 1.0f, dk + ko, KVD);
             }
-            tensor_sgemm(0, 0, T, HD, T, 1.0f, ds, T, k + ko, KVD, 1.0f, dq + qo, QD);
-            tensor_sgemm(1, 0, T, HD, T, 1.0f, ds, T, q + qo, QD, 1.0f, dk + ko, KVD);
         }
     free(ds);
+    return 0;
+}
+
+void nn_attention_forward(struct tpool *pool, float *out, float *att, const float *q, const float *k, const float *v,
+                          int B, int T, int NH, int NKV, int HD)
+{
+    (void)pool;
+    nn_attention_forward_rows(out, att, q, k, v, B, T, NH, NKV, HD, NN_ATTENTION_ROWS);
+}
+
+void nn_attention_backward(struct tpool *pool, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                           const float *k, const float *v, const float *att, const float *out, int B, int T, int NH,
+                           int NKV, int HD)
+{
+    /* out of memory for the scratch: the loops need none */
+    if (nn_attention_backward_rows(dq, dk, dv, dout, q, k, v, att, out, B, T, NH, NKV, HD, NN_ATTENTION_ROWS))
+        nn_attention_backward_ref(pool, dq, dk, dv, dout, q, k, v, att, out, B, T, NH, NKV, HD);
 }
 
 /* ---- elementwise ------------------------------------------------------------- */

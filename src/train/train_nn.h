@@ -64,17 +64,32 @@ void nn_rope_backward(float *dx, const int *pos, int N, int nheads, int head_dim
  * q (B, T, QD), k and v (B, T, KVD), already rotated; out (B, T, QD);
  * att (B, NH, T, T) receives the softmax probabilities (row t holds
  * positions 0..t, zero after). Scores scaled by 1/sqrt(HD). Per (batch row,
- * head): sgemm for the scores and the output, the softmax between; pool is
- * unused (the signature matches the _ref loops below) and may be NULL. */
+ * head): sgemm for the scores and the output, the softmax between, in
+ * blocks of NN_ATTENTION_ROWS query rows that skip the keys after the
+ * block; pool is unused (the signature matches the _ref loops below) and
+ * may be NULL. */
 void nn_attention_forward(struct tpool *pool, float *out, float *att, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int NKV, int HD);
 /* dq (B, T, QD), dk, dv (B, T, KVD) += gradients from dout (B, T, QD), given
  * the forward's q, k, v, att and out (the softmax backward needs
- * sum_j p_j (dout . v_j) = dout . out). Four sgemm per (batch row, head)
- * with a T x T scratch allocated per call. pool may be NULL. */
+ * sum_j p_j (dout . v_j) = dout . out). Four sgemm per (batch row, head,
+ * row block) with a NN_ATTENTION_ROWS x T scratch allocated per call (the
+ * _ref loops when it cannot be). pool may be NULL. */
 void nn_attention_backward(struct tpool *pool, float *dq, float *dk, float *dv, const float *dout, const float *q,
                            const float *k, const float *v, const float *att, const float *out, int B, int T, int NH,
                            int NKV, int HD);
+
+/* The two above with the row block as a parameter (rows < 1 or >= T: the
+ * whole T x T square at once, as the trainer did before blocks): for the
+ * tests, which check several block sizes against the loops, and for
+ * bench/train, which times blocks against the square. The backward returns
+ * AISLE_ENOMEM (nothing added) when its rows x T scratch cannot be had. */
+enum { NN_ATTENTION_ROWS = 256 };
+void nn_attention_forward_rows(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
+                               int NH, int NKV, int HD, int rows);
+int nn_attention_backward_rows(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                               const float *v, const float *att, const float *out, int B, int T, int NH, int NKV,
+                               int HD, int rows);
 
 /* The same two as plain per-pair loops (SIMD dot/axpy) on the pool, one
  * (batch row, KV head) unit per job: the reference the sgemm versions above

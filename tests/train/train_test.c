@@ -237,6 +237,40 @@ Test(train_nn, attention_grad_gqa)
     fd_check("attention dk,dv", &f, kv, dkv, 2 * N * KVD, 1e-3f, 2e-3f, 2e-2f);
 }
 
+/* Row blocks of every size (1, ones that do not divide T, T, more than T)
+ * give the loops' result: the blocks skip only keys after their last row. */
+Test(train_nn, attention_row_blocks_match_the_loops)
+{
+    enum { B = 2, T = 11, NH = 4, NKV = 2, HD = 8, QD = NH * HD, KVD = NKV * HD, N = B * T };
+    static float q[N * QD], kv[2 * N * KVD], R[N * QD], out[N * QD], att[B * NH * T * T], dq[N * QD],
+        dkv[2 * N * KVD], out2[N * QD], att2[B * NH * T * T], dq2[N * QD], dkv2[2 * N * KVD];
+    fill(q, N * QD, 1), fill(kv, 2 * N * KVD, 1), fill(R, N * QD, 1);
+    struct tpool *pool = tpool_new(2);
+    memset(dq2, 0, sizeof dq2), memset(dkv2, 0, sizeof dkv2);
+    nn_attention_forward_ref(pool, out2, att2, q, kv, kv + N * KVD, B, T, NH, NKV, HD);
+    nn_attention_backward_ref(pool, dq2, dkv2, dkv2 + N * KVD, R, q, kv, kv + N * KVD, att2, out2, B, T, NH, NKV, HD);
+    tpool_free(pool);
+    const int rows[] = {1, 3, 4, 10, T, T + 5, 0};
+    for (size_t c = 0; c < sizeof rows / sizeof rows[0]; c++) {
+        memset(dq, 0, sizeof dq), memset(dkv, 0, sizeof dkv);
+        memset(att, 0x7f, sizeof att); /* garbage where nothing is written would show */
+        nn_attention_forward_rows(out, att, q, kv, kv + N * KVD, B, T, NH, NKV, HD, rows[c]);
+        cr_assert_eq(nn_attention_backward_rows(dq, dkv, dkv + N * KVD, R, q, kv, kv + N * KVD, att, out, B, T, NH, NKV,
+                                                HD, rows[c]),
+                     0);
+        for (int i = 0; i < B * NH * T * T; i++)
+            cr_assert(fabsf(att[i] - att2[i]) <= 1e-6f, "rows %d att[%d] %g vs ref %g", rows[c], i, att[i], att2[i]);
+        for (int i = 0; i < N * QD; i++) {
+            cr_assert(fabsf(out[i] - out2[i]) <= 1e-5f + 1e-5f * fabsf(out2[i]), "rows %d out[%d]", rows[c], i);
+            cr_assert(fabsf(dq[i] - dq2[i]) <= 1e-5f + 1e-5f * fabsf(dq2[i]), "rows %d dq[%d] %g vs %g", rows[c], i,
+                      dq[i], dq2[i]);
+        }
+        for (int i = 0; i < 2 * N * KVD; i++)
+            cr_assert(fabsf(dkv[i] - dkv2[i]) <= 1e-5f + 1e-5f * fabsf(dkv2[i]), "rows %d dkv[%d] %g vs %g", rows[c],
+                      i, dkv[i], dkv2[i]);
+    }
+}
+
 static void run_swiglu(void *p)
 {
     struct k_ctx *k = p;
