@@ -11,6 +11,10 @@
 #   scripts/size-sweep.sh --table [WORK_DIR]  the table only (runs may be unfinished:
 #                                             their last validation row)
 #
+# With gnuplot the table comes with WORK_DIR/sweep/sweep.png: each run's mean
+# validation loss against tokens seen and against the share of its two-hour
+# budget (= the same wall time on a quiet machine).
+#
 # WORK_DIR must hold the corpus of scripts/train-default.sh (steps 1-4) and,
 # for the comparison, its pretraining run (WORK/run/log.csv).
 # Environment: SWEEP (candidates, default "dim128 dim192 dim384"), SESSION_SECONDS
@@ -72,3 +76,38 @@ for c in dim256 ${SWEEP:-dim128 dim192 dim384}; do
               printf "%-8s %10d %8.3f %8.3f %8.3f %8.3f %8.3f\n", name, f[2], f[8], f[9], f[10], f[11],
                      (f[8] + f[9] + f[10] + f[11]) / 4 }' "$log"
 done
+
+# The plot: mean validation loss per run, against tokens and against the
+# share of each run's own budget (its last row = 1).
+command -v gnuplot >/dev/null 2>&1 || exit 0
+mkdir -p "$WORK/sweep"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+series=""
+for c in dim256 ${SWEEP:-dim128 dim192 dim384}; do
+    log=$WORK/sweep/$c/log.csv
+    [ "$c" = dim256 ] && log=$WORK/run/log.csv
+    [ -f "$log" ] || continue
+    case $c in dim256) budget=11000000 ;; dim128) budget=24800000 ;; dim192) budget=16900000 ;; *) budget=6600000 ;; esac
+    awk -F, -v b="$budget" 'NR > 1 && $8 != "" { printf "%d %.5f %.4f\n", $2, ($8 + $9 + $10 + $11) / 4, $2 / b }' \
+        "$log" > "$tmp/$c.dat"
+    [ -s "$tmp/$c.dat" ] && series="$series $c"
+done
+[ -n "$series" ] || exit 0
+{
+    echo "set terminal pngcairo size 1200,500 noenhanced"
+    echo "set output '$tmp/sweep.png'"
+    echo "set multiplot layout 1,2 title 'size sweep: mean validation loss over catalog, reviews, qa, text (nats/token)'"
+    echo "set grid; set key top right; set yrange [*:5]"
+    echo "set xlabel 'tokens seen (millions)'"
+    printf "plot"
+    sep=""
+    for c in $series; do printf "%s '%s' using (\$1/1e6):2 with linespoints pt 7 ps 0.5 title '%s'" "$sep" "$tmp/$c.dat" "$c"; sep=","; done
+    echo
+    echo "set xlabel 'share of the run''s two-hour budget (= quiet wall time)'"
+    printf "plot"
+    sep=""
+    for c in $series; do printf "%s '%s' using 3:2 with linespoints pt 7 ps 0.5 title '%s'" "$sep" "$tmp/$c.dat" "$c"; sep=","; done
+    echo
+    echo "unset multiplot"
+} | gnuplot 2>/dev/null && mv "$tmp/sweep.png" "$WORK/sweep/sweep.png" && echo "plot: $WORK/sweep/sweep.png"
