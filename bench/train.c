@@ -2,8 +2,8 @@
  * bench/train.c — training throughput and model FLOPs utilisation (MFU) of
  * src/train for a 124M-parameter Llama (dim 768, 12 layers, 12 heads, FFN
  * 3072, vocab 32000, tied output, ctx 256) and for the default model's
- * shape (docs/TRAIN.md), with the sgemm peak measured in the same run with
- * the same thread count as the baseline.
+ * shape as scripts/default-model.conf gives it (--config), with the sgemm
+ * peak measured in the same run with the same thread count as the baseline.
  *
  * Model FLOPs per token (the PaLM accounting, with the causal mask halving
  * attention): 6 x (non-embedding parameters + V x C for the output
@@ -25,7 +25,8 @@
  * instruction tuning's 4 x 1,024 tokens, where attention weighs most.
  *
  * Output: `name value unit` lines on stdout; `#` lines are context.
- * Usage: train [--threads N] [--steps N] [--only default|sft|124m] [--attention-only]
+ * Usage: train [--threads N] [--steps N] [--only default|sft|124m] [--config FILE]
+ *              [--attention-only]
  */
 #include "core/error.h"
 #include "tensor/tensor.h"
@@ -208,11 +209,45 @@ static void run(const struct cfgrun *cr, int threads, int steps)
     ltr_model_free(m);
 }
 
+/* The default model's shape from scripts/default-model.conf (`key = value`
+ * lines; dim, layers, heads, kv-heads, ffn, ctx, micro-batch, tied), so the
+ * bench follows the config: 0, or -1 when the file cannot be read. */
+static int read_conf(const char *path, struct cfgrun *cr)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[256], key[64];
+    long v;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, " %63[a-z-] = %ld", key, &v) != 2)
+            continue;
+        if (!strcmp(key, "dim"))
+            cr->cfg.C = (int)v;
+        else if (!strcmp(key, "layers"))
+            cr->cfg.L = (int)v;
+        else if (!strcmp(key, "heads"))
+            cr->cfg.NH = (int)v;
+        else if (!strcmp(key, "kv-heads"))
+            cr->cfg.NKV = (int)v;
+        else if (!strcmp(key, "ffn"))
+            cr->cfg.F = (int)v;
+        else if (!strcmp(key, "ctx"))
+            cr->cfg.max_ctx = cr->T = (int)v;
+        else if (!strcmp(key, "micro-batch"))
+            cr->B = (int)v;
+        else if (!strcmp(key, "tied"))
+            cr->cfg.tied = (int)v;
+    }
+    fclose(f);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = nc > 0 ? (int)nc : 1, steps = 2;
-    const char *only = NULL;
+    const char *only = NULL, *conf = "scripts/default-model.conf";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -220,10 +255,13 @@ int main(int argc, char **argv)
             steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
+        else if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            conf = argv[++i];
         else if (!strcmp(argv[i], "--attention-only"))
             attention_only = 1;
         else {
-            fprintf(stderr, "usage: train [--threads N] [--steps N] [--only default|sft|124m] [--attention-only]\n");
+            fprintf(stderr, "usage: train [--threads N] [--steps N] [--only default|sft|124m] [--config FILE] "
+                            "[--attention-only]\n");
             return 2;
         }
     }
@@ -232,13 +270,26 @@ int main(int argc, char **argv)
         return 2;
     }
     tensor_blas_set_threads(threads);
-    /* The default model's shape (scripts/default-model.conf: one micro-batch of
-     * 8 x 256) and the 124M Llama. */
-    const struct cfgrun runs[] = {
-        {"default", {.V = 8192, .C = 256, .L = 6, .NH = 4, .NKV = 4, .F = 704, .max_ctx = 256, .tied = 1}, 8, 256},
-        {"sft", {.V = 8192, .C = 256, .L = 6, .NH = 4, .NKV = 4, .F = 704, .max_ctx = 1024, .tied = 1}, 4, 1024},
+    /* default: the default model's pretraining shape and micro-batch, read
+     * from its config (v1's C 256 shape if the file is not there); sft: that
+     * shape at the instruction tuning's 4 x 1,024; and the 124M Llama. */
+    struct cfgrun runs[] = {
+        {"default", {.V = 8192, .C = 256, .L = 6, .NH = 4, .NKV = 4, .F = 704, .max_ctx = 512, .tied = 1}, 8, 512},
+        {"sft", {0}, 4, 1024},
         {"124m", {.V = 32000, .C = 768, .L = 12, .NH = 12, .NKV = 12, .F = 3072, .max_ctx = 256, .tied = 1}, 4, 256},
     };
+    if (read_conf(conf, &runs[0]))
+        printf("# %s not readable: the built-in C 256 x 6 shape\n", conf);
+    else
+        printf("# default shape from %s\n", conf);
+    if (runs[0].cfg.C < 1 || runs[0].cfg.L < 1 || runs[0].cfg.NH < 1 || runs[0].cfg.NKV < 1 ||
+        runs[0].cfg.C % runs[0].cfg.NH || runs[0].cfg.NH % runs[0].cfg.NKV || runs[0].cfg.F < 1 || runs[0].B < 1 ||
+        runs[0].T < 1) {
+        fprintf(stderr, "bench/train: %s: the shape does not make a model\n", conf);
+        return 2;
+    }
+    runs[1].cfg = runs[0].cfg;
+    runs[1].cfg.max_ctx = 1024;
     for (size_t i = 0; i < sizeof runs / sizeof *runs; i++)
         if (!only || !strcmp(only, runs[i].name))
             run(&runs[i], threads, steps);
