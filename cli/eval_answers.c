@@ -333,6 +333,7 @@ static const char *ea_rebuild(struct prompt *p, const struct ea_example *e, cons
 #include "cmds.h"
 #include "engine.h"
 
+#include "model/copyboost.h"
 #include "model/model.h"
 #include "model/sample.h"
 #include "tok/tok.h"
@@ -344,6 +345,7 @@ static const char usage_text[] =
     "usage: aisle eval answers --model FILE --examples DEV.jsonl [-n N] [--seed S]\n"
     "                          [--max-tokens N] [--samples K] [--json] [--threads N]\n"
     "                          [--temp T] [--top-p P] [--repeat-penalty R] [--penalty-last-n N]\n"
+    "                          [--copy-boost B] [--copy-min N]\n"
     "\n"
     "Answer SFT dev examples (the dev.jsonl of `aisle sft build`) with the model:\n"
     "each prompt is rebuilt with the shared prompt module up to the assistant\n"
@@ -378,6 +380,11 @@ static const char usage_text[] =
     "                     R, multiply negative ones (default 1: off; the chat's\n"
     "                     default is in docs/CHAT.md)\n"
     "  --penalty-last-n N answer tokens the penalty looks back over (default 64)\n"
+    "  --copy-boost B     when the answer's last tokens also occur in the prompt,\n"
+    "                     add B to the logits of the tokens that follow them there\n"
+    "                     (copy the evidence as written; default 0: off)\n"
+    "  --copy-min N       tokens that must match before the boost applies\n"
+    "                     (1..8, default 2)\n"
     "  -h, --help         this help\n";
 
 #define EA_MAX_DATASETS 32
@@ -474,9 +481,9 @@ static void stats_add(struct ea_stats *to, const struct ea_stats *from)
 
 /* The answer to the prompt ids with the sampler (greedy unless --temp; text
  * into out); 1 when cut by max. Generated tokens feed the penalties. */
-static int generate(struct lm_model *m, struct lm_kv *kv, struct lm_sampler *smp, const struct tok *tk,
-                    const struct tok_ids *ids, int max_tokens, struct lm_batch *b, float *logits, struct buf *out,
-                    int *n_gen)
+static int generate(struct lm_model *m, struct lm_kv *kv, struct lm_sampler *smp, struct copyboost *cb,
+                    const struct tok *tk, const struct tok_ids *ids, int max_tokens, struct lm_batch *b, float *logits,
+                    struct buf *out, int *n_gen)
 {
     int seq, rc;
     lm_kv_seq_new(kv, &seq);
@@ -489,6 +496,8 @@ static int generate(struct lm_model *m, struct lm_kv *kv, struct lm_sampler *smp
             cli_die("decode: %s: %s", aisle_strerror(rc), lm_model_errmsg(m));
     }
     lm_sampler_reset(smp);
+    if (cb && copyboost_set_source(cb, ids->ids, ids->len))
+        cli_die("out of memory");
     struct tok_stream ts;
     tok_stream_init(&ts, 0);
     buf_reset(out);
@@ -503,6 +512,8 @@ static int generate(struct lm_model *m, struct lm_kv *kv, struct lm_sampler *smp
             break;
         }
         lm_sampler_accept(smp, t);
+        if (cb)
+            copyboost_accept(cb, t);
         if (tok_stream_push(tk, &ts, t, out))
             cli_die("detokenize failed");
         if (n == max_tokens)
@@ -538,10 +549,11 @@ int eval_answers(int argc, char **argv)
         {"samples", required_argument, NULL, 'k'},    {"json", no_argument, NULL, 'j'},
         {"threads", required_argument, NULL, 't'},    {"temp", required_argument, NULL, 'T'},
         {"top-p", required_argument, NULL, 'P'},      {"repeat-penalty", required_argument, NULL, 'R'},
-        {"penalty-last-n", required_argument, NULL, 'L'}, {NULL, 0, NULL, 0},
+        {"penalty-last-n", required_argument, NULL, 'L'}, {"copy-boost", required_argument, NULL, 'B'},
+        {"copy-min", required_argument, NULL, 'M'},       {NULL, 0, NULL, 0},
     };
-    double temp = 0, top_p = 0, rep = 1;
-    long last_n = 64;
+    double temp = 0, top_p = 0, rep = 1, copy_boost = 0;
+    long last_n = 64, copy_min = 2;
     const char *model_path = NULL, *path = NULL;
     long per_ds = 50, max_tokens = 160, n_samples = 2;
     uint64_t seed = 1;
@@ -562,6 +574,8 @@ int eval_answers(int argc, char **argv)
         case 'P': top_p = eng_double("eval answers", "--top-p", optarg, 0.01, 1); break;
         case 'R': rep = eng_double("eval answers", "--repeat-penalty", optarg, 0.01, 100); break;
         case 'L': last_n = eng_long("eval answers", "--penalty-last-n", optarg, 0, 1 << 16); break;
+        case 'B': copy_boost = eng_double("eval answers", "--copy-boost", optarg, 0, 100); break;
+        case 'M': copy_min = eng_long("eval answers", "--copy-min", optarg, 1, COPYBOOST_MAX_MATCH); break;
         default: cli_usage_error("eval answers", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
@@ -654,6 +668,13 @@ int eval_answers(int argc, char **argv)
     sp.repeat_penalty = (float)rep;
     sp.penalty_last_n = (int)last_n;
     sp.seed = seed;
+    struct copyboost *cb = NULL;
+    if (copy_boost > 0) {
+        if (copyboost_new(&cb, NULL, 0, (float)copy_boost, (int)copy_min))
+            cli_die("out of memory");
+        sp.mask = copyboost_apply;
+        sp.mask_ctx = cb;
+    }
     struct lm_sampler *smp;
     struct lm_batch b;
     float *logits = malloc((size_t)EA_PIECE * V * sizeof(float));
@@ -692,7 +713,7 @@ int eval_answers(int argc, char **argv)
             continue;
         }
         int n_gen;
-        int cut = generate(m, kv, smp, tk, &p.ids, (int)max_tokens, &b, logits, &gen, &n_gen);
+        int cut = generate(m, kv, smp, cb, tk, &p.ids, (int)max_tokens, &b, logits, &gen, &n_gen);
         gen_tokens += (uint64_t)n_gen;
 
         struct ea_markup mg, mr;
@@ -769,13 +790,15 @@ int eval_answers(int argc, char **argv)
             json_decref(o);
         }
     } else {
-        char how[96];
+        char how[160];
         if (temp > 0)
             snprintf(how, sizeof how, "temperature %g, top-p %g", temp, (double)sp.top_p);
         else
             snprintf(how, sizeof how, "greedy");
         if (rep != 1)
             snprintf(how + strlen(how), sizeof how - strlen(how), ", repeat penalty %g over %ld", rep, last_n);
+        if (cb)
+            snprintf(how + strlen(how), sizeof how - strlen(how), ", copy boost %g from %ld", copy_boost, copy_min);
         printf("\n# %s: %zu examples (-n %ld per dataset, seed %llu), %s, at most %ld tokens\n", path, n_pick,
                per_ds, (unsigned long long)seed, how, max_tokens);
         printf("%-12s %5s %5s %10s %6s %6s %9s %9s %6s %6s %14s %5s\n", "dataset", "n", "gold", "valid_cite",
@@ -796,6 +819,7 @@ int eval_answers(int argc, char **argv)
     free(logits);
     lm_batch_release(&b);
     lm_sampler_free(smp);
+    copyboost_free(cb);
     lm_kv_free(kv);
     tok_free(tk);
     lm_model_free(m);

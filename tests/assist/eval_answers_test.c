@@ -458,6 +458,12 @@ Test(lmeval_answers, sampling_options, .timeout = 120)
                  0);
     cr_assert_str_eq(t1, t2, "a seed replays the sampled answers");
     cr_assert_str_neq(t1, g, "sampling at temperature 1 gives other answers than greedy");
+    char *cb;
+    cr_assert_eq(tu_run(&cb, "%s eval answers --model %s --examples %s --copy-boost 100 --copy-min 1 %s", bin,
+                        w.model, w.dev, common),
+                 0, "%s", cb);
+    cr_assert_str_neq(cb, g, "a boost of 100 changes no answer: the copy hook never ran");
+    free(cb);
     free(g);
     free(r);
     free(t1);
@@ -474,6 +480,12 @@ Test(lmeval_answers, sampling_options, .timeout = 120)
                         bin, w.model, w.dev),
                  0, "%s", a);
     cr_assert_not_null(strstr(a, "), greedy, at most 4 tokens"), "%s", a);
+    free(a);
+    cr_assert_eq(tu_run(&a, "%s eval answers --model %s --examples %s -n 1 --max-tokens 4 --samples 0 --threads 1 "
+                            "--copy-boost 3 2>/dev/null",
+                        bin, w.model, w.dev),
+                 0, "%s", a);
+    cr_assert_not_null(strstr(a, "), greedy, copy boost 3 from 2, at most 4 tokens"), "%s", a);
     free(a);
     aworld_free(&w);
 }
@@ -526,6 +538,8 @@ Test(lmeval_answers, bad_input_named, .timeout = 60)
         {"--model m.gguf --examples x --temp -1", "--temp"},
         {"--model m.gguf --examples x --repeat-penalty 0", "--repeat-penalty"},
         {"--model m.gguf --examples x --top-p 2", "--top-p"},
+        {"--model m.gguf --examples x --copy-boost -1", "--copy-boost"},
+        {"--model m.gguf --examples x --copy-min 0", "--copy-min"},
     };
     for (size_t i = 0; i < sizeof use / sizeof *use; i++) {
         rc = tu_run(&out, "%s eval answers %s", bin, use[i].args);
