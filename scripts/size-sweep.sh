@@ -3,7 +3,7 @@
 # default model's two-hour budget: one budget-length pretraining run per
 # candidate shape on the default model's corpus, everything but the shape and
 # the token budget from scripts/default-model.conf, then a table of each run's
-# final validation loss per source next to the default shape's (WORK/run).
+# final validation loss per source (WORK/sweep/NAME/log.csv).
 # Resumable like train-default.sh: run it again after an interruption (or
 # with SESSION_SECONDS) and each unfinished run continues from its checkpoint.
 #
@@ -15,17 +15,18 @@
 # validation loss against tokens seen and against the share of its two-hour
 # budget (= the same wall time on a quiet machine).
 #
-# WORK_DIR must hold the corpus of scripts/train-default.sh (steps 1-4) and,
-# for the comparison, its pretraining run (WORK/run/log.csv).
-# Environment: SWEEP (candidates, default "dim128 dim192 dim384"), SESSION_SECONDS
+# WORK_DIR must hold the corpus of scripts/train-default.sh (steps 1-4).
+# Environment: SWEEP (candidates, default "dim128 dim192 dim256"), SESSION_SECONDS
 # (stop and checkpoint each run after this long), AISLE (default build/aisle).
 #
 # Candidates, each budgeted at two hours of its own quiet-machine speed on the
 # 2-core reference machine (docs/TRAIN.md "Choosing the size"):
 #   dim128  C 128, 6 layers, 2 heads, FFN 352   ~3,450 tok/s -> 24.8M tokens
 #   dim192  C 192, 6 layers, 3 heads, FFN 512   ~2,350 tok/s -> 16.9M tokens
-#   (dim256 the default: C 256, 6 layers, 4 heads, FFN 704, ~1,530 -> 11.0M)
+#           (the winner: scripts/default-model.conf's shape since v2)
+#   dim256  C 256, 6 layers, 4 heads, FFN 704   ~1,530 tok/s -> 11.0M tokens (v1)
 #   dim384  C 384, 8 layers, 6 heads, FFN 1024  ~920 tok/s   ->  6.6M tokens
+# (not in the default list: larger than dim256, which lost to dim192)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TABLE_ONLY=0
@@ -41,12 +42,13 @@ shape() {
     case $1 in
     dim128) echo "--dim 128 --layers 6 --heads 2 --kv-heads 2 --ffn 352 --tokens 24800000" ;;
     dim192) echo "--dim 192 --layers 6 --heads 3 --kv-heads 3 --ffn 512 --tokens 16900000" ;;
+    dim256) echo "--dim 256 --layers 6 --heads 4 --kv-heads 4 --ffn 704 --tokens 11000000" ;;
     dim384) echo "--dim 384 --layers 8 --heads 6 --kv-heads 6 --ffn 1024 --tokens 6600000" ;;
-    *) echo "size-sweep: unknown candidate '$1' (dim128, dim192, dim384)" >&2; exit 1 ;;
+    *) echo "size-sweep: unknown candidate '$1' (dim128, dim192, dim256, dim384)" >&2; exit 1 ;;
     esac
 }
 
-for c in ${SWEEP:-dim128 dim192 dim384}; do
+for c in ${SWEEP:-dim128 dim192 dim256}; do
     [ "$TABLE_ONLY" = 1 ] && break
     out=$WORK/sweep/$c
     args=$(shape "$c")
@@ -67,9 +69,8 @@ done
 
 # The table: the last row of each log with validation columns (nats/token).
 printf '%-8s %10s %8s %8s %8s %8s %8s\n' run tokens catalog reviews qa text mean
-for c in dim256 ${SWEEP:-dim128 dim192 dim384}; do
+for c in ${SWEEP:-dim128 dim192 dim256}; do
     log=$WORK/sweep/$c/log.csv
-    [ "$c" = dim256 ] && log=$WORK/run/log.csv
     [ -f "$log" ] || continue
     awk -F, -v name="$c" 'NR > 1 && $8 != "" { last = $0 }
         END { if (last == "") exit; split(last, f, ",");
@@ -84,9 +85,8 @@ mkdir -p "$WORK/sweep"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 series=""
-for c in dim256 ${SWEEP:-dim128 dim192 dim384}; do
+for c in ${SWEEP:-dim128 dim192 dim256}; do
     log=$WORK/sweep/$c/log.csv
-    [ "$c" = dim256 ] && log=$WORK/run/log.csv
     [ -f "$log" ] || continue
     case $c in dim256) budget=11000000 ;; dim128) budget=24800000 ;; dim192) budget=16900000 ;; *) budget=6600000 ;; esac
     awk -F, -v b="$budget" 'NR > 1 && $8 != "" { printf "%d %.5f %.4f\n", $2, ($8 + $9 + $10 + $11) / 4, $2 / b }' \

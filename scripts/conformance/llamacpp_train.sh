@@ -56,28 +56,40 @@ done
 
 # The shipped default models (Q8_0, our BPE and chat tokens embedded): the
 # same rule, the reference being the file's own weights dequantized to F32
-# (`aisle model convert --type f32`), on the token ids our tokenizer gives a
-# shopper's question in the model's chat format.
+# (`aisle model convert --type f32`), on the token ids our tokenizer gives
+# four shoppers' questions in the model's chat format. Each side quantizes
+# activations its own way and one prompt's distance swings 2-3x either way
+# (v2: aisle/llama.cpp 0.65-2.6 over these four), so the rule compares the
+# mean distance over the four; the argmax must agree on every one.
 for m in models/aisle-shopping-small.gguf models/aisle-shopping-small-base.gguf; do
     [ -f "$m" ] || continue
     n=$(basename "$m" .gguf)
-    q=$("$a" tokenize --model "$m" --ids "<|user|>
-will this crisper drawer fit my frigidaire?<|end|>
+    "$a" model convert --type f32 "$m" "$tmp/$n-f32.gguf" >/dev/null
+    sa=0 sl=0 k=0 ok=ok
+    for qs in "will this crisper drawer fit my frigidaire?" "does this blender crush ice?" \
+        "what do customers say about the battery life of this camera? is it good for travel" "how long is the cable"; do
+        q=$("$a" tokenize --model "$m" --ids "<|user|>
+$qs<|end|>
 <|assistant|>
 " | tr ' ' ',')
-    "$a" model convert --type f32 "$m" "$tmp/$n-f32.gguf" >/dev/null
-    "$tmp/ref" "$bins" "$m" "$q" >"$tmp/ref-$n.txt"
-    "$a" logits --model "$m" --ids "$q" --kv-f16 >"$tmp/aisle-$n.txt"
-    "$a" logits --model "$tmp/$n-f32.gguf" --ids "$q" --kv-f16 >"$tmp/exact-$n.txt"
-    dd=$(rel "$tmp/aisle-$n.txt" "$tmp/ref-$n.txt")
-    ea=$(rel "$tmp/aisle-$n.txt" "$tmp/exact-$n.txt")
-    el=$(rel "$tmp/ref-$n.txt" "$tmp/exact-$n.txt")
-    a1=$(argmax "$tmp/aisle-$n.txt")
-    a2=$(argmax "$tmp/ref-$n.txt")
-    ok=$(awk -v a="$ea" -v l="$el" 'BEGIN { print (a <= 1.5 * l || a < 1e-3) ? "ok" : "FAIL" }')
-    [ "$a1" = "$a2" ] || ok=FAIL
-    echo "$m ($(echo "$q" | tr ',' '\n' | wc -l) tokens): aisle vs llama.cpp $dd; from F32: aisle $ea, llama.cpp $el; argmax $a1 vs $a2"
-    echo "  $ok"
+        "$tmp/ref" "$bins" "$m" "$q" >"$tmp/ref-$n.txt"
+        "$a" logits --model "$m" --ids "$q" --kv-f16 >"$tmp/aisle-$n.txt"
+        "$a" logits --model "$tmp/$n-f32.gguf" --ids "$q" --kv-f16 >"$tmp/exact-$n.txt"
+        dd=$(rel "$tmp/aisle-$n.txt" "$tmp/ref-$n.txt")
+        ea=$(rel "$tmp/aisle-$n.txt" "$tmp/exact-$n.txt")
+        el=$(rel "$tmp/ref-$n.txt" "$tmp/exact-$n.txt")
+        a1=$(argmax "$tmp/aisle-$n.txt")
+        a2=$(argmax "$tmp/ref-$n.txt")
+        [ "$a1" = "$a2" ] || ok=FAIL
+        echo "$m, \"$qs\" ($(echo "$q" | tr ',' '\n' | wc -l) tokens): aisle vs llama.cpp $dd; from F32: aisle $ea, llama.cpp $el; argmax $a1 vs $a2"
+        sa=$(awk -v s="$sa" -v x="$ea" 'BEGIN { print s + x }')
+        sl=$(awk -v s="$sl" -v x="$el" 'BEGIN { print s + x }')
+        k=$((k + 1))
+    done
+    r=$(awk -v a="$sa" -v l="$sl" -v k="$k" 'BEGIN { printf "%.2e %.2e %s", a / k, l / k, (a <= 1.5 * l || a / k < 1e-3) ? "ok" : "FAIL" }')
+    set -- $r
+    [ "$3" = ok ] || ok=FAIL
+    echo "  $m: mean distance from F32 aisle $1, llama.cpp $2: $ok"
     [ "$ok" = ok ] || status=1
 done
 exit $status

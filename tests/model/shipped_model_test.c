@@ -31,6 +31,11 @@ Test(shipped_model, metadata_matches_the_model_card)
     cr_assert_not_null(strstr(out, "\"aisle-shopping-small\""), "%s", out);
     cr_assert_not_null(strstr(out, "llama.context_length                   u32              1024"), "%s", out);
     cr_assert_not_null(strstr(out, "llama.vocab_size                       u32              8192"), "%s", out);
+    /* the shape of scripts/default-model.conf and docs/MODEL.md (v2: C 192 x 6, 3 heads, FFN 512) */
+    cr_assert_not_null(strstr(out, "llama.embedding_length                 u32              192"), "%s", out);
+    cr_assert_not_null(strstr(out, "llama.block_count                      u32              6"), "%s", out);
+    cr_assert_not_null(strstr(out, "llama.attention.head_count             u32              3"), "%s", out);
+    cr_assert_not_null(strstr(out, "llama.feed_forward_length              u32              512"), "%s", out);
     cr_assert_not_null(strstr(out, "tokenizer.chat_template"), "%s", out);
     free(out);
 }
