@@ -88,7 +88,7 @@ series=""
 for c in ${SWEEP:-dim128 dim192 dim256}; do
     log=$WORK/sweep/$c/log.csv
     [ -f "$log" ] || continue
-    case $c in dim256) budget=11000000 ;; dim128) budget=24800000 ;; dim192) budget=16900000 ;; *) budget=6600000 ;; esac
+    budget=$(shape "$c" | sed 's/.*--tokens //')
     awk -F, -v b="$budget" 'NR > 1 && $8 != "" { printf "%d %.5f %.4f\n", $2, ($8 + $9 + $10 + $11) / 4, $2 / b }' \
         "$log" > "$tmp/$c.dat"
     [ -s "$tmp/$c.dat" ] && series="$series $c"
@@ -110,4 +110,5 @@ done
     for c in $series; do printf "%s '%s' using 3:2 with linespoints pt 7 ps 0.5 title '%s'" "$sep" "$tmp/$c.dat" "$c"; sep=","; done
     echo
     echo "unset multiplot"
-} | gnuplot 2>/dev/null && mv "$tmp/sweep.png" "$WORK/sweep/sweep.png" && echo "plot: $WORK/sweep/sweep.png"
+} | gnuplot 2>/dev/null && mv "$tmp/sweep.png" "$WORK/sweep/sweep.png" && echo "plot: $WORK/sweep/sweep.png" ||
+    echo "size-sweep: gnuplot failed; no plot" >&2
