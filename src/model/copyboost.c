@@ -69,41 +69,35 @@ static int match_at(const struct copyboost *c, size_t j)
     return k;
 }
 
-/* Calls f for every continuation of the longest match (src[j + 1], j the
- * match's last position); returns that length (0: no match >= min_match). */
+/* One pass over the source: the length of the longest match of at least
+ * min_match tokens (0: none) and, when logits is given, the boost added once
+ * to each token that follows such a match (at most 64 of them per step). */
 static int scan(const struct copyboost *c, float *logits, int n_vocab)
 {
     if (c->n_hist < c->min_match || c->n < 2)
         return 0;
-    int best = 0;
-    for (size_t j = 0; j + 1 < c->n; j++)
-        if (c->src[j] == c->hist[c->n_hist - 1]) {
-            int k = match_at(c, j);
-            best = k > best ? k : best;
-        }
+    int best = 0, n_next = 0;
+    int32_t next[64]; /* distinct continuations of the longest match so far */
+    for (size_t j = 0; j + 1 < c->n; j++) {
+        if (c->src[j] != c->hist[c->n_hist - 1])
+            continue;
+        int k = match_at(c, j);
+        if (k < best)
+            continue;
+        if (k > best)
+            best = k, n_next = 0;
+        int32_t t = c->src[j + 1];
+        int seen = 0;
+        for (int i = 0; i < n_next && !seen; i++)
+            seen = next[i] == t;
+        if (!seen && n_next < (int)(sizeof next / sizeof *next))
+            next[n_next++] = t;
+    }
     if (best < c->min_match)
         return 0;
-    if (!logits)
-        return best;
-    /* each continuation once: boosted ones are remembered (few per step) */
-    int32_t done[64];
-    int n_done = 0;
-    for (size_t j = 0; j + 1 < c->n; j++) {
-        if (c->src[j] != c->hist[c->n_hist - 1] || match_at(c, j) != best)
-            continue;
-        int32_t t = c->src[j + 1];
-        if (t < 0 || t >= n_vocab)
-            continue;
-        int seen = 0;
-        for (int i = 0; i < n_done && !seen; i++)
-            seen = done[i] == t;
-        if (seen)
-            continue;
-        if (n_done == (int)(sizeof done / sizeof *done))
-            break;
-        done[n_done++] = t;
-        logits[t] += c->boost;
-    }
+    for (int i = 0; logits && i < n_next; i++)
+        if (next[i] >= 0 && next[i] < n_vocab)
+            logits[next[i]] += c->boost;
     return best;
 }
 

@@ -1,9 +1,10 @@
 /*
  * train_nn.c — training kernels (see train_nn.h for the contract and dims).
  * Float arithmetic as in the engine, double where a long sum feeds a
- * normalisation (RMSNorm's statistics in the backward, the softmax sum of
- * cross-entropy); the big products are OpenBLAS sgemm, attention's per-pair
- * dots and updates the engine's SIMD nn_dot_f32 / nn_axpy_f32.
+ * normalisation (RMSNorm's statistics in the backward; cross-entropy's log of
+ * its softmax sum); the softmaxes' exp is the engine's SIMD nn_exp_sum; the
+ * big products are OpenBLAS sgemm, the reference attention loops' dots and
+ * updates the engine's SIMD nn_dot_f32 / nn_axpy_f32.
  */
 #include "train/train_nn.h"
 

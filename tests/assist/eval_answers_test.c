@@ -468,25 +468,24 @@ Test(lmeval_answers, sampling_options, .timeout = 120)
     free(r);
     free(t1);
     free(t2);
-    char *a;
-    cr_assert_eq(tu_run(&a, "%s eval answers --model %s --examples %s -n 1 --max-tokens 4 --samples 0 --threads 1 "
-                            "--temp 0.5 --top-p 0.8 --repeat-penalty 1.5 --penalty-last-n 32 2>/dev/null",
-                        bin, w.model, w.dev),
-                 0, "%s", a);
-    cr_assert_not_null(strstr(a, "temperature 0.5, top-p 0.8, repeat penalty 1.5 over 32, at most 4 tokens"), "%s", a);
-    free(a);
-    cr_assert_eq(tu_run(&a, "%s eval answers --model %s --examples %s -n 1 --max-tokens 4 --samples 0 --threads 1 "
-                            "2>/dev/null",
-                        bin, w.model, w.dev),
-                 0, "%s", a);
-    cr_assert_not_null(strstr(a, "), greedy, at most 4 tokens"), "%s", a);
-    free(a);
-    cr_assert_eq(tu_run(&a, "%s eval answers --model %s --examples %s -n 1 --max-tokens 4 --samples 0 --threads 1 "
-                            "--copy-boost 3 2>/dev/null",
-                        bin, w.model, w.dev),
-                 0, "%s", a);
-    cr_assert_not_null(strstr(a, "), greedy, copy boost 3 from 2, at most 4 tokens"), "%s", a);
-    free(a);
+    /* the table's header names how the answers were drawn */
+    static const struct {
+        const char *args, *header;
+    } how[] = {
+        {"--temp 0.5 --top-p 0.8 --repeat-penalty 1.5 --penalty-last-n 32",
+         "temperature 0.5, top-p 0.8, repeat penalty 1.5 over 32, at most 4 tokens"},
+        {"", "), greedy, at most 4 tokens"},
+        {"--copy-boost 3", "), greedy, copy boost 3 from 2, at most 4 tokens"},
+    };
+    for (size_t i = 0; i < sizeof how / sizeof *how; i++) {
+        char *a;
+        cr_assert_eq(tu_run(&a, "%s eval answers --model %s --examples %s -n 1 --max-tokens 4 --samples 0 --threads 1 "
+                                "%s 2>/dev/null",
+                            bin, w.model, w.dev, how[i].args),
+                     0, "%s", a);
+        cr_assert_not_null(strstr(a, how[i].header), "%s: %s", how[i].args, a);
+        free(a);
+    }
     aworld_free(&w);
 }
 
